@@ -1,0 +1,16 @@
+"""Built-in optimizers, LR schedules and losses."""
+
+from zoo import hookimpl
+
+
+@hookimpl
+def register_optimizers(register):
+    register("adam", "zoo_training.optimizers:adam")
+    register("adamw", "zoo_training.optimizers:adamw")
+    register("sgd", "zoo_training.optimizers:sgd")
+
+
+@hookimpl
+def register_losses(register):
+    register("cross-entropy", "zoo_training.losses:CrossEntropy")
+    register("mse", "zoo_training.losses:mse")

@@ -1,0 +1,8 @@
+"""zoo-hello: adds one layer."""
+
+from zoo import hookimpl
+
+
+@hookimpl
+def register_layers(register):
+    register("hello-scale", "zoo_hello.layers:Scale")

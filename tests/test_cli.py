@@ -1,0 +1,130 @@
+"""The command line: listing without torch, info, plugins, third-party packages, and clean errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_zoo
+from test_registry import BUILTIN
+
+PKGS = ROOT / "tests" / "plugin_pkgs"
+
+
+def test_list_shows_every_builtin_with_kind_and_plugin():
+    result = run_zoo("list")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in result.stdout.splitlines()[1:] if line.strip()}
+    for kind, names in BUILTIN.items():
+        for name in names:
+            assert rows[name][0] == kind
+    assert rows["feed-forward"][1] == "layers" and rows["mnist"][1] == "datasets"
+
+
+def test_list_filters_by_pattern_and_kind():
+    assert run_zoo("list", "attention").stdout.splitlines()[1].startswith("multi-head-attention")
+    result = run_zoo("list", "*-net", "--kind", "model")
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["simple-net"]
+    assert "no components match 'zzz'" in run_zoo("list", "zzz").stdout
+
+
+def test_info_shows_parameters_with_types_and_defaults():
+    result = run_zoo("info", "feed-forward")
+    assert result.returncode == 0
+    assert "dim: int = 312" in result.stdout and "scale: int = 4" in result.stdout
+    assert "plugin: layers (zoo 0.1.0)" in result.stdout
+    assert "Linear(dim, dim*scale)" in result.stdout
+
+
+def test_listing_imports_no_torch():
+    code = (
+        "import sys, zoo, zoo.cli\n"
+        "zoo.cli.main(['list']); zoo.cli.main(['info', 'mnist-mlp']); zoo.cli.main(['plugins'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_plugins_lists_status_and_versions():
+    result = run_zoo("plugins")
+    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert lines["layers"][1:4] == ["loaded", "zoo", "0.1.0"]
+    assert lines["layers"][-1] == "12"
+
+
+def test_disabled_plugins_show_as_disabled():
+    result = run_zoo("plugins", env={"ZOO_PLUGINS_DISABLE": "models"})
+    assert "models    disabled" in result.stdout
+    assert "mnist-mlp" not in run_zoo("list", env={"ZOO_PLUGINS_DISABLE": "models"}).stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "feed-forwad"], "zoo: error: unknown component 'feed-forwad'. Did you mean 'feed-forward'?"),
+        (["info", "adam", "--kind", "layer"], "zoo: error: 'adam' is an optimizer, not a layer"),
+        (["list", "--kind", "widget"], "invalid choice: 'widget'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
+    result = run_zoo(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_reads_well():
+    result = run_zoo("--help")
+    assert result.returncode == 0
+    for command in ("list", "info", "plugins"):
+        assert command in result.stdout
+    assert "wildcards" in run_zoo("list", "--help").stdout
+
+
+def test_python_dash_m_zoo_works():
+    result = subprocess.run([sys.executable, "-m", "zoo", "info", "simple-net"], capture_output=True, text=True)
+    assert result.returncode == 0 and "in_features: int = 3" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory):
+    """zoo-hello and zoo-broken pip-installed into a folder of their own, put on PYTHONPATH."""
+    target = tmp_path_factory.mktemp("site")
+    for pkg in ("zoo-hello", "zoo-broken"):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+             "--target", str(target), str(PKGS / pkg)],
+            check=True, capture_output=True,
+        )
+    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_a_pip_installed_plugin_is_listed_and_builds(third_party):
+    result = run_zoo("list", "hello", env=third_party)
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[1].split()[:3] == ["hello-scale", "layer", "hello"]
+    plugins = run_zoo("plugins", env=third_party).stdout
+    assert "hello     loaded  zoo-hello 1.2.3" in plugins
+    code = "import torch, zoo; m = zoo.create('hello-scale', init=3.0); print(m(torch.ones(2)).tolist())"
+    built = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **third_party})
+    assert built.stdout.strip() == "[3.0, 3.0]", built.stderr
+
+
+def test_a_plugin_that_fails_at_import_leaves_the_rest_working(third_party):
+    result = run_zoo("list", env=third_party)
+    assert result.returncode == 0
+    assert "zoo: warning: zoo plugin 'broken' (zoo-broken 0.0.1, module zoo_broken) is broken" in result.stderr
+    assert "zoo_broken needs a library that is not installed" in result.stderr
+    assert "feed-forward" in result.stdout and "hello-scale" in result.stdout
+    plugins = run_zoo("plugins", env=third_party).stdout
+    assert "broken    broken" in plugins
+
+
+def test_strict_flag_makes_a_broken_plugin_fatal(third_party):
+    result = run_zoo("--strict-plugins", "list", env=third_party)
+    assert result.returncode == 2
+    assert "zoo: error: zoo plugin 'broken'" in result.stderr and "Traceback" not in result.stderr

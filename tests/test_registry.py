@@ -1,0 +1,172 @@
+"""The registry: discovery, records, lookups, fault isolation and duplicates."""
+
+import sys
+import warnings
+
+import pytest
+from conftest import fixture_plugin, make_registry
+
+import zoo
+from zoo.registry import PluginWarning
+
+BUILTIN = {
+    "layer": ["linear", "relu", "flatten", "dropout", "layer-norm", "embedding", "sequential", "feed-forward",
+              "positional-encoding", "split-heads", "merge-heads", "multi-head-attention"],
+    "model": ["mnist-mlp", "simple-net", "transformer-encoder"],
+    "dataset": ["mnist", "fashion-mnist", "synthetic-regression", "random-tokens"],
+    "optimizer": ["adam", "sgd"],
+    "loss": ["cross-entropy", "mse"],
+}
+
+
+def test_every_builtin_name_is_registered_with_its_kind_and_plugin():
+    found = {(c.kind, c.name): c for c in zoo.components()}
+    for kind, names in BUILTIN.items():
+        for name in names:
+            component = found[(kind, name)]
+            assert component.plugin.dist == "zoo"
+            assert component.summary, f"{name} has no summary"
+
+
+def test_records_carry_parameters_with_types_and_defaults():
+    params = {p.name: p for p in zoo.default_registry().get("feed-forward").params}
+    assert (params["dim"].type, params["dim"].default) == ("int", "312")
+    assert (params["scale"].type, params["scale"].default) == ("int", "4")
+    attention = {p.name: p for p in zoo.default_registry().get("multi-head-attention").params}
+    assert attention["hidden_dim"].type == "int | None" and attention["hidden_dim"].default == "None"
+
+
+def test_wildcards_and_kind_filter():
+    names = [c.name for c in zoo.components(pattern="*attention*")]
+    assert names == ["multi-head-attention"]
+    assert {c.kind for c in zoo.components(kind="optimizer")} == {"optimizer"}
+    assert [c.name for c in zoo.components("loss", "c*")] == ["cross-entropy"]
+    with pytest.raises(zoo.ZooError, match="unknown kind 'widget'"):
+        zoo.components(kind="widget")
+
+
+def test_create_builds_with_checked_params():
+    layer = zoo.create("linear", in_features=4, out_features=2)
+    assert tuple(layer.weight.shape) == (2, 4)
+    assert zoo.create("datasets:synthetic-regression", n=7).tensors()[0].shape == (7, 3)
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("feed-forwad", {}, r"unknown component 'feed-forwad'\. Did you mean 'feed-forward'\?"),
+        ("linear", {"in_feature": 3}, r"unknown parameter 'in_feature'\. Did you mean 'in_features'\?.*accepts: in_features: int = 10"),
+        ("linear", {"in_features": "2"}, r"parameter 'in_features' expects int, got str '2'"),
+        ("linear", {"bias": 1}, r"parameter 'bias' expects bool, got int 1"),
+        ("dropout", {"p": True}, r"parameter 'p' expects float, got bool"),
+        ("mnist", {"split": "val"}, r"parameter 'split' expects Literal\['train', 'test'\], got str 'val'"),
+        ("nobody:linear", {}, r"no plugin 'nobody' provides component 'linear'"),
+    ],
+)
+def test_bad_names_and_params_are_clear_errors(name, params, message):
+    with pytest.raises(zoo.ZooError, match=message):
+        zoo.create(name, **params)
+
+
+def test_missing_required_parameter_is_named():
+    registry = make_registry(fixture_plugin("fx-good", "fx_good"))
+    with pytest.raises(zoo.ZooError, match="missing required parameter 'width'"):
+        registry.get("fx-lazy").build()
+
+
+def test_kind_mismatch_says_what_the_name_is():
+    with pytest.raises(zoo.ZooError, match="'adam' is an optimizer, not a layer"):
+        zoo.create("adam", kind="layer")
+
+
+def test_int_is_accepted_for_float_but_nothing_is_coerced():
+    assert zoo.create("dropout", p=0).p == 0
+    with pytest.raises(zoo.ZooError, match="expects float, got str"):
+        zoo.create("dropout", p="0.5")
+
+
+def test_string_factories_are_imported_on_first_use_only():
+    sys.modules.pop("fx_lazy_target", None)
+    registry = make_registry(fixture_plugin("fx-good", "fx_good"))
+    component = registry.get("fx-lazy")
+    assert [p.name for p in component.params] == ["width", "name"]  # read from source
+    assert component.summary == "Return the parameters it was given."
+    assert "fx_lazy_target" not in sys.modules
+    assert component.build(width=3) == {"width": 3, "name": "x"}
+    assert "fx_lazy_target" in sys.modules
+
+
+def test_object_factories_are_described_live():
+    registry = make_registry(fixture_plugin("fx-good", "fx_good"))
+    component = registry.get("fx-double")
+    assert component.summary == "Multiply by an integer factor."
+    assert str(component.params[0]) == "factor: int = 2"
+
+
+@pytest.mark.parametrize(
+    "module, error",
+    [
+        ("fx_import_error", "RuntimeError: this plugin cannot be imported"),
+        ("fx_hook_raises", "hook register_layers raised ValueError: hook exploded"),
+        ("fx_bad_signature", "register_layers"),
+        ("fx_unknown_hook", "register_widgets"),
+        ("fx_bad_name", "'Bad_Name' is not kebab-case"),
+    ],
+)
+def test_a_broken_plugin_warns_by_name_and_the_rest_keep_working(module, error):
+    registry = make_registry(fixture_plugin("fx-broken", module), fixture_plugin("fx-good", "fx_good"))
+    with pytest.warns(PluginWarning, match=r"zoo plugin 'fx-broken' .* is broken and was skipped") as caught:
+        plugins = {p.name: p for p in registry.plugins}
+    assert error in str(caught[0].message)
+    assert plugins["fx-broken"].status == "broken" and error in plugins["fx-broken"].error
+    assert plugins["fx-good"].status == "loaded"
+    assert registry.get("fx-double").build(factor=3) is not None
+    assert registry.get("feed-forward").plugin.name == "layers"
+    # nothing a broken plugin staged before failing is registered
+    assert not registry.components(pattern="fx-never")
+    assert not registry.components(pattern="fx-bad")
+
+
+def test_strict_mode_makes_plugin_errors_fatal():
+    registry = make_registry(fixture_plugin("fx-broken", "fx_import_error"), strict=True)
+    with pytest.raises(zoo.ZooError, match="fx-broken.*ZOO_PLUGINS_STRICT"):
+        registry.components()
+
+
+def test_disabled_plugins_are_skipped(monkeypatch):
+    monkeypatch.setenv("ZOO_PLUGINS_DISABLE", "models, training")
+    registry = zoo.Registry.from_environment()
+    status = {p.name: p.status for p in registry.plugins}
+    assert status == {"layers": "loaded", "models": "disabled", "datasets": "loaded", "training": "disabled"}
+    assert not registry.components(kind="model")
+    with pytest.raises(zoo.ZooError, match="unknown model 'mnist-mlp'"):
+        registry.get("mnist-mlp", "model")
+
+
+def test_duplicate_names_error_naming_both_plugins_and_qualified_names_pick_one():
+    registry = make_registry(fixture_plugin("fx-dup", "fx_dup"))
+    with pytest.warns(PluginWarning, match="layer 'linear' is registered by 'layers'"):
+        registry.components()
+    with pytest.raises(zoo.ZooError) as info:
+        registry.get("linear")
+    message = str(info.value)
+    assert "'layers' (zoo 0.1.0, module zoo_layers)" in message
+    assert "'fx-dup' (unknown, module fx_dup)" in message
+    assert "'layers:linear' or 'fx-dup:linear'" in message
+    assert registry.get("fx-dup:linear").build() == ("other", 1, 1)
+    assert tuple(registry.get("layers:linear").build(in_features=2, out_features=3).weight.shape) == (3, 2)
+    assert [c.plugin.name for c in registry.conflicts()[0]] == ["layers", "fx-dup"]
+
+
+def test_plugins_load_once():
+    registry = make_registry(fixture_plugin("fx-good", "fx_good"))
+    first = registry.get("fx-double")
+    assert registry.get("fx-double") is first
+    assert len(registry.plugins) == len({p.name for p in registry.plugins})
+
+
+def test_registering_after_load_is_not_possible_through_the_callback():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        registry = make_registry()
+        assert len(registry.components()) >= sum(map(len, BUILTIN.values()))

@@ -1,0 +1,23 @@
+"""zoo: a plugin-based PyTorch model zoo.
+
+Importing zoo does not import torch: listing and describing components stays fast.
+"""
+
+from __future__ import annotations
+
+from zoo.errors import ZooError
+from zoo.hookspecs import hookimpl
+from zoo.registry import Component, Plugin, Registry, default_registry
+
+__version__ = "0.1.0"
+__all__ = ["Component", "Plugin", "Registry", "ZooError", "components", "create", "default_registry", "hookimpl"]
+
+
+def components(kind: str | None = None, pattern: str | None = None) -> list[Component]:
+    """Registered components, optionally of one kind and matching an fnmatch pattern like '*attention*'."""
+    return default_registry().components(kind, pattern)
+
+
+def create(name: str, /, *, kind: str | None = None, **params: object) -> object:
+    """Build the registered component ``name`` (or ``plugin:name``) with checked ``params``."""
+    return default_registry().get(name, kind).build(**params)

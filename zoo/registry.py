@@ -1,0 +1,271 @@
+"""The component registry: plugins found through entry points, loaded once, each behind its own guard."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import importlib
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from importlib.metadata import EntryPoint, entry_points
+
+import pluggy
+
+from zoo import hookspecs
+from zoo.errors import ZooError
+from zoo.signature import Param, Signature, check_params, live_signature, static_signature
+
+ENTRY_POINT_GROUP = "zoo.plugins"
+NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or register; the others keep working."""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A plugin as discovered: its entry point, the distribution that ships it, and how loading went."""
+
+    name: str
+    module: str
+    dist: str = "unknown"
+    version: str = ""
+    status: str = "loaded"  # loaded | broken | disabled
+    error: str = ""
+
+    def __str__(self) -> str:
+        shipped = f"{self.dist} {self.version}".strip()
+        return f"'{self.name}' ({shipped}, module {self.module})"
+
+
+@dataclass(eq=False)
+class Component:
+    """A registered factory of one kind, and the plugin that provides it."""
+
+    name: str
+    kind: str
+    factory: Callable | str
+    plugin: Plugin
+    _signature: Signature | None = field(default=None, repr=False)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.plugin.name}:{self.name}"
+
+    @property
+    def signature(self) -> Signature:
+        if self._signature is None:
+            static = static_signature(self.factory) if isinstance(self.factory, str) else None
+            self._signature = static or live_signature(self.target)
+        return self._signature
+
+    @property
+    def summary(self) -> str:
+        return self.signature.summary
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return self.signature.params
+
+    @functools.cached_property
+    def target(self) -> Callable:
+        """The factory itself, imported on first use when registered as a string."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module, _, attr = self.factory.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except Exception as exc:
+            raise ZooError(
+                f"{self.kind} '{self.name}' from plugin {self.plugin} cannot be imported "
+                f"from '{self.factory}': {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def check(self, params: dict[str, object]) -> None:
+        """Raise ParamError unless ``params`` are accepted by the factory, each of the right type."""
+        check_params(f"{self.kind} '{self.name}'", self.target, params)
+
+    def build(self, **params: object) -> object:
+        """Call the factory with checked parameters."""
+        self.check(params)
+        return self.target(**params)
+
+
+class Registry:
+    """Components of every kind, from the plugins of one entry-point group, loaded lazily once."""
+
+    def __init__(
+        self,
+        plugins: Iterable[EntryPoint] | None = None,
+        *,
+        disabled: Iterable[str] = (),
+        strict: bool = False,
+    ):
+        self._entry_points = plugins
+        self._disabled = set(disabled)
+        self._strict = strict
+        self._plugins: dict[str, Plugin] = {}
+        self._components: dict[tuple[str, str], list[Component]] = {}
+        self._loaded = False
+
+    @classmethod
+    def from_environment(cls) -> Registry:
+        """A registry of the installed plugins, honouring ZOO_PLUGINS_DISABLE and ZOO_PLUGINS_STRICT."""
+        disabled = [n.strip() for n in os.environ.get("ZOO_PLUGINS_DISABLE", "").split(",")]
+        strict = os.environ.get("ZOO_PLUGINS_STRICT", "").lower() in ("1", "true", "yes")
+        return cls(disabled=[n for n in disabled if n], strict=strict)
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        self._load()
+        return list(self._plugins.values())
+
+    def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
+        """Components of ``kind`` (all kinds by default) whose name matches the fnmatch ``pattern``."""
+        self._load()
+        if kind is not None:
+            self._check_kind(kind)
+        order = list(hookspecs.KINDS)
+        found = [
+            c
+            for (k, _), group in self._components.items()
+            for c in group
+            if kind in (None, k)
+            and (pattern is None or fnmatch.fnmatchcase(c.name, pattern.lower())
+                 or fnmatch.fnmatchcase(c.qualified_name, pattern.lower()))
+        ]
+        return sorted(found, key=lambda c: (order.index(c.kind), c.name, c.plugin.name))
+
+    def conflicts(self) -> list[list[Component]]:
+        """Groups of components that share a kind and a name."""
+        self._load()
+        return [group for group in self._components.values() if len(group) > 1]
+
+    def get(self, name: str, kind: str | None = None) -> Component:
+        """The component called ``name`` (or ``plugin:name``), of ``kind`` or of the only kind that has it."""
+        self._load()
+        plugin, _, bare = name.rpartition(":")
+        kinds = [kind] if kind is not None else [k for k in hookspecs.KINDS if (k, bare) in self._components]
+        if kind is not None:
+            self._check_kind(kind)
+        if len(kinds) > 1:
+            raise ZooError(
+                f"'{bare}' names {' and '.join(map(_a, kinds))}: pass kind= one of {', '.join(kinds)}"
+            )
+        candidates = self._components.get((kinds[0], bare), []) if kinds else []
+        if plugin:
+            candidates = [c for c in candidates if plugin in (c.plugin.name, c.plugin.dist)]
+        if not candidates:
+            raise ZooError(self._unknown(name, kind))
+        if len(candidates) > 1:
+            raise ZooError(_duplicate_message(candidates))
+        return candidates[0]
+
+    def _unknown(self, name: str, kind: str | None) -> str:
+        bare = name.rpartition(":")[2]
+        what = kind or "component"
+        elsewhere = [k for k in hookspecs.KINDS if k != kind and (k, bare) in self._components]
+        if kind is not None and elsewhere:
+            return f"'{bare}' is {_a(elsewhere[0])}, not {_a(kind)}"
+        if bare != name and any(n == bare for _, n in self._components):
+            return f"no plugin '{name.rpartition(':')[0]}' provides {what} '{bare}'; see 'zoo list {bare}'"
+        names = sorted({n for k, n in self._components if kind in (None, k)})
+        close = difflib.get_close_matches(bare, names, n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        listing = f"zoo list --kind {kind}" if kind else "zoo list"
+        return f"unknown {what} '{name}'.{hint} Run '{listing}' to see them all."
+
+    def _check_kind(self, kind: str) -> None:
+        if kind not in hookspecs.KINDS:
+            raise ZooError(f"unknown kind '{kind}': choose one of {', '.join(hookspecs.KINDS)}")
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        manager = pluggy.PluginManager("zoo")
+        manager.add_hookspecs(hookspecs)
+        found = self._entry_points
+        for ep in entry_points(group=ENTRY_POINT_GROUP) if found is None else found:
+            self._load_plugin(manager, ep)
+        for plugin in list(self._plugins.values()):
+            if plugin.status == "loaded":
+                self._register_components(manager, plugin)
+        for group in self.conflicts():
+            warnings.warn(_duplicate_message(group), PluginWarning, stacklevel=2)
+
+    def _load_plugin(self, manager: pluggy.PluginManager, ep: EntryPoint) -> None:
+        dist = ep.dist
+        plugin = Plugin(ep.name, ep.value, dist.name if dist else "unknown", dist.version if dist else "")
+        if ep.name in self._disabled or plugin.dist in self._disabled:
+            self._plugins[ep.name] = replace(plugin, status="disabled")
+            return
+        if ep.name in self._plugins:
+            self._fail(plugin, f"another plugin is already called '{ep.name}': {self._plugins[ep.name]}")
+            return
+        self._plugins[ep.name] = plugin
+        try:
+            manager.register(ep.load(), name=ep.name)
+            manager.check_pending()
+        except Exception as exc:
+            if manager.has_plugin(ep.name):
+                manager.unregister(name=ep.name)
+            self._fail(plugin, f"{type(exc).__name__}: {exc}")
+
+    def _register_components(self, manager: pluggy.PluginManager, plugin: Plugin) -> None:
+        staged: list[Component] = []
+        for kind, hook in hookspecs.KINDS.items():
+            for impl in getattr(manager.hook, hook).get_hookimpls():
+                if impl.plugin_name != plugin.name:
+                    continue
+                register = functools.partial(_stage, staged, kind, plugin)
+                try:
+                    impl.function(*[{"register": register}[arg] for arg in impl.argnames])
+                except Exception as exc:
+                    self._fail(plugin, f"hook {hook} raised {type(exc).__name__}: {exc}")
+                    return
+        for component in staged:
+            self._components.setdefault((component.kind, component.name), []).append(component)
+
+    def _fail(self, plugin: Plugin, error: str) -> None:
+        self._plugins[plugin.name] = replace(plugin, status="broken", error=error)
+        message = f"zoo plugin {plugin} is broken and was skipped: {error}"
+        if self._strict:
+            raise ZooError(message + " (ZOO_PLUGINS_STRICT is set)")
+        warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+def _stage(staged: list[Component], kind: str, plugin: Plugin, name: str, factory: Callable | str) -> None:
+    """The ``register`` callback handed to a plugin's hook."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ZooError(f"{kind} name {name!r} is not kebab-case, like 'multi-head-attention'")
+    if isinstance(factory, str) and not TARGET.match(factory):
+        raise ZooError(f"{kind} '{name}': factory string {factory!r} is not 'module:attribute'")
+    if not isinstance(factory, str) and not callable(factory):
+        raise ZooError(f"{kind} '{name}': factory {factory!r} is neither callable nor 'module:attribute'")
+    if any(c.kind == kind and c.name == name for c in staged):
+        raise ZooError(f"{kind} '{name}' is registered twice")
+    staged.append(Component(name, kind, factory, plugin))
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
+
+
+def _duplicate_message(group: list[Component]) -> str:
+    first = group[0]
+    owners = " and ".join(str(c.plugin) for c in group)
+    choices = " or ".join(f"'{c.qualified_name}'" for c in group)
+    return f"{first.kind} '{first.name}' is registered by {owners}: pick one with {choices}"
+
+
+@functools.cache
+def default_registry() -> Registry:
+    """The registry of the installed plugins, created on first use."""
+    return Registry.from_environment()
