@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from zoo import hookspecs
 from zoo.errors import ZooError
@@ -62,6 +63,30 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from zoo.build import check, summary
+    from zoo.catalog import recipe_path
+    from zoo.recipe import load
+
+    checked = check(load(recipe_path(args.recipe), args.set))
+    print(summary(checked))
+    print(f"ok: {checked.recipe.source} is a valid recipe")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from zoo.build import build
+    from zoo.training import Interrupted
+
+    try:
+        build(args.recipe, args.set, out=args.out, resume=args.resume, progress=not args.no_progress)
+    except Interrupted as exc:
+        print(f"zoo: {exc}; checkpoint saved. Continue with: zoo build {args.recipe} --resume"
+              + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
+        return 130
+    return 0
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
     for row in [headers, *rows]:
@@ -91,6 +116,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="component name, or plugin:name")
     p.add_argument("--kind", choices=kinds, help="which kind, when the name exists in several")
     p.set_defaults(run=cmd_info)
+
+    for name, helptext in (("check", "validate a recipe without training"),
+                           ("build", "validate, train, evaluate and save a recipe")):
+        p = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        p.add_argument("recipe", help="recipe file, or the name of a recipe that ships with zoo (e.g. mnist-mlp)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe key, value parsed as YAML (repeatable): --set train.epochs=3")
+        p.set_defaults(run=cmd_check if name == "check" else cmd_build)
+    p.add_argument("--out", type=Path, help="run folder (default: runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar; per-epoch lines only")
 
     p = sub.add_parser("plugins", help="list plugins and their status", description="List plugins: loaded, broken or disabled.")
     p.set_defaults(run=cmd_plugins)

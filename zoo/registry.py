@@ -156,7 +156,7 @@ class Registry:
             self._check_kind(kind)
         if len(kinds) > 1:
             raise ZooError(
-                f"'{bare}' names {' and '.join(map(_a, kinds))}: pass kind= one of {', '.join(kinds)}"
+                f"'{bare}' names {' and '.join(map(with_article, kinds))}: pass kind= one of {', '.join(kinds)}"
             )
         candidates = self._components.get((kinds[0], bare), []) if kinds else []
         if plugin:
@@ -172,7 +172,7 @@ class Registry:
         what = kind or "component"
         elsewhere = [k for k in hookspecs.KINDS if k != kind and (k, bare) in self._components]
         if kind is not None and elsewhere:
-            return f"'{bare}' is {_a(elsewhere[0])}, not {_a(kind)}"
+            return f"'{bare}' is {with_article(elsewhere[0])}, not {with_article(kind)}"
         if bare != name and any(n == bare for _, n in self._components):
             return f"no plugin '{name.rpartition(':')[0]}' provides {what} '{bare}'; see 'zoo list {bare}'"
         names = sorted({n for k, n in self._components if kind in (None, k)})
@@ -254,7 +254,8 @@ def _stage(staged: list[Component], kind: str, plugin: Plugin, name: str, factor
     staged.append(Component(name, kind, factory, plugin))
 
 
-def _a(noun: str) -> str:
+def with_article(noun: str) -> str:
+    """'an optimizer', 'a layer'."""
     return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 

@@ -11,6 +11,12 @@ def register_optimizers(register):
 
 
 @hookimpl
+def register_schedulers(register):
+    register("cosine", "zoo_training.schedules:cosine")
+    register("one-cycle", "zoo_training.schedules:one_cycle")
+
+
+@hookimpl
 def register_losses(register):
     register("cross-entropy", "zoo_training.losses:CrossEntropy")
     register("mse", "zoo_training.losses:mse")

@@ -1,0 +1,247 @@
+"""``zoo check`` and ``zoo build``: a recipe validated, trained, evaluated, saved and recorded."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+import zoo
+from zoo import checkpoint, plots, store, weights
+from zoo.assembly import Parts, Row, assemble, build_optimizer, trace
+from zoo.catalog import recipe_path
+from zoo.errors import ZooError
+from zoo.files import atomic_write_bytes
+from zoo.recipe import Recipe, RecipeError, load
+from zoo.registry import Registry, default_registry
+from zoo.schema import Settings, validate
+from zoo.training import Plan, Position, fit
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Checked:
+    """A recipe that passed every check, with its built parts and layer summary."""
+
+    recipe: Recipe
+    settings: Settings
+    parts: Parts
+    rows: list[Row]
+    total_params: int
+
+
+def check(recipe: Recipe, registry: Registry | None = None) -> Checked:
+    """Validate the recipe, build everything it names, and run one batch through model and loss."""
+    settings = validate(recipe)
+    parts = assemble(recipe, settings, registry or default_registry())
+    build_optimizer(parts, total_steps=_steps(parts, settings) * settings.train.epochs)
+    rows, total = trace(parts, settings.data.batch_size)
+    return Checked(recipe, settings, parts, rows, total)
+
+
+def summary(checked: Checked) -> str:
+    """Each leaf layer with its output shape and parameter count, then the totals."""
+    rows = [("LAYER", "TYPE", "OUTPUT SHAPE", "PARAMS")]
+    rows += [(r.name, r.kind, r.shape, f"{r.params:,}") for r in checked.rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    parts, settings = checked.parts, checked.settings
+    lines.append(f"total parameters: {checked.total_params:,}")
+    lines.append(
+        f"data: {len(parts.train_data):,} training samples ({settings.data.train_split})"
+        + (f", {len(parts.eval_data):,} evaluation samples ({settings.data.eval_split})" if parts.eval_data else "")
+        + f"; {_steps(parts, settings)} batches of {settings.data.batch_size} per epoch; device {parts.device}"
+    )
+    return "\n".join(lines)
+
+
+def build(
+    recipe_arg: str,
+    overrides: Sequence[str] = (),
+    out: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Log = print,
+) -> list[Path]:
+    """Train the recipe (each variant, for a sweep); return the run folders."""
+    recipe = load(recipe_path(recipe_arg), overrides)
+    settings = validate(recipe)
+    out = Path(out) if out else Path("runs") / settings.name
+    if settings.sweep is not None:
+        if resume:
+            raise ZooError("--resume is for single runs; a sweep reruns its variants")
+        return run_sweep(recipe, settings, out, progress, log)
+    return [train_run(recipe, out, resume=resume, progress=progress, log=log)]
+
+
+def train_run(recipe: Recipe, out: Path, *, resume: bool = False, progress: bool = True,
+              log: Log = print, record: bool = True) -> Path:
+    """Check, train and evaluate one recipe into ``out``; record it in the store unless told not to."""
+    checked = check(recipe)
+    settings, parts = checked.settings, checked.parts
+    log(summary(checked))
+    total_steps = _steps(parts, settings) * settings.train.epochs
+    optimizer, schedule = build_optimizer(parts, total_steps)
+    train = settings.train
+    plan = Plan(
+        optimizer=optimizer, loss=parts.loss, epochs=train.epochs, batch_size=settings.data.batch_size,
+        schedule=schedule, shuffle=settings.data.shuffle, grad_clip=train.grad_clip,
+        eval_batch_size=settings.data.eval_batch_size, metrics=settings.metrics, log_every=train.log_every,
+        progress=progress,
+    )
+    generator = torch.Generator().manual_seed(train.seed)
+    torch.manual_seed(train.seed)
+    recipe_id = _recipe_hash(recipe)
+    ckpt = out / "checkpoint.safetensors"
+    position = None
+    if resume:
+        if not ckpt.is_file():
+            raise ZooError(f"nothing to resume: no checkpoint in {out}; run without --resume")
+        position = _restore(checkpoint.load(ckpt, recipe_id), parts.model, optimizer, schedule, generator)
+        log(f"resuming {settings.name} at epoch {position.epoch + 1}, batch {position.step}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(recipe.data, sort_keys=False).encode())
+
+    def save(pos: Position) -> None:
+        checkpoint.save(ckpt, _snapshot(parts.model, optimizer, schedule, generator, pos), recipe_id)
+
+    def on_epoch(pos: Position) -> None:
+        save(pos)
+        lines = "".join(json.dumps(r) + "\n" for r in pos.history)
+        atomic_write_bytes(out / "metrics.jsonl", lines.encode())
+
+    forward = torch.compile(parts.model) if train.compile else None
+    history = fit(parts.model, parts.train_data, plan, eval_data=parts.eval_data, eval_name=settings.data.eval_split or "eval", device=parts.device,
+                  generator=generator, position=position, forward=forward, on_epoch=on_epoch,
+                  on_interrupt=save, log=log)
+    metrics = _final_metrics(history)
+    weights.save(parts.model, out / "weights.safetensors", _metadata(recipe, settings, parts, metrics))
+    if plots.curves(out / "loss.png", {settings.name: history}, title=settings.name):
+        log(f"wrote {out / 'loss.png'}")
+    ckpt.unlink(missing_ok=True)
+    if record:
+        stored = store.record(settings.name, out / "weights.safetensors")
+        log(f"recorded {settings.name} in the store: {stored}")
+    log(f"wrote {out / 'weights.safetensors'}  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return out
+
+
+def run_sweep(recipe: Recipe, settings: Settings, out: Path, progress: bool, log: Log) -> list[Path]:
+    """Train every combination of the sweep's values; one plot and one table for all of them."""
+    keys = list(settings.sweep)
+    for key in keys:
+        if not isinstance(settings.sweep[key], list) or not settings.sweep[key]:
+            raise recipe.error(("sweep", key), "a sweep key takes a non-empty list of values")
+    runs, histories, table = [], {}, []
+    for combo in itertools.product(*(settings.sweep[k] for k in keys)):
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, combo))
+        slug = "-".join(f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in zip(keys, combo)).replace("_", "-")
+        try:
+            variant = recipe.with_overrides(zip(keys, combo))
+        except RecipeError as exc:
+            raise recipe.error(("sweep",), f"sweep {label}: {exc.reason}") from None
+        del variant.data["sweep"]
+        log(f"--- {settings.name}: {label}")
+        run = train_run(variant, out / slug, progress=progress, log=log, record=False)
+        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        runs.append(run)
+        histories[label] = history
+        table.append({**dict(zip(keys, combo)), **_final_metrics(history)})
+    _write_table(out / "sweep.csv", table)
+    log(_format_table(table))
+    if plots.curves(out / "sweep.png", histories, title=f"{settings.name}: loss against epoch"):
+        log(f"wrote {out / 'sweep.png'}")
+    log(f"wrote {out / 'sweep.csv'}")
+    return runs
+
+
+def _steps(parts: Parts, settings: Settings) -> int:
+    return math.ceil(len(parts.train_data) / settings.data.batch_size)
+
+
+def _final_metrics(history: list[dict]) -> dict[str, float]:
+    return {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}
+
+
+def _recipe_hash(recipe: Recipe) -> str:
+    return hashlib.sha256(json.dumps(recipe.data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _data_hash(data: object) -> str | None:
+    if not hasattr(data, "tensors"):
+        return None
+    digest = hashlib.sha256()
+    for tensor in data.tensors():
+        digest.update(tensor.contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _metadata(recipe: Recipe, settings: Settings, parts: Parts, metrics: dict) -> dict:
+    registry = default_registry()
+    return {
+        "name": settings.name,
+        "model": recipe.data["model"],
+        "recipe": recipe.data,
+        "metrics": metrics,
+        "evaluation": {"dataset": recipe.data["data"]["dataset"], "split": settings.data.eval_split},
+        "seed": settings.train.seed,
+        "data_sha256": _data_hash(parts.train_data),
+        "versions": {
+            "zoo": zoo.__version__,
+            "torch": torch.__version__,
+            "plugins": {p.name: f"{p.dist} {p.version}".strip() for p in registry.plugins if p.status == "loaded"},
+        },
+    }
+
+
+def _snapshot(model, optimizer, schedule, generator: torch.Generator, position: Position) -> dict:
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict() if schedule is not None else None,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "shuffle": generator.get_state(),
+        "position": {
+            "epoch": position.epoch, "step": position.step, "shuffle_state": position.shuffle_state,
+            "loss_sum": position.loss_sum, "seen": position.seen, "history": position.history,
+        },
+    }
+
+
+def _restore(state: dict, model, optimizer, schedule, generator: torch.Generator) -> Position:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if schedule is not None and state["schedule"] is not None:
+        schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    generator.set_state(state["shuffle"])
+    return Position(**state["position"])
+
+
+def _write_table(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def _format_table(rows: list[dict]) -> str:
+    header = list(rows[0])
+    cells = [header] + [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells)

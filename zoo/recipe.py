@@ -1,0 +1,336 @@
+"""Recipes: YAML files naming registered components, with ``extends``, ``${a.b}`` and ``--set`` overrides.
+
+Every value keeps the file, line and column it came from, so errors point at the YAML that caused them.
+Loading is safe_load-level: only plain YAML types, plus the ``!delete`` tag of the merge rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from zoo.errors import ZooError
+
+KeyPath = tuple  # of str keys and int list indexes
+COMPONENT = "component"  # the key that makes a mapping a component node
+DELETE_TAG = "!delete"
+PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-4 as a float (YAML 1.1 insists on a dot: 1.0e-4)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+class _Delete:
+    def __repr__(self) -> str:
+        return DELETE_TAG
+
+
+DELETE = _Delete()
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a value was written: a file position, or a command-line override."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+
+
+class RecipeError(ZooError):
+    """A recipe problem, located at ``file:line:column`` and a key path."""
+
+    def __init__(self, message: str, mark: Mark | None = None, path: KeyPath = ()):
+        prefix = "".join(f"{part}: " for part in (mark, format_path(path)) if part)
+        super().__init__(prefix + message)
+        self.mark, self.path, self.reason = mark, path, message
+
+
+def format_path(path: Sequence) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def parse_path(text: str) -> KeyPath:
+    """'model.layers[2].out_features' -> ('model', 'layers', 2, 'out_features')."""
+    if not re.fullmatch(r"[A-Za-z_][\w-]*(\[\d+\])*(\.[A-Za-z_][\w-]*(\[\d+\])*)*", text):
+        raise ZooError(f"'{text}' is not a key path like train.epochs or model.layers[0].out_features")
+    return tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", text))
+
+
+@dataclass
+class Recipe:
+    """A loaded recipe: plain data, and the mark of every key path in it."""
+
+    data: dict
+    marks: dict[KeyPath, Mark] = field(repr=False)
+    source: Path
+    files: tuple[Path, ...] = ()  # the recipe and every file it extends
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    def mark(self, path: KeyPath) -> Mark | None:
+        """The mark of ``path``, or of its nearest ancestor that has one."""
+        return _nearest(self.marks, path)
+
+    def error(self, path: KeyPath, message: str) -> RecipeError:
+        return RecipeError(message, self.mark(path), path)
+
+    def get(self, path: KeyPath, default: object = None) -> object:
+        node = self.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return default
+        return node
+
+    def with_overrides(self, overrides: Iterable[tuple[str, object]]) -> Recipe:
+        """A copy with ``(key path, value)`` pairs set, as sweeps do; paths must exist."""
+        data, marks = copy.deepcopy(self.data), dict(self.marks)
+        for text, value in overrides:
+            _set(data, marks, parse_path(text), value, Mark(f"sweep {text}"))
+        return Recipe(data, marks, self.source, self.files)
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a recipe file, apply ``extends``, then ``--set`` overrides, then ``${...}`` interpolation."""
+    source = Path(path)
+    if not source.is_file():
+        raise ZooError(f"recipe file not found: {source}")
+    data, marks, files = _load_extending(source.resolve(), ())
+    for text in overrides:
+        _apply_override(data, marks, text)
+    _interpolate(data, marks)
+    return Recipe(data, marks, source, files)
+
+
+def _load_extending(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict, tuple[Path, ...]]:
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise RecipeError(f"extends forms a cycle: {cycle}", Mark(str(chain[-1])))
+    data, marks = parse_file(path)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        _strip_deletes(data)
+        return data, marks, (path,)
+    where = marks[("extends",)]
+    if not isinstance(base_name, str):
+        raise RecipeError("extends takes one file name, relative to this recipe", where, ("extends",))
+    base_path = (path.parent / base_name).resolve()
+    if not base_path.is_file():
+        raise RecipeError(f"extends '{base_name}': no such file {base_path}", where, ("extends",))
+    base, base_marks, files = _load_extending(base_path, (*chain, path))
+    del marks[("extends",)]
+    _merge(base, data, (), base_marks, marks)
+    _strip_deletes(base)
+    return base, base_marks, (path, *files)
+
+
+def parse_file(path: Path) -> tuple[dict, dict[KeyPath, Mark]]:
+    """The mapping in a YAML file and the mark of every key path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZooError(f"cannot read recipe {path}: {exc}") from exc
+    loader = _Loader(text)
+    loader.name = str(path)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Mark(str(path), mark.line + 1, mark.column + 1) if mark else Mark(str(path))
+        raise RecipeError(f"YAML syntax error: {exc.problem or exc.context}", where) from exc
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"YAML error: {exc}", Mark(str(path))) from exc
+    finally:
+        loader.dispose()
+    if node is None or not isinstance(node, yaml.MappingNode):
+        raise RecipeError("a recipe is a mapping of keys (name, model, data, train, ...)", Mark(str(path), 1, 1))
+    marks: dict[KeyPath, Mark] = {}
+    return _convert(loader, node, (), marks, str(path)), marks
+
+
+def _mark(node: yaml.Node, file: str) -> Mark:
+    return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _convert(loader: _Loader, node: yaml.Node, path: KeyPath, marks: dict, file: str) -> object:
+    marks.setdefault(path, _mark(node, file))
+    if node.tag == DELETE_TAG:
+        return DELETE
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            return loader.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:
+            raise RecipeError(f"tag {node.tag} is not allowed in a recipe", _mark(node, file), path) from exc
+    if node.tag not in PLAIN_TAGS:
+        raise RecipeError(f"tag {node.tag} is not allowed in a recipe", _mark(node, file), path)
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(loader, item, (*path, i), marks, file) for i, item in enumerate(node.value)]
+    loader.flatten_mapping(node)  # YAML merge keys (<<)
+    result: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+        key_path = (*path, key)
+        if not isinstance(key, str):
+            raise RecipeError("keys must be plain strings", _mark(key_node, file), path)
+        if key in result:
+            raise RecipeError(f"duplicate key '{key}'", _mark(key_node, file), key_path)
+        marks[key_path] = _mark(key_node, file)
+        result[key] = _convert(loader, value_node, key_path, marks, file)
+    return result
+
+
+def _merge(base: dict, over: dict, path: KeyPath, base_marks: dict, over_marks: dict) -> None:
+    """Merge rule: mappings merge key by key, lists and scalars replace, ``!delete`` removes the key."""
+    for key, value in over.items():
+        key_path = (*path, key)
+        if value is DELETE:
+            base.pop(key, None)
+            _drop_marks(base_marks, key_path)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            base_marks[key_path] = over_marks[key_path]
+            _merge(base[key], value, key_path, base_marks, over_marks)
+        else:
+            base[key] = value
+            _drop_marks(base_marks, key_path)
+            base_marks.update({p: m for p, m in over_marks.items() if p[: len(key_path)] == key_path})
+
+
+def _drop_marks(marks: dict, prefix: KeyPath) -> None:
+    for p in [p for p in marks if p[: len(prefix)] == prefix]:
+        del marks[p]
+
+
+def _strip_deletes(node: object) -> None:
+    if isinstance(node, dict):
+        for key in [k for k, v in node.items() if v is DELETE]:
+            del node[key]
+        for value in node.values():
+            _strip_deletes(value)
+    elif isinstance(node, list):
+        node[:] = [v for v in node if v is not DELETE]
+        for value in node:
+            _strip_deletes(value)
+
+
+# Keys a --set may add although the recipe does not write them.
+OPTIONAL_KEYS = {
+    ("description",), ("metrics",), ("sweep",),
+    *(("data", k) for k in ("batch_size", "eval_batch_size", "shuffle", "train_split", "eval_split")),
+    *(("train", k) for k in ("seed", "device", "compile", "schedule", "grad_clip", "log_every")),
+}
+
+
+def _apply_override(data: dict, marks: dict, text: str) -> None:
+    key, sep, raw = text.partition("=")
+    where = Mark(f"--set {text}")
+    if not sep:
+        raise RecipeError("--set takes KEY=VALUE, like train.epochs=3", where)
+    try:
+        path = parse_path(key.strip())
+    except ZooError as exc:
+        raise RecipeError(str(exc), where) from exc
+    try:
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"value is not valid YAML: {raw!r}", where, path) from exc
+    parent = Recipe(data, marks, Path()).get(path[:-1])
+    exists = isinstance(parent, dict) and path[-1] in parent or (
+        isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent)
+    )
+    allowed = exists or path in OPTIONAL_KEYS or (isinstance(parent, dict) and COMPONENT in parent)
+    if not allowed:
+        raise RecipeError(f"unknown key {format_path(path)}: --set can only change keys the recipe has", where)
+    _set(data, marks, path, value, where)
+
+
+def _set(data: dict, marks: dict, path: KeyPath, value: object, where: Mark) -> None:
+    parent = data
+    for part in path[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            raise RecipeError(f"no key {format_path(path)} to set", where) from None
+    if not isinstance(parent, (dict, list)):
+        raise RecipeError(f"cannot set {format_path(path)}: its parent is not a mapping or list", where)
+    parent[path[-1]] = value
+    _drop_marks(marks, path)
+    marks[path] = where
+
+
+INTERPOLATION = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+
+
+def _interpolate(data: dict, marks: dict) -> None:
+    """Replace ``${a.b}`` by the value at a.b (whole string: any type; inside text: as text); ``$${`` escapes."""
+    done: dict[KeyPath, object] = {}
+
+    def resolve(value: object, path: KeyPath, stack: tuple[KeyPath, ...]) -> object:
+        if isinstance(value, dict):
+            return {k: resolve(v, (*path, k), stack) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v, (*path, i), stack) for i, v in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        whole = INTERPOLATION.fullmatch(value)
+        if whole and whole.group(1) is not None:
+            return copy.deepcopy(lookup(whole.group(1), path, stack))
+
+        def substitute(match: re.Match) -> str:
+            if match.group(1) is None:
+                return "${"
+            found = lookup(match.group(1), path, stack)
+            if isinstance(found, (dict, list)):
+                raise RecipeError(f"${{{match.group(1)}}} is a {type(found).__name__}; it cannot go inside text",
+                                  _nearest(marks, path), path)
+            return str(found)
+
+        return INTERPOLATION.sub(substitute, value)
+
+    def lookup(ref: str, path: KeyPath, stack: tuple[KeyPath, ...]) -> object:
+        try:
+            target = parse_path(ref.strip())
+        except ZooError as exc:
+            raise RecipeError(f"bad interpolation ${{{ref}}}: {exc}", _nearest(marks, path), path) from exc
+        if target in stack or target == path:
+            chain = " -> ".join(format_path(p) for p in (*stack, path, target))
+            raise RecipeError(f"interpolation cycle: {chain}", _nearest(marks, path), path)
+        if target not in done:
+            raw = Recipe(data, marks, Path()).get(target, DELETE)
+            if raw is DELETE:
+                raise RecipeError(f"${{{ref}}} refers to {format_path(target)}, which the recipe does not have",
+                                  _nearest(marks, path), path)
+            done[target] = resolve(raw, target, (*stack, path))
+        return done[target]
+
+    data.update(resolve(data, (), ()))
+
+
+def _nearest(marks: dict, path: KeyPath) -> Mark | None:
+    """The mark of ``path``, or of its nearest ancestor that has one."""
+    for end in range(len(path), -1, -1):
+        if path[:end] in marks:
+            return marks[path[:end]]
+    return None

@@ -1,0 +1,212 @@
+"""The training loop: seeded shuffles, whole-tensor batches, resumable at any step."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+IGNORE = -100  # targets with this value count in no metric
+
+
+@dataclass
+class Plan:
+    """How to train: everything besides the model and the data."""
+
+    optimizer: torch.optim.Optimizer
+    loss: Callable[[Tensor, Tensor], Tensor]
+    epochs: int
+    batch_size: int
+    schedule: object | None = None
+    shuffle: bool = True
+    grad_clip: float | None = None
+    eval_batch_size: int | None = None
+    metrics: tuple[str, ...] = ()
+    log_every: int = 50
+    progress: bool = False
+
+
+@dataclass
+class Position:
+    """Where a run stands: what a checkpoint saves and a resume restores."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # batches completed in the current epoch
+    shuffle_state: Tensor | None = None  # shuffle generator state at the start of the current epoch
+    loss_sum: float = 0.0  # over the current epoch's completed batches, weighted by batch size
+    seen: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C after the position was saved."""
+
+    def __init__(self, position: Position):
+        super().__init__(f"interrupted at epoch {position.epoch + 1}, batch {position.step}")
+        self.position = position
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset,
+    plan: Plan,
+    *,
+    eval_data: Dataset | None = None,
+    eval_name: str = "eval",
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    position: Position | None = None,
+    forward: Callable[[Tensor], Tensor] | None = None,
+    on_epoch: Callable[[Position], None] | None = None,
+    on_interrupt: Callable[[Position], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` in place for ``plan.epochs`` epochs; return one record of metrics per epoch.
+
+    Evaluation metrics are recorded as ``{eval_name}_loss`` etc. ``generator`` drives the shuffles; ``position`` continues a run where it stopped; ``forward``
+    replaces ``model`` for the forward pass (a compiled module). ``on_epoch`` runs after each epoch,
+    ``on_interrupt`` on Ctrl-C before :class:`Interrupted` is raised.
+    """
+    device = torch.device(device)
+    generator = generator or torch.Generator().manual_seed(0)
+    position = position or Position()
+    forward = forward or model
+    batches = Batches(train_data, plan.batch_size, device)
+    while position.epoch < plan.epochs:
+        if position.shuffle_state is None:
+            position.shuffle_state = generator.get_state()
+        else:
+            generator.set_state(position.shuffle_state)
+        order = torch.randperm(len(train_data), generator=generator) if plan.shuffle else torch.arange(len(train_data))
+        started = time.perf_counter()
+        try:
+            model.train()
+            _epoch(forward, model, plan, batches, order, position)
+            record = {"epoch": position.epoch + 1, "train_loss": position.loss_sum / max(1, position.seen)}
+            if eval_data is not None:
+                batch_size = plan.eval_batch_size or plan.batch_size
+                scores = evaluate(model, eval_data, plan.loss, batch_size, plan.metrics, device)
+                record.update({f"{eval_name}_{k}": v for k, v in scores.items()})
+            record["seconds"] = round(time.perf_counter() - started, 3)
+            position.history.append(record)
+            position.epoch, position.step, position.loss_sum, position.seen = position.epoch + 1, 0, 0.0, 0
+            position.shuffle_state = None
+            if log:
+                log(_format(record, plan.epochs))
+            if on_epoch:
+                on_epoch(position)
+        except KeyboardInterrupt:
+            if on_interrupt:
+                on_interrupt(position)
+            raise Interrupted(position) from None
+    return position.history
+
+
+def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tensor, position: Position) -> None:
+    steps = batches.steps(len(order))
+    bar = _bar(plan, steps, position)
+    loss_sum = torch.zeros((), device=batches.device)
+    seen = 0
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for step, (x, y) in enumerate(batches(order, position.step), start=position.step + 1):
+            loss = plan.loss(forward(x), y)
+            plan.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if plan.grad_clip is not None:
+                nn.utils.clip_grad_norm_(parameters, plan.grad_clip)
+            plan.optimizer.step()
+            if plan.schedule is not None:
+                plan.schedule.step()
+            loss_sum += loss.detach() * len(y)
+            seen += len(y)
+            position.step = step
+            if step % plan.log_every == 0 or step == steps:
+                # the one host sync: every log_every steps
+                position.loss_sum += loss_sum.item()
+                position.seen += seen
+                loss_sum.zero_()
+                seen = 0
+                if bar is not None:
+                    bar.update(step - bar.n)
+                    bar.set_postfix(loss=f"{position.loss_sum / max(1, position.seen):.4f}")
+    finally:
+        if seen:
+            position.loss_sum += loss_sum.item()
+            position.seen += seen
+        if bar is not None:
+            bar.close()
+
+
+def _bar(plan: Plan, steps: int, position: Position):
+    if not plan.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, initial=position.step, desc=f"epoch {position.epoch + 1}/{plan.epochs}",
+                unit="batch", leave=False, dynamic_ncols=True)
+
+
+class Batches:
+    """Batches of a dataset in a given order: sliced from whole tensors when the dataset allows it."""
+
+    def __init__(self, data: Dataset, batch_size: int, device: torch.device):
+        self.data, self.batch_size, self.device = data, batch_size, device
+        self.tensors = None
+        if hasattr(data, "tensors"):
+            inputs, targets = data.tensors()
+            self.tensors = inputs.to(device), targets.to(device)
+            self.transform = getattr(data, "transform", None)
+
+    def steps(self, count: int) -> int:
+        return math.ceil(count / self.batch_size)
+
+    def __call__(self, order: Tensor, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        start = skip * self.batch_size
+        if self.tensors is None:
+            loader = DataLoader(self.data, batch_size=self.batch_size, sampler=order[start:].tolist())
+            for x, y in loader:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            return
+        inputs, targets = self.tensors
+        order = order.to(self.device)
+        for begin in range(start, len(order), self.batch_size):
+            index = order[begin : begin + self.batch_size]
+            x = inputs.index_select(0, index)
+            yield (self.transform(x) if self.transform else x), targets.index_select(0, index)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int, metrics=(), device="cpu") -> dict:
+    """Mean loss over samples, and each requested metric, with the model in eval mode."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    counted = torch.zeros((), device=device)
+    try:
+        for x, y in Batches(data, batch_size, device)(torch.arange(len(data))):
+            out = model(x)
+            total += loss(out, y) * len(y)
+            if "accuracy" in metrics:
+                valid = y != IGNORE
+                correct += ((out.argmax(-1) == y) & valid).sum()
+                counted += valid.sum()
+    finally:
+        model.train(was_training)
+    scores = {"loss": (total / len(data)).item()}
+    if "accuracy" in metrics:
+        scores["accuracy"] = (correct / counted.clamp(min=1)).item()
+    return scores
+
+
+def _format(record: dict, epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    parts += [f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")]
+    return "  ".join(parts) + f"  ({record['seconds']:.1f}s)"
