@@ -129,6 +129,8 @@ def train_run(recipe: Recipe, out: Path, *, resume: bool = False, progress: bool
     weights.save(parts.model, out / "weights.safetensors", _metadata(recipe, settings, parts, metrics))
     if plots.curves(out / "loss.png", {settings.name: history}, title=settings.name):
         log(f"wrote {out / 'loss.png'}")
+    else:
+        log(f"no loss.png: {plots.INSTALL_HINT}")
     ckpt.unlink(missing_ok=True)
     if record:
         stored = store.record(settings.name, out / "weights.safetensors")
