@@ -58,8 +58,11 @@ def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
     tensors = load_file(str(out / "weights.safetensors"))
     assert meta["fingerprint"] == fingerprint(tensors)
     assert tensors["linear_relu_stack.0.weight"].shape == (64, 784)
-    stored = tmp_path / "zoo-home" / "models" / "small-mlp" / "weights.safetensors"
-    assert stored.read_bytes() == (out / "weights.safetensors").read_bytes()
+    from zoo import store
+
+    stored = store.latest("small-mlp")
+    assert stored.path.read_bytes() == (out / "weights.safetensors").read_bytes()
+    assert stored.path.parent == tmp_path / "zoo-home" / "models" / "small-mlp"
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -10,7 +10,7 @@ from zoo.hookspecs import hookimpl
 from zoo.registry import Component, Plugin, Registry, default_registry
 
 __version__ = "0.1.0"
-__all__ = ["Component", "Plugin", "Registry", "ZooError", "components", "create", "default_registry", "hookimpl"]
+__all__ = ["Component", "Plugin", "Registry", "ZooError", "components", "create", "default_registry", "hookimpl", "load"]
 
 
 def components(kind: str | None = None, pattern: str | None = None) -> list[Component]:
@@ -21,3 +21,14 @@ def components(kind: str | None = None, pattern: str | None = None) -> list[Comp
 def create(name: str, /, *, kind: str | None = None, **params: object) -> object:
     """Build the registered component ``name`` (or ``plugin:name``) with checked ``params``."""
     return default_registry().get(name, kind).build(**params)
+
+
+def load(name_or_path, *, device=None, source: str | None = None):
+    """A ready ``torch.nn.Module`` in eval mode: a local build or catalog model by name, or a weights file.
+
+    A name resolves to the latest local build first, then to the catalog; ``source="local"`` or
+    ``"catalog"`` forces one. ``model.zoo_meta`` holds the weights' metadata.
+    """
+    from zoo.loading import load as load_weights
+
+    return load_weights(name_or_path, device=device, source=source)

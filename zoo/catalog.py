@@ -1,12 +1,107 @@
-"""The recipes and pretrained models that ship with zoo."""
+"""The catalog of pretrained models (registry.yaml) and the recipes that ship with zoo. No torch here."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
-from zoo.errors import ZooError
+import yaml
 
-RECIPES = Path(__file__).parent / "recipes"
+from zoo.errors import ZooError
+from zoo.registry import NAME
+
+PACKAGE = Path(__file__).parent
+RECIPES = PACKAGE / "recipes"
+
+
+@dataclass(frozen=True)
+class Metric:
+    dataset: str
+    split: str
+    metric: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.value:.4f} ({self.dataset} {self.split})"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A named pretrained model: its recipe, its weights (a file in the package or a URL) and scores."""
+
+    name: str
+    summary: str
+    recipe: str
+    sha256: str
+    file: str | None = None
+    url: str | None = None
+    metrics: tuple[Metric, ...] = ()
+    params: int = 0
+    license: str = ""
+    tags: tuple[str, ...] = field(default=())
+    folder: Path = PACKAGE
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The shipped weights file, when the entry names one."""
+        return self.folder / self.file if self.file else None
+
+
+def registry_file() -> Path:
+    """$ZOO_CATALOG, else the registry.yaml that ships inside the package."""
+    return Path(os.environ.get("ZOO_CATALOG") or PACKAGE / "registry.yaml")
+
+
+def entries() -> dict[str, Entry]:
+    return _read(registry_file())
+
+
+def get(name: str) -> Entry | None:
+    return entries().get(name)
+
+
+@cache
+def _read(path: Path) -> dict[str, Entry]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ZooError(f"cannot read the catalog {path}: {exc}") from exc
+    found: dict[str, Entry] = {}
+    for i, item in enumerate(data.get("models") or []):
+        where = f"{path}: models[{i}]"
+        try:
+            entry = _entry(item, path.parent)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ZooError(f"{where}: malformed entry ({exc})") from exc
+        if not NAME.match(entry.name):
+            raise ZooError(f"{where}: name {entry.name!r} is not kebab-case")
+        if entry.name in found:
+            raise ZooError(f"{where}: duplicate name {entry.name!r}")
+        if (entry.file is None) == (entry.url is None):
+            raise ZooError(f"{where}: weights need exactly one of file or url")
+        if entry.file is not None and not (path.parent / entry.file).resolve().is_relative_to(path.parent.resolve()):
+            raise ZooError(f"{where}: weights file {entry.file!r} points outside {path.parent}")
+        found[entry.name] = entry
+    return found
+
+
+def _entry(item: dict, folder: Path) -> Entry:
+    weights = item["weights"]
+    return Entry(
+        name=item["name"],
+        summary=item.get("summary", ""),
+        recipe=item["recipe"],
+        sha256=str(weights["sha256"]).lower(),
+        file=weights.get("file"),
+        url=weights.get("url"),
+        metrics=tuple(Metric(m["dataset"], m["split"], m["metric"], float(m["value"])) for m in item.get("metrics", [])),
+        params=int(item.get("params", 0)),
+        license=item.get("license", ""),
+        tags=tuple(item.get("tags", [])),
+        folder=folder,
+    )
 
 
 def shipped_recipes() -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import sys
 import warnings
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from zoo import hookspecs
 from zoo.errors import ZooError
-from zoo.registry import default_registry
+from zoo.registry import NAME, default_registry
 
 EXIT_USAGE = 2
 
@@ -20,6 +21,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     pattern = args.pattern
     if pattern and not any(ch in pattern for ch in "*?["):
         pattern = f"*{pattern}*"
+    if args.pretrained:
+        return list_pretrained(pattern)
     registry = default_registry()
     found = registry.components(args.kind, pattern)
     if not found:
@@ -33,8 +36,67 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_pretrained(pattern: str | None) -> int:
+    from zoo import catalog
+
+    found = [e for e in catalog.entries().values() if pattern is None or fnmatch.fnmatchcase(e.name, pattern)]
+    rows = [(e.name, " ".join(str(m) for m in e.metrics), f"{e.params:,}", "shipped" if e.file else "url", e.summary)
+            for e in found]
+    print_table(("NAME", "SCORE", "PARAMS", "WEIGHTS", "SUMMARY"), rows)
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    component = default_registry().get(args.name, args.kind)
+    from zoo import catalog, store
+
+    registry = default_registry()
+    model_name = args.kind in (None, "model") and NAME.match(args.name)
+    entry = catalog.get(args.name) if model_name else None
+    local = store.latest(args.name) if model_name else None
+    try:
+        component = registry.get(args.name, args.kind)
+    except ZooError:
+        if entry is None and local is None:
+            raise
+        component = None
+    if component is not None:
+        describe_component(component)
+    if entry is not None or local is not None:
+        if component is not None:
+            print()
+        describe_pretrained(args.name, entry, local)
+    return 0
+
+
+def describe_pretrained(name: str, entry, local) -> None:
+    if entry is not None:
+        print(f"pretrained {entry.name}: {entry.summary}")
+        for metric in entry.metrics:
+            print(f"  {metric}")
+        weights = entry.file or entry.url
+        print(f"  weights {weights} (sha256 {entry.sha256[:16]}...), {entry.params:,} parameters")
+        print(f"  recipe {entry.recipe}; license {entry.license}; tags {', '.join(entry.tags)}")
+    if local is not None:
+        print(f"local build: {local.path} (recorded {local.recorded}, from {local.run})")
+    used = "the local build" if local is not None else "the catalog weights"
+    print(f"zoo.load('{name}') uses {used}; source='catalog' or 'local' picks one")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from zoo.verify import TOLERANCE, verify
+
+    checks = verify(args.name)
+    for check in checks:
+        status = "ok" if check.ok else "MISMATCH"
+        print(f"{args.name}: {check.metric.metric} on {check.metric.dataset} {check.metric.split}: "
+              f"measured {check.measured:.4f}, catalog {check.metric.value:.4f}  {status}")
+    if not all(check.ok for check in checks):
+        print(f"zoo: {args.name} does not score its catalog figure (tolerance {TOLERANCE})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def describe_component(component) -> None:
     plugin = component.plugin
     factory = component.factory if isinstance(component.factory, str) else repr(component.factory)
     print(f"{component.name} ({component.kind})")
@@ -44,7 +106,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("parameters:" if component.params else "parameters: none")
     for param in component.params:
         print(f"  {param}")
-    return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -110,10 +171,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components", description="List registered components.")
     p.add_argument("pattern", nargs="?", help="name filter; wildcards allowed ('*attention*'), plain text matches anywhere")
     p.add_argument("--kind", choices=kinds, help="only components of this kind")
+    p.add_argument("--pretrained", action="store_true", help="list the catalog's pretrained models instead")
     p.set_defaults(run=cmd_list)
 
-    p = sub.add_parser("info", help="describe one component", description="Show a component's summary, plugin and parameters.")
-    p.add_argument("name", help="component name, or plugin:name")
+    p = sub.add_parser("info", help="describe a component or a pretrained model",
+                       description="Show a component's summary, plugin and parameters, and for a pretrained "
+                                   "model its scores and which weights zoo.load would use.")
+    p.add_argument("name", help="component or model name, or plugin:name")
     p.add_argument("--kind", choices=kinds, help="which kind, when the name exists in several")
     p.set_defaults(run=cmd_info)
 
@@ -127,6 +191,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (default: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; per-epoch lines only")
+
+    p = sub.add_parser("verify", help="re-score a catalog model against its declared figure",
+                       description="Re-score a catalog model on its declared dataset and split; exit 1 on a "
+                                   "mismatch beyond 0.001.")
+    p.add_argument("name", help="catalog model name (see zoo list --pretrained)")
+    p.set_defaults(run=cmd_verify)
 
     p = sub.add_parser("plugins", help="list plugins and their status", description="List plugins: loaded, broken or disabled.")
     p.set_defaults(run=cmd_plugins)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 import urllib.request
@@ -11,6 +12,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from zoo.errors import ZooError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's own files are 0600
 
 
 def home() -> Path:
@@ -26,6 +36,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, FILE_MODE)
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -42,6 +53,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def digest(data: bytes, algorithm: str = "md5") -> str:
     return hashlib.new(algorithm, data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered by (path, size, mtime) in $ZOO_HOME so unchanged files hash once."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache_file = home() / "sha256-cache.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        digest_ = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest_.update(chunk)
+        cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}
+        cache[key] = digest_.hexdigest()
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(cache_file, json.dumps(cache).encode())
+    return cache[key]
 
 
 def download(urls: Sequence[str], dest: Path, verify: Callable[[bytes], None], timeout: float = 60) -> None:

@@ -28,6 +28,15 @@ def fingerprint(state: Mapping[str, torch.Tensor]) -> str:
     return hashlib.sha256(json.dumps(layout).encode()).hexdigest()
 
 
+def content_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of the tensors' bytes in name order: catches corruption inside tensor data."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, object]) -> None:
     """Write tensors and JSON-able ``meta`` as a safetensors file, atomically."""
     with atomic_path(path) as tmp:
@@ -41,6 +50,6 @@ def read_meta(path: Path) -> dict:
 
 
 def save(model: torch.nn.Module, path: Path, meta: Mapping[str, object]) -> None:
-    """Write the model's state dict with ``meta``, its format and its fingerprint."""
+    """Write the model's state dict with ``meta``, its format, its layout fingerprint and content digest."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    write(path, state, {**meta, "format": FORMAT, "fingerprint": fingerprint(state)})
+    write(path, state, {**meta, "format": FORMAT, "fingerprint": fingerprint(state), "tensors_sha256": content_digest(state)})

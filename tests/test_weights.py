@@ -1,0 +1,290 @@
+"""Weights: self-describing files, the catalog, zoo.load, verification and every way a file can be bad."""
+
+import hashlib
+import http.server
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT, run_zoo
+from safetensors.numpy import load_file as load_numpy
+from safetensors.torch import load_file
+
+import zoo
+from zoo import catalog, store
+from zoo.build import build
+from zoo.training import evaluate
+from zoo.weights import content_digest, fingerprint, read_meta, write
+
+SHIPPED = catalog.PACKAGE / "pretrained" / "mnist-mlp.safetensors"
+
+
+def accuracy(model) -> float:
+    test = zoo.create("mnist", split="test")
+    return evaluate(model, test, torch.nn.CrossEntropyLoss(), 1000, ("accuracy",))["accuracy"]
+
+
+def test_the_shipped_mnist_mlp_loads_offline_and_scores_its_catalog_figure():
+    entry = catalog.get("mnist-mlp")
+    model = zoo.load("mnist-mlp")
+    assert model.zoo_meta["source"] == "catalog"  # nothing built in this fresh ZOO_HOME
+    assert not model.training
+    assert sum(p.numel() for p in model.parameters()) == entry.params == 327_618
+    [metric] = entry.metrics
+    assert (metric.dataset, metric.split, metric.metric) == ("mnist", "test", "accuracy")
+    assert metric.value >= 0.95
+    assert accuracy(model) == pytest.approx(metric.value, abs=0.001)
+
+
+def test_python_dash_c_load_in_a_fresh_process():
+    code = "import zoo; m = zoo.load('mnist-mlp'); print(m)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "MnistMLP(" in result.stdout and "Linear(in_features=784, out_features=312" in result.stdout
+
+
+def test_weights_files_are_plain_safetensors_describing_themselves():
+    arrays = load_numpy(str(SHIPPED))
+    assert arrays["linear_relu_stack.0.weight"].shape == (312, 784)
+    meta = read_meta(SHIPPED)
+    assert meta["model"] == {"component": "mnist-mlp"}
+    assert meta["recipe"]["train"]["optimizer"]["component"] == "adamw"
+    assert meta["metrics"]["test_accuracy"] == pytest.approx(catalog.get("mnist-mlp").metrics[0].value, abs=1e-4)
+    assert meta["fingerprint"] == fingerprint(load_file(str(SHIPPED)))
+    assert set(meta["versions"]) == {"zoo", "torch", "plugins"}
+    assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() == catalog.get("mnist-mlp").sha256
+
+
+def test_the_catalog_is_shipped_inside_the_package_and_linked_at_the_top():
+    assert (ROOT / "registry.yaml").resolve() == (catalog.PACKAGE / "registry.yaml").resolve()
+    for entry in catalog.entries().values():
+        assert (entry.folder / entry.recipe).is_file()
+        assert entry.weights_path.is_file()
+
+
+def test_a_weights_file_copied_to_an_empty_folder_loads_by_path(tmp_path):
+    copy = tmp_path / "empty" / "model.safetensors"
+    copy.parent.mkdir()
+    shutil.copy(SHIPPED, copy)
+    model = zoo.load(copy)
+    reference = zoo.load("mnist-mlp", source="catalog")
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model(x), reference(x))
+    assert zoo.load(str(copy)).zoo_meta["source"] == "path"
+
+
+def test_a_local_build_takes_precedence_and_source_picks_either(tmp_path):
+    build("mnist-mlp", ["train.epochs=1"], out=tmp_path / "run", progress=False, log=lambda s: None)
+    built = zoo.load("mnist-mlp")
+    assert built.zoo_meta["source"] == "local"
+    assert built.zoo_meta["recipe"]["train"]["epochs"] == 1
+    run_tensors = load_file(str(tmp_path / "run" / "weights.safetensors"))
+    assert all(torch.equal(built.state_dict()[k], v) for k, v in run_tensors.items())
+    assert zoo.load("mnist-mlp", source="catalog").zoo_meta["path"] == str(SHIPPED)
+    assert zoo.load("mnist-mlp", source="local").zoo_meta["source"] == "local"
+    info = run_zoo("info", "mnist-mlp", env={"ZOO_HOME": str(tmp_path / "zoo-home")}).stdout
+    assert "zoo.load('mnist-mlp') uses the local build" in info and str(tmp_path / "run") in info
+
+
+def test_info_and_list_pretrained_read_the_catalog_without_torch():
+    code = (
+        "import sys, zoo.cli\n"
+        "zoo.cli.main(['list', '--pretrained']); zoo.cli.main(['info', 'fashion-mnist-mlp'])\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"mnist-mlp\s+accuracy 0\.9\d+ \(mnist test\)\s+327,618\s+shipped", result.stdout)
+    assert "zoo.load('fashion-mnist-mlp') uses the catalog weights" in result.stdout
+
+
+def test_verify_rescores_the_catalog_model():
+    result = run_zoo("verify", "mnist-mlp")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"accuracy on mnist test: measured 0\.9\d{3}, catalog 0\.9\d{3}  ok", result.stdout)
+
+
+@pytest.fixture
+def private_catalog(tmp_path, monkeypatch):
+    """A copy of the catalog (registry.yaml and weights) in tmp_path, selected with ZOO_CATALOG."""
+    folder = tmp_path / "catalog"
+    shutil.copytree(catalog.PACKAGE / "pretrained", folder / "pretrained")
+    shutil.copytree(catalog.PACKAGE / "recipes", folder / "recipes")
+    registry = yaml.safe_load((catalog.PACKAGE / "registry.yaml").read_text())
+    path = folder / "registry.yaml"
+
+    def save(data):
+        path.write_text(yaml.safe_dump(data))
+        catalog._read.cache_clear()
+        return path
+
+    save(registry)
+    monkeypatch.setenv("ZOO_CATALOG", str(path))
+    yield folder, registry, save
+    catalog._read.cache_clear()
+
+
+def test_verify_exits_1_when_the_figure_is_off(private_catalog):
+    folder, registry, save = private_catalog
+    registry["models"][0]["metrics"][0]["value"] = 0.5
+    path = save(registry)
+    result = run_zoo("verify", "mnist-mlp", env={"ZOO_CATALOG": str(path)})
+    assert result.returncode == 1
+    assert "catalog 0.5000  MISMATCH" in result.stdout and "does not score its catalog figure" in result.stderr
+
+
+def test_a_bit_flipped_catalog_file_fails_its_sha256(private_catalog):
+    folder, _, _ = private_catalog
+    weights = folder / "pretrained" / "mnist-mlp.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1000] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(zoo.ZooError, match=r"mnist-mlp.safetensors: sha256 [0-9a-f]{64} does not match the expected"):
+        zoo.load("mnist-mlp", source="catalog")
+
+
+def test_a_bit_flipped_file_loaded_by_path_fails_its_content_digest(tmp_path):
+    copy = tmp_path / "m.safetensors"
+    data = bytearray(SHIPPED.read_bytes())
+    data[-1000] ^= 0x01
+    copy.write_bytes(bytes(data))
+    with pytest.raises(zoo.ZooError, match="tensor data does not match the sha256 in its metadata"):
+        zoo.load(copy)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_corrupt_and_truncated_files_are_clear_errors(tmp_path, damage):
+    copy = tmp_path / "m.safetensors"
+    data = SHIPPED.read_bytes()
+    copy.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00" * 64 + data[64:], "empty": b""}[damage])
+    with pytest.raises(zoo.ZooError, match="not a readable safetensors file .* truncated or corrupt"):
+        zoo.load(copy)
+
+
+def _rewrite(tmp_path: Path, change) -> Path:
+    tensors, meta = load_file(str(SHIPPED)), read_meta(SHIPPED)
+    tensors, meta = change(tensors, meta)
+    meta.update(fingerprint=fingerprint(tensors), tensors_sha256=content_digest(tensors))
+    path = tmp_path / "changed.safetensors"
+    write(path, tensors, meta)
+    return path
+
+
+def test_wrong_shapes_name_the_key_and_both_shapes(tmp_path):
+    path = _rewrite(tmp_path, lambda t, m: (t, {**m, "model": {"component": "mnist-mlp", "hidden": [300, 256]}}))
+    with pytest.raises(zoo.ZooError) as info:
+        zoo.load(path)
+    message = str(info.value)
+    assert "linear_relu_stack.0.weight: the model has shape (300, 784), the file (312, 784)" in message
+    assert "linear_relu_stack.2.weight: the model has shape (256, 300), the file (256, 312)" in message
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    def change(tensors, meta):
+        tensors = dict(tensors)
+        tensors["extra.weight"] = tensors.pop("linear_relu_stack.4.bias")
+        return tensors, meta
+
+    with pytest.raises(zoo.ZooError) as info:
+        zoo.load(_rewrite(tmp_path, change))
+    assert "missing key linear_relu_stack.4.bias (10,)" in str(info.value)
+    assert "unexpected key extra.weight (10,)" in str(info.value)
+
+
+def test_a_file_whose_tensors_contradict_its_fingerprint_is_refused(tmp_path):
+    tensors, meta = load_file(str(SHIPPED)), read_meta(SHIPPED)
+    tensors["linear_relu_stack.4.bias"] = torch.zeros(11)
+    write(tmp_path / "x.safetensors", tensors, meta)
+    with pytest.raises(zoo.ZooError, match="do not match the fingerprint"):
+        zoo.load(tmp_path / "x.safetensors")
+
+
+def test_plain_safetensors_without_zoo_metadata_is_explained(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(zoo.ZooError, match="not a zoo weights file"):
+        zoo.load(tmp_path / "plain.safetensors")
+
+
+def test_unknown_names_suggest_and_list_the_known_ones():
+    with pytest.raises(zoo.ZooError, match=r"no model 'mnist-mpl' locally or in the catalog\. Did you mean 'mnist-mlp'\? Known: fashion-mnist-mlp, mnist-mlp"):
+        zoo.load("mnist-mpl")
+    with pytest.raises(zoo.ZooError, match="no local build of 'mnist-mlp'"):
+        zoo.load("mnist-mlp", source="local")
+    with pytest.raises(zoo.ZooError, match="source must be one of local, catalog"):
+        zoo.load("mnist-mlp", source="hub")
+
+
+@pytest.mark.parametrize("name", ["..", "../../etc/passwd", "mnist-mlp/../../x", "Mnist", "a b"])
+def test_names_never_become_paths(name):
+    with pytest.raises(zoo.ZooError, match="is not a valid model name"):
+        zoo.load(name, source="local")
+    with pytest.raises(zoo.ZooError, match="is not a valid model name"):
+        store.entry(name)
+
+
+def test_catalog_weights_may_not_point_outside_the_catalog(private_catalog):
+    _, registry, save = private_catalog
+    registry["models"][0]["weights"]["file"] = "../../outside.safetensors"
+    save(registry)
+    with pytest.raises(zoo.ZooError, match="points outside"):
+        catalog.entries()
+
+
+class _Server:
+    def __init__(self, folder: Path):
+        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_url_weights_download_checksummed_from_a_local_server(private_catalog, tmp_path):
+    folder, registry, save = private_catalog
+    server = _Server(folder / "pretrained")
+    try:
+        entry = registry["models"][0]
+        entry["weights"] = {"url": server.url + "mnist-mlp.safetensors", "sha256": entry["weights"]["sha256"]}
+        save(registry)
+        model = zoo.load("mnist-mlp")
+        downloaded = Path(model.zoo_meta["path"])
+        assert downloaded.parent == tmp_path / "zoo-home" / "downloads"
+        assert downloaded.read_bytes() == SHIPPED.read_bytes()
+        entry["weights"]["sha256"] = "0" * 64
+        save(registry)
+        with pytest.raises(zoo.ZooError, match="does not match the catalog's 0000"):
+            zoo.load("mnist-mlp")
+        assert not list((tmp_path / "zoo-home" / "downloads").glob("mnist-mlp-0000*"))
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def test_concurrent_builds_of_one_recipe_leave_a_sound_store_entry(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("extends: " + str(catalog.RECIPES / "mnist-mlp.yaml") + "\nname: race\ntrain: {epochs: 2}\n")
+    procs = [subprocess.Popen([str(Path(sys.executable).parent / "zoo"), "build", str(recipe), "--out",
+                               str(tmp_path / f"run{i}"), "--no-progress"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for i in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    model = zoo.load("race", source="local")
+    assert model.zoo_meta["name"] == "race"
+    assert [p.name for p in (tmp_path / "zoo-home" / "models" / "race").iterdir() if p.name.startswith(".")] == []
+
+
+def test_no_pickle_anywhere_in_the_code():
+    sources = [*(ROOT / "zoo").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+    for source in sources:
+        text = source.read_text()
+        assert "torch.load(" not in text and "import pickle" not in text, source
+        assert "allow_pickle=True" not in text, source

@@ -1,0 +1,142 @@
+"""``zoo.load``: a ready model from a weights file, a local build, or the catalog, fully verified."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from zoo import catalog, store
+from zoo.assembly import MODEL_KINDS, Assembler
+from zoo.errors import ZooError
+from zoo.files import download, file_sha256, home
+from zoo.recipe import Recipe
+from zoo.registry import NAME, default_registry
+from zoo.weights import FORMAT, content_digest, fingerprint, read_meta
+
+SOURCES = ("local", "catalog")
+
+
+@dataclass(frozen=True)
+class Located:
+    """A weights file to load, where it came from, and the sha256 it must have (if known)."""
+
+    path: Path
+    source: str  # "path", "local" or "catalog"
+    sha256: str | None = None
+
+
+def load(name_or_path: str | Path, *, device: str | torch.device | None = None, source: str | None = None) -> nn.Module:
+    """A model in eval mode with its weights; ``model.zoo_meta`` holds the file's metadata.
+
+    A name resolves to the latest local build (``zoo build``) first, then to the catalog;
+    ``source="local"`` or ``"catalog"`` forces one. A path loads that file alone.
+    """
+    located = locate(name_or_path, source)
+    return load_file_verified(located, device)
+
+
+def locate(name_or_path: str | Path, source: str | None = None) -> Located:
+    """Resolve a name or path to a weights file, without reading it."""
+    if source not in (None, *SOURCES):
+        raise ZooError(f"source must be one of {', '.join(SOURCES)} (or None for local, then catalog), got {source!r}")
+    text = str(name_or_path)
+    if source is None and (isinstance(name_or_path, Path) or "/" in text or text.endswith(".safetensors")):
+        path = Path(text)
+        if not path.is_file():
+            raise ZooError(f"no weights file at {path}")
+        return Located(path, "path")
+    if not NAME.match(text):
+        raise ZooError(f"'{text}' is not a valid model name (kebab-case like mnist-mlp; names are never paths)")
+    if source in (None, "local"):
+        local = store.latest(text)
+        if local is not None:
+            return Located(local.path, "local", local.sha256)
+        if source == "local":
+            raise ZooError(f"no local build of '{text}': run 'zoo build {text}' first, or use source='catalog'")
+    entry = catalog.get(text)
+    if entry is None:
+        raise ZooError(_unknown(text, source))
+    if entry.file is not None:
+        return Located(entry.weights_path, "catalog", entry.sha256)
+    target = home() / "downloads" / f"{entry.name}-{entry.sha256[:16]}.safetensors"
+    if not target.is_file():
+        download([entry.url], target, verify=lambda data: _check_bytes(data, entry.sha256, entry.url))
+    return Located(target, "catalog", entry.sha256)
+
+
+def _unknown(name: str, source: str | None) -> str:
+    known = sorted(set(catalog.entries()) | set(store.names())) if source is None else (
+        sorted(store.names()) if source == "local" else sorted(catalog.entries()))
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    where = {"local": "in the local store", "catalog": "in the catalog"}.get(source, "locally or in the catalog")
+    return f"no model '{name}' {where}.{hint} Known: {', '.join(known) or 'none'}"
+
+
+def _check_bytes(data: bytes, sha256: str, origin: str) -> None:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise ZooError(f"{origin}: sha256 {actual} does not match the catalog's {sha256}")
+
+
+def load_file_verified(located: Located, device: str | torch.device | None = None) -> nn.Module:
+    """Read, check and load a weights file; any problem raises ZooError before the model is touched."""
+    path = located.path
+    if located.sha256 is not None:
+        actual = file_sha256(path)
+        if actual != located.sha256:
+            raise ZooError(
+                f"{path}: sha256 {actual} does not match the expected {located.sha256}; "
+                "the file is corrupt or was changed. Delete it (a local build: run zoo build again)"
+            )
+    try:
+        meta = read_meta(path)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ZooError(f"{path}: not a readable safetensors file ({exc}); it is truncated or corrupt") from exc
+    if meta.get("format") != FORMAT or "model" not in meta:
+        raise ZooError(f"{path}: not a zoo weights file (no zoo metadata); load it with safetensors directly")
+    if fingerprint(tensors) != meta.get("fingerprint"):
+        raise ZooError(f"{path}: its tensors' names, shapes or dtypes do not match the fingerprint in its "
+                       "metadata; the file was altered")
+    if content_digest(tensors) != meta.get("tensors_sha256"):
+        raise ZooError(f"{path}: its tensor data does not match the sha256 in its metadata; the file is corrupt")
+    model = build_model(meta["model"], path)
+    check_state(model, tensors, path)
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    model.zoo_meta = {**meta, "path": str(path), "source": located.source}
+    return model
+
+
+def build_model(node: object, origin: Path) -> nn.Module:
+    """The model a weights file describes, built through the registry (its weights still random)."""
+    recipe = Recipe({"model": node}, {}, origin)
+    model = Assembler(recipe, default_registry()).build(("model",), MODEL_KINDS)
+    if not isinstance(model, nn.Module):
+        raise ZooError(f"{origin}: its model node builds a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
+    """Raise ZooError naming every missing or unexpected key and every shape or dtype mismatch."""
+    expected = model.state_dict()
+    problems = [f"missing key {k} {tuple(v.shape)}" for k, v in expected.items() if k not in tensors]
+    problems += [f"unexpected key {k} {tuple(v.shape)}" for k, v in tensors.items() if k not in expected]
+    for key in expected.keys() & tensors.keys():
+        want, got = expected[key], tensors[key]
+        if want.shape != got.shape:
+            problems.append(f"{key}: the model has shape {tuple(want.shape)}, the file {tuple(got.shape)}")
+        elif want.dtype != got.dtype:
+            problems.append(f"{key}: the model has dtype {want.dtype}, the file {got.dtype}")
+    if problems:
+        raise ZooError(f"{origin}: weights do not fit the model: " + "; ".join(sorted(problems)))
