@@ -197,3 +197,33 @@ def test_the_readme_main_job_trains_mnist_mlp_on_the_bundled_data(tmp_path):
     final = json.loads((tmp_path / "runs" / "mnist-mlp" / "metrics.jsonl").read_text().splitlines()[-1])
     assert final["epoch"] == 42
     assert 0.90 < final["test_accuracy"] < 0.95  # the notebook's settings on 5k images: ~0.916
+
+
+def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position():
+    import os
+
+    import zoo
+    from zoo.training import Interrupted, Plan, fit
+
+    model = zoo.create("simple-net")
+    data = zoo.create("synthetic-regression", n=64)
+    plan = Plan(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss=torch.nn.MSELoss(), epochs=3,
+                batch_size=16, log_every=1)
+    saved = []
+    calls = {"n": 0}
+    real_step = plan.optimizer.step
+
+    def step_then_interrupt(*args, **kwargs):
+        result = real_step(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 6:  # second batch of the second epoch
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    plan.optimizer.step = step_then_interrupt
+    with pytest.raises(Interrupted) as info:
+        fit(model, data, plan, on_interrupt=saved.append)
+    position = info.value.position
+    assert (position.epoch, position.step, position.seen) == (1, 2, 32)
+    assert saved == [position] and len(position.history) == 1
+    assert calls["n"] == 6  # no step ran after the one that was interrupted

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +45,37 @@ class Position:
     history: list[dict] = field(default_factory=list)
 
 
+class StopRequest:
+    """During training, Ctrl-C sets a flag that the loop honours after a complete step, so the saved
+    state is consistent; a second Ctrl-C stops at once, saving nothing (the last epoch's checkpoint stays)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise ForcedStop
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+class ForcedStop(KeyboardInterrupt):
+    """A second Ctrl-C: stop now, without saving."""
+
+
 class Interrupted(Exception):
     """Training stopped on Ctrl-C after the position was saved."""
 
@@ -68,8 +101,9 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place for ``plan.epochs`` epochs; return one record of metrics per epoch.
 
-    Evaluation metrics are recorded as ``{eval_name}_loss`` etc. ``generator`` drives the shuffles; ``position`` continues a run where it stopped; ``forward``
-    replaces ``model`` for the forward pass (a compiled module). ``on_epoch`` runs after each epoch,
+    Evaluation metrics are recorded as ``{eval_name}_loss`` etc. ``generator`` drives the shuffles;
+    ``position`` continues a run where it stopped; ``forward`` replaces ``model`` for the forward pass
+    (a compiled module). ``on_epoch`` runs after each epoch,
     ``on_interrupt`` on Ctrl-C before :class:`Interrupted` is raised.
     """
     device = torch.device(device)
@@ -77,37 +111,42 @@ def fit(
     position = position or Position()
     forward = forward or model
     batches = Batches(train_data, plan.batch_size, device)
-    while position.epoch < plan.epochs:
-        if position.shuffle_state is None:
-            position.shuffle_state = generator.get_state()
-        else:
-            generator.set_state(position.shuffle_state)
-        order = torch.randperm(len(train_data), generator=generator) if plan.shuffle else torch.arange(len(train_data))
-        started = time.perf_counter()
-        try:
-            model.train()
-            _epoch(forward, model, plan, batches, order, position)
-            record = {"epoch": position.epoch + 1, "train_loss": position.loss_sum / max(1, position.seen)}
-            if eval_data is not None:
-                batch_size = plan.eval_batch_size or plan.batch_size
-                scores = evaluate(model, eval_data, plan.loss, batch_size, plan.metrics, device)
-                record.update({f"{eval_name}_{k}": v for k, v in scores.items()})
-            record["seconds"] = round(time.perf_counter() - started, 3)
-            position.history.append(record)
-            position.epoch, position.step, position.loss_sum, position.seen = position.epoch + 1, 0, 0.0, 0
-            position.shuffle_state = None
-            if log:
-                log(_format(record, plan.epochs))
-            if on_epoch:
-                on_epoch(position)
-        except KeyboardInterrupt:
-            if on_interrupt:
-                on_interrupt(position)
-            raise Interrupted(position) from None
+    with StopRequest() as stop:
+        while position.epoch < plan.epochs:
+            if position.shuffle_state is None:
+                position.shuffle_state = generator.get_state()
+            else:
+                generator.set_state(position.shuffle_state)
+            order = torch.randperm(len(train_data), generator=generator) if plan.shuffle else torch.arange(len(train_data))
+            started = time.perf_counter()
+            try:
+                model.train()
+                _epoch(forward, model, plan, batches, order, position, stop)
+                record = {"epoch": position.epoch + 1, "train_loss": position.loss_sum / max(1, position.seen)}
+                if eval_data is not None:
+                    batch_size = plan.eval_batch_size or plan.batch_size
+                    scores = evaluate(model, eval_data, plan.loss, batch_size, plan.metrics, device)
+                    record.update({f"{eval_name}_{k}": v for k, v in scores.items()})
+                record["seconds"] = round(time.perf_counter() - started, 3)
+                position.history.append(record)
+                position.epoch, position.step, position.loss_sum, position.seen = position.epoch + 1, 0, 0.0, 0
+                position.shuffle_state = None
+                if log:
+                    log(_format(record, plan.epochs))
+                if on_epoch:
+                    on_epoch(position)
+                stop.check()
+            except ForcedStop:
+                raise
+            except KeyboardInterrupt:
+                if on_interrupt:
+                    on_interrupt(position)
+                raise Interrupted(position) from None
     return position.history
 
 
-def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tensor, position: Position) -> None:
+def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tensor, position: Position,
+           stop: StopRequest) -> None:
     steps = batches.steps(len(order))
     bar = _bar(plan, steps, position)
     loss_sum = torch.zeros((), device=batches.device)
@@ -135,6 +174,7 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
                 if bar is not None:
                     bar.update(step - bar.n)
                     bar.set_postfix(loss=f"{position.loss_sum / max(1, position.seen):.4f}")
+            stop.check()
     finally:
         if seen:
             position.loss_sum += loss_sum.item()
