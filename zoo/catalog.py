@@ -65,7 +65,8 @@ def get(name: str) -> Entry | None:
 @cache
 def _read(path: Path) -> dict[str, Entry]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # libyaml's safe loader when PyYAML was built with it: same safety, a few ms faster
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ZooError(f"cannot read the catalog {path}: {exc}") from exc
     found: dict[str, Entry] = {}

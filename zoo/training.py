@@ -162,7 +162,7 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
             plan.optimizer.step()
             if plan.schedule is not None:
                 plan.schedule.step()
-            loss_sum += loss.detach() * len(y)
+            loss_sum.add_(loss.detach(), alpha=len(y))
             seen += len(y)
             position.step = step
             if step % plan.log_every == 0 or step == steps:
@@ -193,15 +193,20 @@ def _bar(plan: Plan, steps: int, position: Position):
 
 
 class Batches:
-    """Batches of a dataset in a given order: sliced from whole tensors when the dataset allows it."""
+    """Batches of a dataset in a given order. A dataset with ``tensors()`` is gathered into buffers
+    reused from batch to batch (a batch is valid until the next one); others go through a DataLoader."""
 
     def __init__(self, data: Dataset, batch_size: int, device: torch.device):
         self.data, self.batch_size, self.device = data, batch_size, device
         self.tensors = None
         if hasattr(data, "tensors"):
-            inputs, targets = data.tensors()
-            self.tensors = inputs.to(device), targets.to(device)
-            self.transform = getattr(data, "transform", None)
+            inputs, targets = (t.to(device) for t in data.tensors())
+            self.tensors = inputs, targets
+            self.divide_by = getattr(data, "divide_by", None)
+            rows = min(batch_size, len(inputs))
+            self.raw = inputs.new_empty((rows, *inputs.shape[1:]))
+            self.x = self.raw.new_empty(self.raw.shape, dtype=torch.float32) if self.divide_by else None
+            self.y = targets.new_empty((rows, *targets.shape[1:]))
 
     def steps(self, count: int) -> int:
         return math.ceil(count / self.batch_size)
@@ -217,8 +222,11 @@ class Batches:
         order = order.to(self.device)
         for begin in range(start, len(order), self.batch_size):
             index = order[begin : begin + self.batch_size]
-            x = inputs.index_select(0, index)
-            yield (self.transform(x) if self.transform else x), targets.index_select(0, index)
+            rows = len(index)
+            x = torch.index_select(inputs, 0, index, out=self.raw[:rows])
+            if self.divide_by:
+                x = torch.div(x, self.divide_by, out=self.x[:rows])
+            yield x, torch.index_select(targets, 0, index, out=self.y[:rows])
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from zoo.data import InMemoryDataset, to_unit_interval
+from zoo.data import InMemoryDataset
 from zoo.errors import ZooError
 from zoo.files import download as fetch
 from zoo.files import home
@@ -129,7 +129,7 @@ def load(source: Source, root: Path, split: str, download: bool, mirror: str | N
     return InMemoryDataset(
         torch.from_numpy(images).unsqueeze(1),
         torch.from_numpy(labels).long(),
-        transform=to_unit_interval,
+        divide_by=255,
         info={"name": source.name, "split": split, "root": str(root), "classes": list(source.classes)},
     )
 

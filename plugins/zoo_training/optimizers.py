@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 import torch
+
+
+def _fused(make, params: Iterable, fused: bool | None) -> torch.optim.Optimizer:
+    """Build with the fused kernel unless told otherwise; fall back where the device has none."""
+    params = list(params)
+    if fused is None:
+        try:
+            return make(params, fused=True)
+        except (RuntimeError, ValueError):
+            return make(params, fused=None)
+    return make(params, fused=fused)
 
 
 def adam(
@@ -15,8 +27,8 @@ def adam(
     weight_decay: float = 0.0,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """Adam (Kingma & Ba, 2015); L2 penalty added to the gradient when weight_decay > 0."""
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
+    """Adam (Kingma & Ba, 2015); L2 penalty added to the gradient when weight_decay > 0; fused kernel by default."""
+    return _fused(partial(torch.optim.Adam, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay), params, fused)
 
 
 def adamw(
@@ -27,8 +39,8 @@ def adamw(
     weight_decay: float = 0.01,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019)."""
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
+    """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter, 2019); fused kernel by default."""
+    return _fused(partial(torch.optim.AdamW, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay), params, fused)
 
 
 def sgd(
@@ -37,6 +49,8 @@ def sgd(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """Stochastic gradient descent, optionally with (Nesterov) momentum."""
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    """Stochastic gradient descent, optionally with (Nesterov) momentum; fused kernel by default."""
+    return _fused(partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov),
+                  params, fused)

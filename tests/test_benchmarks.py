@@ -1,0 +1,23 @@
+"""Each benchmark runs at a tiny size and prints its last line; timings are never asserted here."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+@pytest.mark.parametrize(
+    "script, args, last_line",
+    [
+        ("train_throughput.py", ["--epochs", "1", "--rows", "640"], r"zoo/hand: \d+\.\d\d  notebook/zoo: \d+\.\d\d"),
+        ("startup.py", ["--repeat", "1"], r"list/torch: \d+\.\d\d  load_ms: \d+"),
+        ("attention.py", ["--iterations", "1", "--repeat", "1"], r"notebook/zoo: \d+\.\d\d"),
+    ],
+)
+def test_benchmark_runs_and_prints_its_last_line(script, args, last_line):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(last_line, result.stdout.strip().splitlines()[-1])
