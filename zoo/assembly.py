@@ -108,10 +108,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def assemble(recipe: Recipe, settings: Settings, registry: Registry) -> Parts:
-    """Model (seeded), datasets and loss of a validated recipe."""
+def assemble(recipe: Recipe, settings: Settings, registry: Registry, device: str | None = None) -> Parts:
+    """Model (seeded), datasets and loss of a validated recipe, on ``device`` (default: the recipe's)."""
     assembler = Assembler(recipe, registry)
-    device = resolve_device(settings.train.device)
+    device = resolve_device(device or settings.train.device)
     torch.manual_seed(settings.train.seed)
     model = assembler.build(("model",), MODEL_KINDS)
     if not isinstance(model, nn.Module):

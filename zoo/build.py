@@ -16,9 +16,10 @@ import torch
 import yaml
 
 import zoo
-from zoo import checkpoint, plots, store, weights
+from zoo import checkpoint, distributed, plots, store, weights
 from zoo.assembly import Parts, Row, assemble, build_optimizer, trace
 from zoo.catalog import recipe_path
+from zoo.distributed import Context
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes
 from zoo.recipe import Recipe, RecipeError, load
@@ -38,15 +39,17 @@ class Checked:
     parts: Parts
     rows: list[Row]
     total_params: int
+    context: Context = Context()
 
 
-def check(recipe: Recipe, registry: Registry | None = None) -> Checked:
+def check(recipe: Recipe, registry: Registry | None = None, context: Context = Context()) -> Checked:
     """Validate the recipe, build everything it names, and run one batch through model and loss."""
     settings = validate(recipe)
-    parts = assemble(recipe, settings, registry or default_registry())
-    build_optimizer(parts, total_steps=_steps(parts, settings) * settings.train.epochs)
+    device = distributed.device_for(context, settings.train.device)
+    parts = assemble(recipe, settings, registry or default_registry(), device)
+    build_optimizer(parts, total_steps=_steps(parts, settings, context) * settings.train.epochs)
     rows, total = trace(parts, settings.data.batch_size)
-    return Checked(recipe, settings, parts, rows, total)
+    return Checked(recipe, settings, parts, rows, total, context)
 
 
 def summary(checked: Checked) -> str:
@@ -61,7 +64,9 @@ def summary(checked: Checked) -> str:
     lines.append(
         f"data: {len(parts.train_data):,} training samples ({settings.data.train_split})"
         + (f", {len(parts.eval_data):,} evaluation samples ({settings.data.eval_split})" if parts.eval_data else "")
-        + f"; {_steps(parts, settings)} batches of {settings.data.batch_size} per epoch; device {parts.device}"
+        + f"; {_steps(parts, settings, checked.context)} batches of {settings.data.batch_size} per epoch"
+        + (f" on each of {checked.context.world} processes ({checked.context.backend})" if checked.context.active else "")
+        + f"; device {parts.device}"
     )
     return "\n".join(lines)
 
@@ -87,11 +92,28 @@ def build(
 
 def train_run(recipe: Recipe, out: Path, *, resume: bool = False, progress: bool = True,
               log: Log = print, record: bool = True) -> Path:
-    """Check, train and evaluate one recipe into ``out``; record it in the store unless told not to."""
-    checked = check(recipe)
+    """Check, train and evaluate one recipe into ``out``; record it in the store unless told not to.
+
+    Under torchrun every process trains its shard; only rank 0 logs and writes.
+    """
+    settings = validate(recipe)
+    context = distributed.from_environment(settings.train.backend, settings.train.device)
+    try:
+        return _train(recipe, out, resume, progress and context.is_main, log if context.is_main else _quiet,
+                      record, context)
+    finally:
+        distributed.close(context)
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, log: Log, record: bool, context: Context) -> Path:
+    checked = check(recipe, context=context)
     settings, parts = checked.settings, checked.parts
     log(summary(checked))
-    total_steps = _steps(parts, settings) * settings.train.epochs
+    total_steps = _steps(parts, settings, context) * settings.train.epochs
     optimizer, schedule = build_optimizer(parts, total_steps)
     train = settings.train
     plan = Plan(
@@ -100,33 +122,47 @@ def train_run(recipe: Recipe, out: Path, *, resume: bool = False, progress: bool
         eval_batch_size=settings.data.eval_batch_size, metrics=settings.metrics, log_every=train.log_every,
         progress=progress,
     )
-    generator = torch.Generator().manual_seed(train.seed)
-    torch.manual_seed(train.seed)
+    generator = torch.Generator().manual_seed(train.seed)  # the same permutation on every rank
+    torch.manual_seed(train.seed + context.rank)  # each rank its own dropout stream
     recipe_id = _recipe_hash(recipe)
     ckpt = out / "checkpoint.safetensors"
     position = None
     if resume:
         if not ckpt.is_file():
             raise ZooError(f"nothing to resume: no checkpoint in {out}; run without --resume")
-        position = _restore(checkpoint.load(ckpt, recipe_id), parts.model, optimizer, schedule, generator)
+        state = checkpoint.load(ckpt, recipe_id)
+        position = _restore(state, parts.model, optimizer, schedule, generator, context)
         log(f"resuming {settings.name} at epoch {position.epoch + 1}, batch {position.step}")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(recipe.data, sort_keys=False).encode())
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(recipe.data, sort_keys=False).encode())
 
     def save(pos: Position) -> None:
-        checkpoint.save(ckpt, _snapshot(parts.model, optimizer, schedule, generator, pos), recipe_id)
+        rng = context.gather(torch.get_rng_state())  # a collective: every rank calls it
+        if context.is_main:
+            checkpoint.save(ckpt, _snapshot(parts.model, optimizer, schedule, generator, pos, rng), recipe_id)
 
     def on_epoch(pos: Position) -> None:
         save(pos)
-        lines = "".join(json.dumps(r) + "\n" for r in pos.history)
-        atomic_write_bytes(out / "metrics.jsonl", lines.encode())
+        if context.is_main:
+            lines = "".join(json.dumps(r) + "\n" for r in pos.history)
+            atomic_write_bytes(out / "metrics.jsonl", lines.encode())
 
-    forward = torch.compile(parts.model) if train.compile else None
-    history = fit(parts.model, parts.train_data, plan, eval_data=parts.eval_data, eval_name=settings.data.eval_split or "eval", device=parts.device,
-                  generator=generator, position=position, forward=forward, on_epoch=on_epoch,
-                  on_interrupt=save, log=log)
+    forward = parts.model
+    if context.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(parts.model, device_ids=[parts.device] if parts.device.type == "cuda" else None)
+    if train.compile:
+        forward = torch.compile(forward)
+    history = fit(parts.model, parts.train_data, plan, eval_data=parts.eval_data,
+                  eval_name=settings.data.eval_split or "eval", device=parts.device, generator=generator,
+                  position=position, forward=forward, context=context, on_epoch=on_epoch, on_interrupt=save, log=log)
+    _check_ranks_agree(parts.model, context, log)
+    if not context.is_main:
+        return out
     metrics = _final_metrics(history)
-    weights.save(parts.model, out / "weights.safetensors", _metadata(recipe, settings, parts, metrics))
+    weights.save(parts.model, out / "weights.safetensors", _metadata(recipe, settings, parts, metrics, context))
     if plots.curves(out / "loss.png", {settings.name: history}, title=settings.name):
         log(f"wrote {out / 'loss.png'}")
     else:
@@ -137,6 +173,17 @@ def train_run(recipe: Recipe, out: Path, *, resume: bool = False, progress: bool
         log(f"recorded {settings.name} in the store: {stored}")
     log(f"wrote {out / 'weights.safetensors'}  " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return out
+
+
+def _check_ranks_agree(model: torch.nn.Module, context: Context, log: Log) -> None:
+    """Under torchrun, every rank must end with the same weights; say so, or fail."""
+    if not context.active:
+        return
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    digests = context.gather_object(weights.content_digest(state))
+    if len(set(digests)) != 1:
+        raise ZooError(f"the {context.world} processes ended with different weights: {digests}")
+    log(f"weights identical on all {context.world} processes (sha256 {digests[0][:16]}...)")
 
 
 def run_sweep(recipe: Recipe, settings: Settings, out: Path, progress: bool, log: Log) -> list[Path]:
@@ -168,8 +215,9 @@ def run_sweep(recipe: Recipe, settings: Settings, out: Path, progress: bool, log
     return runs
 
 
-def _steps(parts: Parts, settings: Settings) -> int:
-    return math.ceil(len(parts.train_data) / settings.data.batch_size)
+def _steps(parts: Parts, settings: Settings, context: Context) -> int:
+    """Batches per epoch on each process (the data is shared out across processes)."""
+    return math.ceil(math.ceil(len(parts.train_data) / context.world) / settings.data.batch_size)
 
 
 def _final_metrics(history: list[dict]) -> dict[str, float]:
@@ -189,7 +237,7 @@ def _data_hash(data: object) -> str | None:
     return digest.hexdigest()
 
 
-def _metadata(recipe: Recipe, settings: Settings, parts: Parts, metrics: dict) -> dict:
+def _metadata(recipe: Recipe, settings: Settings, parts: Parts, metrics: dict, context: Context) -> dict:
     registry = default_registry()
     return {
         "name": settings.name,
@@ -198,6 +246,7 @@ def _metadata(recipe: Recipe, settings: Settings, parts: Parts, metrics: dict) -
         "metrics": metrics,
         "evaluation": {"dataset": recipe.data["data"]["dataset"], "split": settings.data.eval_split},
         "seed": settings.train.seed,
+        "processes": context.world,
         "data_sha256": _data_hash(parts.train_data),
         "versions": {
             "zoo": zoo.__version__,
@@ -207,12 +256,13 @@ def _metadata(recipe: Recipe, settings: Settings, parts: Parts, metrics: dict) -
     }
 
 
-def _snapshot(model, optimizer, schedule, generator: torch.Generator, position: Position) -> dict:
+def _snapshot(model, optimizer, schedule, generator: torch.Generator, position: Position,
+              rng: list[torch.Tensor]) -> dict:
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict() if schedule is not None else None,
-        "rng": torch.get_rng_state(),
+        "rng": rng,  # one per process
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "shuffle": generator.get_state(),
         "position": {
@@ -222,12 +272,15 @@ def _snapshot(model, optimizer, schedule, generator: torch.Generator, position: 
     }
 
 
-def _restore(state: dict, model, optimizer, schedule, generator: torch.Generator) -> Position:
+def _restore(state: dict, model, optimizer, schedule, generator: torch.Generator, context: Context) -> Position:
+    if len(state["rng"]) != context.world:
+        raise ZooError(f"the checkpoint was written by {len(state['rng'])} process(es), this run has "
+                       f"{context.world}; resume with the same number")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if schedule is not None and state["schedule"] is not None:
         schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["rng"])
+    torch.set_rng_state(state["rng"][context.rank])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     generator.set_state(state["shuffle"])

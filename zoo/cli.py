@@ -139,6 +139,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from zoo.build import build
     from zoo.training import Interrupted
 
+    if args.nproc:
+        return relaunch_with_torchrun(args)
+
     try:
         build(args.recipe, args.set, out=args.out, resume=args.resume, progress=not args.no_progress)
     except Interrupted as exc:
@@ -146,6 +149,20 @@ def cmd_build(args: argparse.Namespace) -> int:
               + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
         return 130
     return 0
+
+
+def relaunch_with_torchrun(args: argparse.Namespace) -> int:
+    """``zoo build --nproc N``: the same build under torchrun, N processes on this machine."""
+    import subprocess
+
+    if args.nproc < 1:
+        raise ZooError("--nproc takes a positive number of processes")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "zoo", "build", args.recipe, *(f"--set={s}" for s in args.set)]
+    command += [f"--out={args.out}"] if args.out else []
+    command += ["--resume"] if args.resume else []
+    command += ["--no-progress"] if args.no_progress else []
+    return subprocess.call(command)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -191,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (default: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; per-epoch lines only")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train data-parallel in N processes on this machine (relaunches through torchrun)")
 
     p = sub.add_parser("verify", help="re-score a catalog model against its declared figure",
                        description="Re-score a catalog model on its declared dataset and split; exit 1 on a "

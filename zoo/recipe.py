@@ -239,7 +239,7 @@ def _strip_deletes(node: object) -> None:
 OPTIONAL_KEYS = {
     ("description",), ("metrics",), ("sweep",),
     *(("data", k) for k in ("batch_size", "eval_batch_size", "shuffle", "train_split", "eval_split")),
-    *(("train", k) for k in ("seed", "device", "compile", "schedule", "grad_clip", "log_every")),
+    *(("train", k) for k in ("seed", "device", "compile", "backend", "schedule", "grad_clip", "log_every")),
 }
 
 

@@ -60,6 +60,7 @@ SECTIONS: dict[str, dict[str, tuple[Callable, object]]] = {
         "seed": (_typed(int, lambda v: v >= 0, "a non-negative integer"), 0),
         "device": (_typed(str, DEVICE.match, "auto, cpu, mps, cuda or cuda:N"), "auto"),
         "compile": (_typed(bool), False),
+        "backend": (_typed(str, lambda v: v in ("auto", "gloo", "nccl", "mpi"), "auto, gloo, nccl or mpi"), "auto"),
         "optimizer": (_component, REQUIRED),
         "loss": (_component, REQUIRED),
         "schedule": (_optional(_component), None),
@@ -85,6 +86,7 @@ class Train:
     seed: int
     device: str
     compile: bool
+    backend: str
     optimizer: dict | str
     loss: dict | str
     schedule: dict | str | None

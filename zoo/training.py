@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.distributed import Context
+
 IGNORE = -100  # targets with this value count in no metric
 
 
@@ -95,6 +97,7 @@ def fit(
     generator: torch.Generator | None = None,
     position: Position | None = None,
     forward: Callable[[Tensor], Tensor] | None = None,
+    context: Context = Context(),
     on_epoch: Callable[[Position], None] | None = None,
     on_interrupt: Callable[[Position], None] | None = None,
     log: Callable[[str], None] | None = None,
@@ -103,7 +106,8 @@ def fit(
 
     Evaluation metrics are recorded as ``{eval_name}_loss`` etc. ``generator`` drives the shuffles;
     ``position`` continues a run where it stopped; ``forward`` replaces ``model`` for the forward pass
-    (a compiled module). ``on_epoch`` runs after each epoch,
+    (a compiled or DistributedDataParallel module). Under torchrun, ``context`` shards each epoch's
+    permutation by rank and sums losses and metrics over ranks. ``on_epoch`` runs after each epoch,
     ``on_interrupt`` on Ctrl-C before :class:`Interrupted` is raised.
     """
     device = torch.device(device)
@@ -118,14 +122,15 @@ def fit(
             else:
                 generator.set_state(position.shuffle_state)
             order = torch.randperm(len(train_data), generator=generator) if plan.shuffle else torch.arange(len(train_data))
+            order = context.shard(order)
             started = time.perf_counter()
             try:
                 model.train()
-                _epoch(forward, model, plan, batches, order, position, stop)
+                _epoch(forward, model, plan, batches, order, position, stop, context)
                 record = {"epoch": position.epoch + 1, "train_loss": position.loss_sum / max(1, position.seen)}
                 if eval_data is not None:
                     batch_size = plan.eval_batch_size or plan.batch_size
-                    scores = evaluate(model, eval_data, plan.loss, batch_size, plan.metrics, device)
+                    scores = evaluate(model, eval_data, plan.loss, batch_size, plan.metrics, device, context)
                     record.update({f"{eval_name}_{k}": v for k, v in scores.items()})
                 record["seconds"] = round(time.perf_counter() - started, 3)
                 position.history.append(record)
@@ -135,7 +140,8 @@ def fit(
                     log(_format(record, plan.epochs))
                 if on_epoch:
                     on_epoch(position)
-                stop.check()
+                if _stop_agreed(stop, context, device):
+                    raise KeyboardInterrupt
             except ForcedStop:
                 raise
             except KeyboardInterrupt:
@@ -145,8 +151,15 @@ def fit(
     return position.history
 
 
+def _stop_agreed(stop: StopRequest, context: Context, device: torch.device) -> bool:
+    """Whether any rank was asked to stop (all ranks must call this at the same point)."""
+    if not context.active:
+        return stop.requested
+    return context.sum(torch.tensor([float(stop.requested)], device=device)).item() > 0
+
+
 def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tensor, position: Position,
-           stop: StopRequest) -> None:
+           stop: StopRequest, context: Context) -> None:
     steps = batches.steps(len(order))
     bar = _bar(plan, steps, position)
     loss_sum = torch.zeros((), device=batches.device)
@@ -166,15 +179,20 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
             seen += len(y)
             position.step = step
             if step % plan.log_every == 0 or step == steps:
-                # the one host sync: every log_every steps
-                position.loss_sum += loss_sum.item()
-                position.seen += seen
+                # the one host sync, every log_every steps: losses summed over ranks, and whether to stop
+                totals = context.sum(torch.stack([loss_sum, loss_sum.new_tensor(float(seen)),
+                                                  loss_sum.new_tensor(float(stop.requested))])).tolist()
+                position.loss_sum += totals[0]
+                position.seen += int(totals[1])
                 loss_sum.zero_()
                 seen = 0
                 if bar is not None:
                     bar.update(step - bar.n)
                     bar.set_postfix(loss=f"{position.loss_sum / max(1, position.seen):.4f}")
-            stop.check()
+                if context.active and totals[2]:
+                    raise KeyboardInterrupt
+            if not context.active:
+                stop.check()
     finally:
         if seen:
             position.loss_sum += loss_sum.item()
@@ -230,27 +248,32 @@ class Batches:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int, metrics=(), device="cpu") -> dict:
-    """Mean loss over samples, and each requested metric, with the model in eval mode."""
+def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int, metrics=(), device="cpu",
+             context: Context = Context()) -> dict:
+    """Mean loss over samples, and each requested metric, with the model in eval mode; under torchrun
+    each rank scores its share and the sums are combined."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     counted = torch.zeros((), device=device)
+    samples = torch.zeros((), device=device)
     try:
-        for x, y in Batches(data, batch_size, device)(torch.arange(len(data))):
+        for x, y in Batches(data, batch_size, device)(context.shard(torch.arange(len(data)), pad=False)):
             out = model(x)
             total += loss(out, y) * len(y)
+            samples += len(y)
             if "accuracy" in metrics:
                 valid = y != IGNORE
                 correct += ((out.argmax(-1) == y) & valid).sum()
                 counted += valid.sum()
     finally:
         model.train(was_training)
-    scores = {"loss": (total / len(data)).item()}
+    total, correct, counted, samples = context.sum(torch.stack([total, correct, counted, samples])).tolist()
+    scores = {"loss": total / max(1.0, samples)}
     if "accuracy" in metrics:
-        scores["accuracy"] = (correct / counted.clamp(min=1)).item()
+        scores["accuracy"] = correct / max(1.0, counted)
     return scores
 
 

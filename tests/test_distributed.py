@@ -1,0 +1,155 @@
+"""zoo build under torchrun: data-parallel on CPU (gloo, loopback), resume, and a crashing rank."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BIN, run_zoo
+from safetensors.torch import load_file
+
+from zoo.weights import read_meta
+
+RECIPE = """\
+name: small-ddp
+model: {component: mnist-mlp, hidden: [64]}
+data:
+  dataset: {component: mnist}
+  batch_size: BATCH
+  eval_batch_size: 1000
+train:
+  epochs: EPOCHS
+  optimizer: {component: adam, lr: 1.0e-3}
+  loss: cross-entropy
+  log_every: 10
+metrics: [accuracy]
+"""
+
+
+def recipe(tmp_path: Path, epochs: int = 3, batch: int = 50) -> Path:
+    path = tmp_path / "small.yaml"
+    path.write_text(RECIPE.replace("EPOCHS", str(epochs)).replace("BATCH", str(batch)))
+    return path
+
+
+def torchrun(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "zoo", "build", *args, "--no-progress"]
+
+
+def final(out: Path) -> dict:
+    return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_two_processes_train_one_model_with_identical_weights(tmp_path):
+    path = recipe(tmp_path)
+    result = subprocess.run(torchrun(str(path), "--out", str(tmp_path / "ddp")), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "50 batches of 50 per epoch on each of 2 processes (gloo)" in out
+    assert "weights identical on all 2 processes" in out
+    assert out.count("epoch 3/3") == 1  # only rank 0 logs
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [
+        "loss.png", "metrics.jsonl", "recipe.yaml", "weights.safetensors"]
+    assert read_meta(tmp_path / "ddp" / "weights.safetensors")["processes"] == 2
+    single = run_zoo("build", str(path), "--out", str(tmp_path / "single"), "--no-progress")
+    assert single.returncode == 0, single.stderr
+    ddp_accuracy, single_accuracy = final(tmp_path / "ddp")["test_accuracy"], final(tmp_path / "single")["test_accuracy"]
+    assert ddp_accuracy > 0.85 and abs(ddp_accuracy - single_accuracy) < 0.03
+
+
+def test_nproc_relaunches_through_torchrun(tmp_path):
+    result = run_zoo("build", str(recipe(tmp_path, epochs=1)), "--out", str(tmp_path / "run"), "--nproc", "2",
+                     "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "on each of 2 processes (gloo)" in result.stdout
+    assert (tmp_path / "run" / "weights.safetensors").is_file()
+
+
+def _rank_pids(parent: int) -> dict[int, int]:
+    """rank -> pid of the workers under a torchrun process."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        rank = next((e[5:] for e in environ if e.startswith(b"RANK=")), None)
+        if ppid == parent and rank is not None:
+            found[int(rank)] = int(proc.name)
+    return found
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pids, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "workers still running"
+        time.sleep(0.05)
+
+
+def test_a_crashing_rank_ends_the_run_with_an_error_and_the_checkpoint_stays_intact(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(torchrun(str(recipe(tmp_path, epochs=40, batch=10)), "--out", str(out)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "checkpoint.safetensors", process)
+    ranks = _rank_pids(process.pid)
+    assert set(ranks) == {0, 1}
+    os.kill(ranks[1], signal.SIGKILL)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert time.monotonic() - started < 60, "the surviving rank hung"
+    assert "ChildFailedError" in err or "failed" in err.lower()
+    assert "SIGKILL" in err or "Signal 9" in err
+    state = load_file(str(out / "checkpoint.safetensors"))
+    assert state and read_meta(out / "checkpoint.safetensors")["format"] == "zoo-checkpoint/1"
+    assert not (out / "weights.safetensors").exists()
+
+
+def test_resume_under_torchrun_reaches_the_weights_of_an_uninterrupted_run(tmp_path):
+    path = recipe(tmp_path, epochs=5, batch=10)
+    reference = subprocess.run(torchrun(str(path), "--out", str(tmp_path / "reference")), capture_output=True,
+                               text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "run"
+    process = subprocess.Popen(torchrun(str(path), "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(out / "checkpoint.safetensors", process)
+    workers = _rank_pids(process.pid)
+    assert set(workers) == {0, 1}
+    for pid in [process.pid, *workers.values()]:  # the whole job at once: torchrun and both workers
+        os.kill(pid, signal.SIGKILL)
+    process.wait()
+    _wait_gone(workers.values())
+    assert not (out / "weights.safetensors").exists()
+    resumed = subprocess.run(torchrun(str(path), "--out", str(out), "--resume"), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming small-ddp at epoch" in resumed.stdout
+    a, b = load_file(str(out / "weights.safetensors")), load_file(str(tmp_path / "reference" / "weights.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+    one = run_zoo("build", str(path), "--out", str(out), "--resume")
+    assert one.returncode == 2 and "nothing to resume" in one.stderr
