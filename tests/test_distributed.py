@@ -153,3 +153,21 @@ def test_resume_under_torchrun_reaches_the_weights_of_an_uninterrupted_run(tmp_p
     assert all((a[k] == b[k]).all() for k in a)
     one = run_zoo("build", str(path), "--out", str(out), "--resume")
     assert one.returncode == 2 and "nothing to resume" in one.stderr
+
+
+def test_two_nodes_on_loopback_with_torchruns_rendezvous_flags(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = recipe(tmp_path, epochs=2)
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                               f"--node-rank={n}", "--master-addr=127.0.0.1", f"--master-port={port}",
+                               "-m", "zoo", "build", str(path), "--out", str(tmp_path / "run"), "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert "weights identical on all 2 processes" in outputs[0][0]
+    assert "epoch 2/2" not in outputs[1][0]  # the second node's rank logs nothing
+    assert read_meta(tmp_path / "run" / "weights.safetensors")["processes"] == 2

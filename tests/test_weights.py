@@ -67,6 +67,9 @@ def test_the_catalog_is_shipped_inside_the_package_and_linked_at_the_top():
     for entry in catalog.entries().values():
         assert (entry.folder / entry.recipe).is_file()
         assert entry.weights_path.is_file()
+    listed = {path.name for path in catalog.recipes().values()}
+    assert listed == {path.name for path in catalog.RECIPES.glob("*.yaml")}, "every shipped recipe is listed"
+    assert all(path.is_file() for path in catalog.recipes().values())
 
 
 def test_a_weights_file_copied_to_an_empty_folder_loads_by_path(tmp_path):

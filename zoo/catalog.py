@@ -13,7 +13,7 @@ from zoo.errors import ZooError
 from zoo.registry import NAME
 
 PACKAGE = Path(__file__).parent
-RECIPES = PACKAGE / "recipes"
+RECIPES = PACKAGE / "recipes"  # the shipped recipe files, each listed in registry.yaml
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,12 @@ def registry_file() -> Path:
 
 
 def entries() -> dict[str, Entry]:
-    return _read(registry_file())
+    return _read(registry_file())[0]
+
+
+def recipes() -> dict[str, Path]:
+    """The shipped recipes by name, as registry.yaml lists them."""
+    return _read(registry_file())[1]
 
 
 def get(name: str) -> Entry | None:
@@ -63,7 +68,7 @@ def get(name: str) -> Entry | None:
 
 
 @cache
-def _read(path: Path) -> dict[str, Entry]:
+def _read(path: Path) -> tuple[dict[str, Entry], dict[str, Path]]:
     try:
         # libyaml's safe loader when PyYAML was built with it: same safety, a few ms faster
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
@@ -85,7 +90,16 @@ def _read(path: Path) -> dict[str, Entry]:
         if entry.file is not None and not (path.parent / entry.file).resolve().is_relative_to(path.parent.resolve()):
             raise ZooError(f"{where}: weights file {entry.file!r} points outside {path.parent}")
         found[entry.name] = entry
-    return found
+    listed: dict[str, Path] = {}
+    for i, item in enumerate(data.get("recipes") or []):
+        try:
+            name, recipe = item["name"], (path.parent / item["path"]).resolve()
+        except (KeyError, TypeError) as exc:
+            raise ZooError(f"{path}: recipes[{i}]: malformed entry ({exc})") from exc
+        if not recipe.is_relative_to(path.parent.resolve()):
+            raise ZooError(f"{path}: recipes[{i}]: {item['path']!r} points outside {path.parent}")
+        listed[name] = recipe
+    return found, listed
 
 
 def _entry(item: dict, folder: Path) -> Entry:
@@ -106,7 +120,7 @@ def _entry(item: dict, folder: Path) -> Entry:
 
 
 def shipped_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    return sorted(recipes())
 
 
 def recipe_path(arg: str) -> Path:
@@ -114,9 +128,8 @@ def recipe_path(arg: str) -> Path:
     path = Path(arg)
     if path.is_file():
         return path
-    shipped = RECIPES / f"{arg}.yaml"
-    if "/" not in arg and shipped.is_file():
-        return shipped
+    if arg in recipes():
+        return recipes()[arg]
     raise ZooError(
         f"no recipe file '{arg}', and no shipped recipe of that name (shipped: {', '.join(shipped_recipes())})"
     )
