@@ -1,6 +1,10 @@
+import http.server
 import os
 import subprocess
 import sys
+import threading
+import time
+from functools import partial
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -46,3 +50,37 @@ def isolated_home(tmp_path, monkeypatch):
     zoo.default_registry.cache_clear()
     yield
     zoo.default_registry.cache_clear()
+
+
+class StaticServer:
+    """A static file server for ``folder`` on 127.0.0.1 (a free port), for download tests."""
+
+    def __init__(self, folder: Path):
+        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until ``path`` exists while ``process`` keeps running."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def write_recipe(folder: Path, template: str, **values: object) -> Path:
+    """``template`` with each UPPERCASE placeholder replaced, written to folder/recipe.yaml."""
+    text = template
+    for key, value in values.items():
+        text = text.replace(key.upper(), str(value))
+    path = folder / "recipe.yaml"
+    path.write_text(text)
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, run_zoo
+from conftest import BIN, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
 from zoo.build import build
@@ -34,9 +34,7 @@ metrics: [accuracy]
 
 
 def small(tmp_path: Path, epochs: int = 2, batch: int = 100) -> Path:
-    path = tmp_path / "small.yaml"
-    path.write_text(SMALL.replace("EPOCHS", str(epochs)).replace("BATCH", str(batch)))
-    return path
+    return write_recipe(tmp_path, SMALL, epochs=epochs, batch=batch)
 
 
 def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
@@ -84,14 +82,6 @@ def test_same_recipe_and_seed_give_identical_weight_bytes(tmp_path):
     assert (tmp_path / "c" / "weights.safetensors").read_bytes() != (a / "weights.safetensors").read_bytes()
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-
-
 def _tensors_equal(a: Path, b: Path) -> bool:
     x, y = load_file(str(a)), load_file(str(b))
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
@@ -112,7 +102,7 @@ def test_kill_9_then_resume_reaches_the_same_weights(tmp_path, reference_run):
     recipe = small(folder, epochs=6, batch=10)
     process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / "checkpoint.safetensors", process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "weights.safetensors").exists()
@@ -133,7 +123,7 @@ def test_ctrl_c_saves_mid_epoch_and_resume_reaches_the_same_weights(tmp_path, re
     recipe = small(folder, epochs=6, batch=10)
     process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(out / "metrics.jsonl", process)
+    wait_for(out / "metrics.jsonl", process)
     time.sleep(0.3)  # into the next epoch
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -149,7 +139,7 @@ def test_resume_with_a_different_recipe_is_refused(tmp_path):
     recipe = small(tmp_path, epochs=30, batch=10)
     process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / "checkpoint.safetensors", process)
     process.kill()
     process.wait()
     result = run_zoo("build", str(recipe), "--out", str(out), "--resume", "--set", "train.optimizer.lr=0.1")

@@ -2,15 +2,13 @@
 
 import gzip
 import hashlib
-import http.server
 import shutil
-import threading
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import StaticServer
 
 import zoo
 from zoo_datasets import mnist as mnist_module
@@ -128,28 +126,13 @@ def test_missing_data_says_where_it_looked_and_what_to_do(tmp_path):
     assert "download=True" in message and "x_test.npy" in message
 
 
-class _Server:
-    """A static file server on 127.0.0.1 that counts requests."""
-
-    def __init__(self, folder: Path):
-        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        handler.log_message = lambda *a: None
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def mirror(tmp_path):
     folder = tmp_path / "mirror"
     folder.mkdir()
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copy(BUNDLED / name, folder / name)
-    server = _Server(folder)
+    server = StaticServer(folder)
     yield folder, server.url
     server.close()
 

@@ -8,8 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from conftest import BIN, run_zoo
+from conftest import run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
 from zoo.weights import read_meta
@@ -31,9 +30,7 @@ metrics: [accuracy]
 
 
 def recipe(tmp_path: Path, epochs: int = 3, batch: int = 50) -> Path:
-    path = tmp_path / "small.yaml"
-    path.write_text(RECIPE.replace("EPOCHS", str(epochs)).replace("BATCH", str(batch)))
-    return path
+    return write_recipe(tmp_path, RECIPE, epochs=epochs, batch=batch)
 
 
 def torchrun(*args: str) -> list[str]:
@@ -89,14 +86,6 @@ def _rank_pids(parent: int) -> dict[int, int]:
     return found
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
@@ -115,7 +104,7 @@ def test_a_crashing_rank_ends_the_run_with_an_error_and_the_checkpoint_stays_int
     out = tmp_path / "run"
     process = subprocess.Popen(torchrun(str(recipe(tmp_path, epochs=40, batch=10)), "--out", str(out)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / "checkpoint.safetensors", process)
     ranks = _rank_pids(process.pid)
     assert set(ranks) == {0, 1}
     os.kill(ranks[1], signal.SIGKILL)
@@ -137,7 +126,7 @@ def test_resume_under_torchrun_reaches_the_weights_of_an_uninterrupted_run(tmp_p
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "run"
     process = subprocess.Popen(torchrun(str(path), "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / "checkpoint.safetensors", process)
     workers = _rank_pids(process.pid)
     assert set(workers) == {0, 1}
     for pid in [process.pid, *workers.values()]:  # the whole job at once: torchrun and both workers
@@ -147,6 +136,12 @@ def test_resume_under_torchrun_reaches_the_weights_of_an_uninterrupted_run(tmp_p
     assert not (out / "weights.safetensors").exists()
     resumed = subprocess.run(torchrun(str(path), "--out", str(out), "--resume"), capture_output=True, text=True,
                              timeout=600)
+    if resumed.returncode and "terminate called without an active exception" in resumed.stderr:
+        # Known, open: under pytest a gloo worker of the resumed job sometimes aborts in C++ at
+        # start-up (about 1 run in 4; 0 in 12 outside pytest). One retry; a resume that is wrong
+        # still fails below on the weights.
+        resumed = subprocess.run(torchrun(str(path), "--out", str(out), "--resume"), capture_output=True,
+                                 text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming small-ddp at epoch" in resumed.stdout
     a, b = load_file(str(out / "weights.safetensors")), load_file(str(tmp_path / "reference" / "weights.safetensors"))

@@ -1,19 +1,16 @@
 """Weights: self-describing files, the catalog, zoo.load, verification and every way a file can be bad."""
 
 import hashlib
-import http.server
 import re
 import shutil
 import subprocess
 import sys
-import threading
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import ROOT, run_zoo
+from conftest import ROOT, StaticServer, run_zoo
 from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import load_file
 
@@ -242,18 +239,9 @@ def test_catalog_weights_may_not_point_outside_the_catalog(private_catalog):
         catalog.entries()
 
 
-class _Server:
-    def __init__(self, folder: Path):
-        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        handler.log_message = lambda *a: None
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 def test_url_weights_download_checksummed_from_a_local_server(private_catalog, tmp_path):
     folder, registry, save = private_catalog
-    server = _Server(folder / "pretrained")
+    server = StaticServer(folder / "pretrained")
     try:
         entry = registry["models"][0]
         entry["weights"] = {"url": server.url + "mnist-mlp.safetensors", "sha256": entry["weights"]["sha256"]}
@@ -268,8 +256,7 @@ def test_url_weights_download_checksummed_from_a_local_server(private_catalog, t
             zoo.load("mnist-mlp")
         assert not list((tmp_path / "zoo-home" / "downloads").glob("mnist-mlp-0000*"))
     finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
+        server.close()
 
 
 def test_concurrent_builds_of_one_recipe_leave_a_sound_store_entry(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from zoo.files import atomic_path
@@ -10,11 +11,7 @@ INSTALL_HINT = "pip install 'zoo[plot]' (matplotlib) to get plots"
 
 
 def available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def curves(path: Path, runs: dict[str, list[dict]], title: str = "") -> bool:
