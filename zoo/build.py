@@ -158,6 +158,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, log: Log, re
     history = fit(parts.model, parts.train_data, plan, eval_data=parts.eval_data,
                   eval_name=settings.data.eval_split or "eval", device=parts.device, generator=generator,
                   position=position, forward=forward, context=context, on_epoch=on_epoch, on_interrupt=save, log=log)
+    forward = None  # release DistributedDataParallel (and its hold on the process group) before teardown
     _check_ranks_agree(parts.model, context, log)
     if not context.is_main:
         return out

@@ -228,13 +228,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["ZOO_PLUGINS_STRICT"] = "1"
     warnings.showwarning = _show_warning
     try:
-        return args.run(args)
+        code = args.run(args)
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker: gloo's threads can abort the interpreter's finalization (SIGABRT, seen
+        # intermittently; pytorch PR #179291), which torchrun reports as a failed run. Everything is
+        # written and closed by now, so leave without finalizing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
