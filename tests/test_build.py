@@ -217,3 +217,30 @@ def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position():
     assert (position.epoch, position.step, position.seen) == (1, 2, 32)
     assert saved == [position] and len(position.history) == 1
     assert calls["n"] == 6  # no step ran after the one that was interrupted
+
+
+def test_map_style_datasets_train_through_a_dataloader_in_the_seeded_order():
+    import zoo
+    from zoo.training import Plan, fit
+
+    class MapStyle(torch.utils.data.Dataset):  # no tensors(): one sample per __getitem__
+        def __init__(self, inputs, targets):
+            self.inputs, self.targets, self.seen = inputs, targets, []
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, index):
+            self.seen.append(index)
+            return self.inputs[index], self.targets[index]
+
+    inputs, targets = zoo.create("synthetic-regression", n=40).tensors()
+    data = MapStyle(inputs, targets)
+    model = zoo.create("simple-net")
+    plan = Plan(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss=torch.nn.MSELoss(), epochs=2,
+                batch_size=8)
+    history = fit(model, data, plan, generator=torch.Generator().manual_seed(5))
+    assert [r["epoch"] for r in history] == [1, 2]
+    expected = torch.Generator().manual_seed(5)
+    first, second = torch.randperm(40, generator=expected).tolist(), torch.randperm(40, generator=expected).tolist()
+    assert data.seen == first + second  # each epoch visits every sample once, in the seeded permutation
