@@ -76,6 +76,26 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> Non
         time.sleep(0.02)
 
 
+# A small MNIST classifier; EPOCHS and BATCH are filled in by write_recipe.
+SMALL_MLP = """\
+name: small-mlp
+model:
+  component: mnist-mlp
+  hidden: [64]
+data:
+  dataset: {component: mnist}
+  batch_size: BATCH
+  eval_batch_size: 2500
+train:
+  epochs: EPOCHS
+  seed: 0
+  optimizer: {component: adam, lr: 1.0e-3}
+  loss: cross-entropy
+  log_every: 10
+metrics: [accuracy]
+"""
+
+
 def write_recipe(folder: Path, template: str, **values: object) -> Path:
     """``template`` with each UPPERCASE placeholder replaced, written to folder/recipe.yaml."""
     text = template

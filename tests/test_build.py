@@ -8,33 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, run_zoo, wait_for, write_recipe
+from conftest import BIN, SMALL_MLP, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
 from zoo.build import build
 from zoo.weights import fingerprint, read_meta
 
-SMALL = """\
-name: small-mlp
-model:
-  component: mnist-mlp
-  hidden: [64]
-data:
-  dataset: {component: mnist}
-  batch_size: BATCH
-  eval_batch_size: 2500
-train:
-  epochs: EPOCHS
-  seed: 0
-  optimizer: {component: adam, lr: 1.0e-3}
-  loss: cross-entropy
-  log_every: 10
-metrics: [accuracy]
-"""
-
-
 def small(tmp_path: Path, epochs: int = 2, batch: int = 100) -> Path:
-    return write_recipe(tmp_path, SMALL, epochs=epochs, batch=batch)
+    return write_recipe(tmp_path, SMALL_MLP, epochs=epochs, batch=batch)
 
 
 def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):

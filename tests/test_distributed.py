@@ -8,29 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import run_zoo, wait_for, write_recipe
+from conftest import SMALL_MLP, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
 from zoo.weights import read_meta
 
-RECIPE = """\
-name: small-ddp
-model: {component: mnist-mlp, hidden: [64]}
-data:
-  dataset: {component: mnist}
-  batch_size: BATCH
-  eval_batch_size: 1000
-train:
-  epochs: EPOCHS
-  optimizer: {component: adam, lr: 1.0e-3}
-  loss: cross-entropy
-  log_every: 10
-metrics: [accuracy]
-"""
-
-
 def recipe(tmp_path: Path, epochs: int = 3, batch: int = 50) -> Path:
-    return write_recipe(tmp_path, RECIPE, epochs=epochs, batch=batch)
+    return write_recipe(tmp_path, SMALL_MLP, epochs=epochs, batch=batch)
 
 
 def torchrun(*args: str) -> list[str]:
@@ -137,7 +121,7 @@ def test_resume_under_torchrun_reaches_the_weights_of_an_uninterrupted_run(tmp_p
     resumed = subprocess.run(torchrun(str(path), "--out", str(out), "--resume"), capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming small-ddp at epoch" in resumed.stdout
+    assert "resuming small-mlp at epoch" in resumed.stdout
     a, b = load_file(str(out / "weights.safetensors")), load_file(str(tmp_path / "reference" / "weights.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
     one = run_zoo("build", str(path), "--out", str(out), "--resume")
