@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from torch import nn
 from zoo import catalog, store
 from zoo.assembly import MODEL_KINDS, Assembler
 from zoo.errors import ZooError
-from zoo.files import download, file_sha256, home
+from zoo.files import digest, download, file_sha256, home
 from zoo.recipe import Recipe
 from zoo.registry import NAME, default_registry
 from zoo.weights import FORMAT, content_digest, fingerprint, read_meta
@@ -81,7 +80,7 @@ def _unknown(name: str, source: str | None) -> str:
 
 
 def _check_bytes(data: bytes, sha256: str, origin: str) -> None:
-    actual = hashlib.sha256(data).hexdigest()
+    actual = digest(data, "sha256")
     if actual != sha256:
         raise ZooError(f"{origin}: sha256 {actual} does not match the catalog's {sha256}")
 

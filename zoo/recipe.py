@@ -97,13 +97,7 @@ class Recipe:
         return RecipeError(message, self.mark(path), path)
 
     def get(self, path: KeyPath, default: object = None) -> object:
-        node = self.data
-        for part in path:
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                return default
-        return node
+        return value_at(self.data, path, default)
 
     def with_overrides(self, overrides: Iterable[tuple[str, object]]) -> Recipe:
         """A copy with ``(key path, value)`` pairs set, as sweeps do; paths must exist."""
@@ -111,6 +105,17 @@ class Recipe:
         for text, value in overrides:
             _set(data, marks, parse_path(text), value, Mark(f"sweep {text}"))
         return Recipe(data, marks, self.source, self.files)
+
+
+def value_at(data: object, path: KeyPath, default: object = None) -> object:
+    """The value at key path ``path`` in nested dicts and lists, or ``default``."""
+    node = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return node
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
@@ -256,7 +261,7 @@ def _apply_override(data: dict, marks: dict, text: str) -> None:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise RecipeError(f"value is not valid YAML: {raw!r}", where, path) from exc
-    parent = Recipe(data, marks, Path()).get(path[:-1])
+    parent = value_at(data, path[:-1])
     exists = isinstance(parent, dict) and path[-1] in parent or (
         isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent)
     )
@@ -318,7 +323,7 @@ def _interpolate(data: dict, marks: dict) -> None:
             chain = " -> ".join(format_path(p) for p in (*stack, path, target))
             raise RecipeError(f"interpolation cycle: {chain}", _nearest(marks, path), path)
         if target not in done:
-            raw = Recipe(data, marks, Path()).get(target, DELETE)
+            raw = value_at(data, target, DELETE)
             if raw is DELETE:
                 raise RecipeError(f"${{{ref}}} refers to {format_path(target)}, which the recipe does not have",
                                   _nearest(marks, path), path)
