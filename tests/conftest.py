@@ -104,3 +104,23 @@ def write_recipe(folder: Path, template: str, **values: object) -> Path:
     path = folder / "recipe.yaml"
     path.write_text(text)
     return path
+
+
+def assert_png(path: Path, size: tuple[int, int], min_bytes: int = 10_000) -> None:
+    """``path`` is a real PNG of ``size`` (height, width) pixels with some content in it."""
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > min_bytes, (path, len(data))
+    image = matplotlib.image.imread(str(path))
+    assert image.shape[:2] == size
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+@pytest.fixture
+def no_matplotlib(tmp_path) -> dict:
+    """Environment in which importing matplotlib fails, as when the 'plot' extra is not installed."""
+    blocker = tmp_path / "no-matplotlib" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib is blocked for this test')\n")
+    return {"PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])}

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, SMALL_MLP, run_zoo, wait_for, write_recipe
+from conftest import BIN, SMALL_MLP, assert_png, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
+from zoo import runs
 from zoo.build import build
 from zoo.weights import fingerprint, read_meta
 
@@ -154,11 +155,10 @@ sweep:
     rows = (out / "sweep.csv").read_text().splitlines()
     assert rows[0] == "data.batch_size,train_loss" and [r.split(",")[0] for r in rows[1:]] == ["8", "64", "200"]
     assert any("data.batch_size  train_loss" in line for line in logged)
-    png = (out / "sweep.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    import matplotlib.image
-
-    assert matplotlib.image.imread(str(out / "sweep.png")).shape[:2] == (450, 700)
+    assert_png(out / "sweep.png", (450, 700))
+    name, histories = runs.read(out)
+    assert name == "sweep" and list(histories) == ["batch_size=8", "batch_size=64", "batch_size=200"]
+    assert [len(h) for h in histories.values()] == [3, 3, 3]
     assert not (tmp_path / "zoo-home" / "models" / "sweep").exists()  # variants are not recorded
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -122,6 +123,12 @@ def assemble(recipe: Recipe, settings: Settings, registry: Registry, device: str
         eval_data = _dataset(assembler, "eval_split", settings.data.eval_split)
     loss = assembler.build(("train", "loss"), ("loss",))
     return Parts(model.to(device), train_data, eval_data, loss, device, assembler)
+
+
+def recorded(recipe_data: dict, source: Path, registry: Registry) -> Assembler:
+    """An assembler over the data and train sections a weights file records (``model.zoo_meta["recipe"]``);
+    errors name ``source``."""
+    return Assembler(Recipe({"data": recipe_data["data"], "train": recipe_data["train"]}, {}, source), registry)
 
 
 def _dataset(assembler: Assembler, role: str, split: str) -> object:

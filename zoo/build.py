@@ -16,7 +16,7 @@ import torch
 import yaml
 
 import zoo
-from zoo import checkpoint, distributed, plots, store, weights
+from zoo import checkpoint, distributed, plots, runs, store, weights
 from zoo.assembly import Parts, Row, assemble, build_optimizer, trace
 from zoo.catalog import recipe_path
 from zoo.distributed import Context
@@ -145,8 +145,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, log: Log, re
     def on_epoch(pos: Position) -> None:
         save(pos)
         if context.is_main:
-            lines = "".join(json.dumps(r) + "\n" for r in pos.history)
-            atomic_write_bytes(out / "metrics.jsonl", lines.encode())
+            runs.write_history(out, pos.history)
 
     forward = parts.model
     if context.active:
@@ -164,10 +163,7 @@ def _train(recipe: Recipe, out: Path, resume: bool, progress: bool, log: Log, re
         return out
     metrics = _final_metrics(history)
     weights.save(parts.model, out / "weights.safetensors", _metadata(recipe, settings, parts, metrics, context))
-    if plots.curves(out / "loss.png", {settings.name: history}, title=settings.name):
-        log(f"wrote {out / 'loss.png'}")
-    else:
-        log(f"no loss.png: {plots.INSTALL_HINT}")
+    _plot(out, log)
     ckpt.unlink(missing_ok=True)
     if record:
         stored = store.record(settings.name, out / "weights.safetensors")
@@ -193,7 +189,7 @@ def run_sweep(recipe: Recipe, settings: Settings, out: Path, progress: bool, log
     for key in keys:
         if not isinstance(settings.sweep[key], list) or not settings.sweep[key]:
             raise recipe.error(("sweep", key), "a sweep key takes a non-empty list of values")
-    runs, histories, table = [], {}, []
+    folders, variants, table = [], [], []
     for combo in itertools.product(*(settings.sweep[k] for k in keys)):
         label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, combo))
         slug = "-".join(f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in zip(keys, combo)).replace("_", "-")
@@ -203,17 +199,21 @@ def run_sweep(recipe: Recipe, settings: Settings, out: Path, progress: bool, log
             raise recipe.error(("sweep",), f"sweep {label}: {exc.reason}") from None
         del variant.data["sweep"]
         log(f"--- {settings.name}: {label}")
-        run = train_run(variant, out / slug, progress=progress, log=log, record=False)
-        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        runs.append(run)
-        histories[label] = history
-        table.append({**dict(zip(keys, combo)), **_final_metrics(history)})
+        folder = train_run(variant, out / slug, progress=progress, log=log, record=False)
+        folders.append(folder)
+        variants.append({"label": label, "run": slug, "values": dict(zip(keys, combo))})
+        table.append({**dict(zip(keys, combo)), **_final_metrics(runs.read_history(folder))})
+    runs.write_sweep(out, settings.name, variants)
     _write_table(out / "sweep.csv", table)
     log(_format_table(table))
-    if plots.curves(out / "sweep.png", histories, title=f"{settings.name}: loss against epoch"):
-        log(f"wrote {out / 'sweep.png'}")
+    _plot(out, log)
     log(f"wrote {out / 'sweep.csv'}")
-    return runs
+    return folders
+
+
+def _plot(folder: Path, log: Log) -> None:
+    drawn = runs.plot(folder)
+    log(f"wrote {drawn}" if drawn else f"no plot: {plots.INSTALL_HINT}")
 
 
 def _steps(parts: Parts, settings: Settings, context: Context) -> int:

@@ -151,6 +151,65 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from zoo import plots, runs
+
+    plots.require("zoo plot")
+    print(f"wrote {runs.plot(args.run, args.out)}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from zoo import plots
+    from zoo.activations import capture, find_module, subject
+
+    if not args.no_plot:
+        plots.require("zoo inspect (use --no-plot for the table alone)")
+    target = subject(args.model, args.input_shape, args.batch, args.split, args.seed)
+    name, module = find_module(target.model, args.module)
+    stats = capture(target.model, module, target.inputs)
+    print(f"{name} ({type(module).__name__}) in {target.description}")
+    rows = [(where, str(len(s.mean)), f"{s.mean.mean():+.4f}", f"{s.mean.abs().max():.4f}", f"{s.std.mean():.4f}",
+             f"{s.std.min():.4f}..{s.std.max():.4f}") for where, s in stats.items()]
+    print_table(("", "FEATURES", "MEAN OF MEANS", "MAX |MEAN|", "MEAN STD", "STD RANGE"), rows)
+    if not args.no_plot:
+        out = args.out or Path(f"{args.model.replace('/', '_')}-{name}.png")
+        series = {where: (s.mean.tolist(), s.std.tolist()) for where, s in stats.items()}
+        plots.feature_stats(out, series, f"{args.model} {name}")
+        print(f"wrote {out}")
+    return 0
+
+
+def input_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes separated by commas, like 4,10,312; got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive; got {text!r}")
+    return shape
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from zoo.files import atomic_write_bytes
+    from zoo.reference import render
+
+    text = render(default_registry())
+    if args.check:
+        current = args.check.read_text() if args.check.is_file() else ""
+        if current != text:
+            print(f"zoo: {args.check} is out of date with the registry; run: zoo docs --out {args.check}",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.check} matches the registry")
+    elif args.out:
+        atomic_write_bytes(args.out, text.encode())
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def relaunch_with_torchrun(args: argparse.Namespace) -> int:
     """``zoo build --nproc N``: the same build under torchrun, N processes on this machine."""
     import subprocess
@@ -189,14 +248,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", help="name filter; wildcards allowed ('*attention*'), plain text matches anywhere")
     p.add_argument("--kind", choices=kinds, help="only components of this kind")
     p.add_argument("--pretrained", action="store_true", help="list the catalog's pretrained models instead")
-    p.set_defaults(run=cmd_list)
+    p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("info", help="describe a component or a pretrained model",
                        description="Show a component's summary, plugin and parameters, and for a pretrained "
                                    "model its scores and which weights zoo.load would use.")
     p.add_argument("name", help="component or model name, or plugin:name")
     p.add_argument("--kind", choices=kinds, help="which kind, when the name exists in several")
-    p.set_defaults(run=cmd_info)
+    p.set_defaults(handler=cmd_info)
 
     for name, helptext in (("check", "validate a recipe without training"),
                            ("build", "validate, train, evaluate and save a recipe")):
@@ -204,7 +263,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("recipe", help="recipe file, or the name of a recipe that ships with zoo (e.g. mnist-mlp)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe key, value parsed as YAML (repeatable): --set train.epochs=3")
-        p.set_defaults(run=cmd_check if name == "check" else cmd_build)
+        p.set_defaults(handler=cmd_check if name == "check" else cmd_build)
     p.add_argument("--out", type=Path, help="run folder (default: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; per-epoch lines only")
@@ -215,10 +274,42 @@ def parser() -> argparse.ArgumentParser:
                        description="Re-score a catalog model on its declared dataset and split; exit 1 on a "
                                    "mismatch beyond 0.001.")
     p.add_argument("name", help="catalog model name (see zoo list --pretrained)")
-    p.set_defaults(run=cmd_verify)
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("plot", help="draw a run's loss and metric curves",
+                       description="Draw the loss and metric curves of a run folder (loss.png) or a sweep folder, "
+                                   "one curve per variant (sweep.png). Needs matplotlib: pip install 'zoo[plot]'.")
+    p.add_argument("run", type=Path, help="run or sweep folder written by zoo build (e.g. runs/mnist-mlp)")
+    p.add_argument("--out", type=Path, help="PNG to write (default: loss.png or sweep.png in the folder)")
+    p.set_defaults(handler=cmd_plot)
+
+    p = sub.add_parser("inspect", help="per-feature activation statistics of one module",
+                       description="Feed a batch through a model and report the per-feature mean and standard "
+                                   "deviation of one module's input and output, as a table and a PNG (the "
+                                   "notebook's LayerNorm analysis).")
+    p.add_argument("model", help="a built or catalog model, a weights file, or a registered layer or model "
+                                 "(untrained; needs --input-shape)")
+    p.add_argument("--module", required=True, help="submodule name, full (blocks.0.feed_forward) or a unique "
+                                                   "last part (layer_norm)")
+    p.add_argument("--input-shape", type=input_shape, metavar="N,N,...",
+                   help="feed standard-normal input of this shape instead of the model's own data")
+    p.add_argument("--batch", type=int, default=256, help="samples from the model's data (default 256)")
+    p.add_argument("--split", help="data split (default: the recipe's eval split)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random input and untrained weights (default 0)")
+    p.add_argument("--out", type=Path, help="PNG to write (default: MODEL-MODULE.png here)")
+    p.add_argument("--no-plot", action="store_true", help="print the table only")
+    p.set_defaults(handler=cmd_inspect)
+
+    p = sub.add_parser("docs", help="write the component reference (Markdown)",
+                       description="Render the component reference of every installed plugin as Markdown: to "
+                                   "stdout, to a file (--out), or compare with a file (--check, exit 1 if stale).")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--out", type=Path, help="file to write (docs/components.md in zoo's repository)")
+    group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 unless FILE matches the registry")
+    p.set_defaults(handler=cmd_docs)
 
     p = sub.add_parser("plugins", help="list plugins and their status", description="List plugins: loaded, broken or disabled.")
-    p.set_defaults(run=cmd_plugins)
+    p.set_defaults(handler=cmd_plugins)
     return top
 
 
@@ -228,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["ZOO_PLUGINS_STRICT"] = "1"
     warnings.showwarning = _show_warning
     try:
-        code = args.run(args)
+        code = args.handler(args)
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         code = EXIT_USAGE

@@ -105,7 +105,9 @@ def load_file_verified(located: Located, device: str | torch.device | None = Non
     if fingerprint(tensors) != meta.get("fingerprint"):
         raise ZooError(f"{path}: its tensors' names, shapes or dtypes do not match the fingerprint in its "
                        "metadata; the file was altered")
-    if content_digest(tensors) != meta.get("tensors_sha256"):
+    if "tensors_sha256" not in meta:
+        raise ZooError(f"{path}: its metadata has no content digest (written before zoo 0.1.0); rebuild it")
+    if content_digest(tensors) != meta["tensors_sha256"]:
         raise ZooError(f"{path}: its tensor data does not match the sha256 in its metadata; the file is corrupt")
     model = build_model(meta["model"], path)
     check_state(model, tensors, path)

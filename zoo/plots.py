@@ -1,52 +1,101 @@
-"""Plots of training runs (matplotlib, from the 'plot' extra)."""
+"""Figures (matplotlib, from the 'plot' extra): training curves, activation statistics, head splits."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from zoo.errors import ZooError
 from zoo.files import atomic_path
 
 INSTALL_HINT = "pip install 'zoo[plot]' (matplotlib) to get plots"
 
 
 def available() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
-
-
-def curves(path: Path, runs: dict[str, list[dict]], title: str = "") -> bool:
-    """Loss against epoch, one curve per run (train and evaluation loss for a single run), plus
-    accuracy when recorded. Returns False, writing nothing, when matplotlib is missing."""
-    if not available():
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
         return False
+    return True
+
+
+def require(command: str) -> None:
+    """Fail with the install hint when matplotlib is missing."""
+    if not available():
+        raise ZooError(f"{command} draws with matplotlib, which is not installed: {INSTALL_HINT}")
+
+
+@contextmanager
+def _figure(path: Path, columns: int, width: float, height: float = 4.5) -> Iterator[list]:
+    """A row of ``columns`` axes, saved atomically to ``path`` as PNG on leaving."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, columns, figsize=(width, height), squeeze=False)
+    try:
+        yield list(axes[0])
+        fig.tight_layout()
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(True, alpha=0.3)
+    if legend:
+        ax.legend()
+
+
+def curves(path: Path, runs: Mapping[str, Sequence[dict]], title: str = "") -> bool:
+    """Loss against epoch, one curve per run (train and evaluation loss for a single run), plus
+    accuracy when recorded. Returns False, writing nothing, when matplotlib is missing."""
+    if not available():
+        return False
     first = next(iter(runs.values()))[0]
     eval_loss = next((k for k in first if k.endswith("_loss") and k != "train_loss"), None)
     accuracy = next((k for k in first if k.endswith("_accuracy")), None)
-    has_accuracy = accuracy is not None
-    fig, axes = plt.subplots(1, 2 if has_accuracy else 1, figsize=(12 if has_accuracy else 7, 4.5), squeeze=False)
-    loss_ax = axes[0][0]
     single = len(runs) == 1
-    for label, history in runs.items():
-        epochs = [r["epoch"] for r in history]
-        loss_ax.plot(epochs, [r["train_loss"] for r in history], marker=".", label="train loss" if single else label)
-        if single and eval_loss:
-            loss_ax.plot(epochs, [r[eval_loss] for r in history], marker=".", label=eval_loss.replace("_", " "))
-        if has_accuracy:
-            axes[0][1].plot(epochs, [r.get(accuracy) for r in history], marker=".", label=label)
-    loss_ax.set(xlabel="epoch", ylabel="mean loss", title=title or "loss")
-    loss_ax.grid(True, alpha=0.3)
-    loss_ax.legend()
-    if has_accuracy:
-        axes[0][1].set(xlabel="epoch", ylabel="accuracy", title=accuracy.replace("_", " "))
-        axes[0][1].grid(True, alpha=0.3)
-        axes[0][1].legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    with _figure(path, 2 if accuracy else 1, 12 if accuracy else 7) as axes:
+        for label, history in runs.items():
+            epochs = [r["epoch"] for r in history]
+            axes[0].plot(epochs, [r["train_loss"] for r in history], marker=".", label="train loss" if single else label)
+            if single and eval_loss:
+                axes[0].plot(epochs, [r[eval_loss] for r in history], marker=".", label=eval_loss.replace("_", " "))
+            if accuracy:
+                axes[1].plot(epochs, [r.get(accuracy) for r in history], marker=".", label=label)
+        _finish(axes[0], "epoch", "mean loss", title or "loss")
+        if accuracy:
+            _finish(axes[1], "epoch", "accuracy", accuracy.replace("_", " "))
     return True
+
+
+def feature_stats(path: Path, stats: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str) -> None:
+    """Per-feature mean (left) and standard deviation (right), one curve per entry of ``stats``."""
+    with _figure(path, 2, 12, 5) as (mean_ax, std_ax):
+        for label, (mean, std) in stats.items():
+            mean_ax.plot(mean, label=f"{label} mean")
+            std_ax.plot(std, label=f"{label} std")
+        _finish(mean_ax, "feature", "mean", f"{title}: mean of each feature")
+        _finish(std_ax, "feature", "standard deviation", f"{title}: std of each feature")
+
+
+def head_split(path: Path, before, after) -> None:
+    """Heat maps of one sample before split-heads, shape (length, heads*d), and after, (heads, length, d):
+    the whole sample, its first position as one row, and that position split into heads."""
+    heads, _, head_dim = after.shape
+    panels = [
+        (before, f"input: {before.shape[0]} positions x {before.shape[1]} features", "feature", "position"),
+        (before[:1], "input, first position", "feature", ""),
+        (after[:, 0], f"split: first position, {heads} heads x {head_dim}", "head dimension", "head"),
+    ]
+    with _figure(path, 3, 18, 5) as axes:
+        for ax, (image, title, xlabel, ylabel) in zip(axes, panels):
+            shown = ax.imshow(image, aspect="auto", cmap="viridis", interpolation="nearest")
+            ax.figure.colorbar(shown, ax=ax)
+            _finish(ax, xlabel, ylabel, title, legend=False)

@@ -70,6 +70,10 @@ class Component:
         return self.signature.summary
 
     @property
+    def doc(self) -> str:
+        return self.signature.doc
+
+    @property
     def params(self) -> tuple[Param, ...]:
         return self.signature.params
 

@@ -39,6 +39,7 @@ class Signature:
     summary: str
     params: tuple[Param, ...]
     open: bool = False
+    doc: str = ""  # the whole docstring, cleaned
 
 
 class ParamError(ZooError):
@@ -50,7 +51,11 @@ class ParamError(ZooError):
 
 
 def first_line(doc: str | None) -> str:
-    return inspect.cleandoc(doc).splitlines()[0] if doc and doc.strip() else ""
+    return _clean(doc).split("\n", 1)[0]
+
+
+def _clean(doc: str | None) -> str:
+    return inspect.cleandoc(doc) if doc and doc.strip() else ""
 
 
 def static_signature(target: str) -> Signature | None:
@@ -88,7 +93,7 @@ def _from_ast(doc: str | None, args: ast.arguments, skip_first: bool) -> Signatu
         )
         for arg, default in pairs
     )
-    return Signature(first_line(doc), params, open=args.kwarg is not None)
+    return Signature(first_line(doc), params, open=args.kwarg is not None, doc=_clean(doc))
 
 
 def live_signature(obj: typing.Callable) -> Signature:
@@ -101,7 +106,7 @@ def live_signature(obj: typing.Callable) -> Signature:
             annotation = "" if p.annotation is p.empty else _type_text(p.annotation)
             default = None if p.default is p.empty else repr(p.default)
             params.append(Param(p.name, annotation, default))
-    return Signature(first_line(obj.__doc__), tuple(params), open_)
+    return Signature(first_line(obj.__doc__), tuple(params), open_, _clean(obj.__doc__))
 
 
 def _type_text(annotation: object) -> str:

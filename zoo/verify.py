@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo import catalog
-from zoo.assembly import Assembler
+from zoo.assembly import recorded
 from zoo.errors import ZooError
 from zoo.loading import load
-from zoo.recipe import Recipe
 from zoo.registry import default_registry
 from zoo.training import evaluate
 
@@ -31,9 +30,7 @@ def verify(name: str) -> list[Check]:
     if entry is None:
         raise ZooError(f"no model '{name}' in the catalog; see 'zoo list --pretrained'")
     model = load(name, source="catalog")
-    recipe_data = model.zoo_meta["recipe"]
-    recipe = Recipe({"data": recipe_data["data"], "train": recipe_data["train"]}, {}, entry.folder / entry.recipe)
-    assembler = Assembler(recipe, default_registry())
+    assembler = recorded(model.zoo_meta["recipe"], entry.folder / entry.recipe, default_registry())
     loss = assembler.build(("train", "loss"), ("loss",))
     checks = []
     for metric in entry.metrics:
