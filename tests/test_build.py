@@ -150,8 +150,8 @@ sweep:
 """)
     out = tmp_path / "out"
     logged = []
-    runs = build(str(recipe), out=out, progress=False, log=logged.append)
-    assert [r.name for r in runs] == ["batch-size-8", "batch-size-64", "batch-size-200"]
+    folders = build(str(recipe), out=out, progress=False, log=logged.append)
+    assert [r.name for r in folders] == ["batch-size-8", "batch-size-64", "batch-size-200"]
     rows = (out / "sweep.csv").read_text().splitlines()
     assert rows[0] == "data.batch_size,train_loss" and [r.split(",")[0] for r in rows[1:]] == ["8", "64", "200"]
     assert any("data.batch_size  train_loss" in line for line in logged)
