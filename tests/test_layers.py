@@ -161,6 +161,23 @@ def test_masked_keys_get_probability_exactly_zero():
     assert torch.allclose(mha(changed, mask=mask)[:, :3], out[:, :3], atol=1e-6)
 
 
+def test_attention_probabilities_are_what_forward_applies_including_fully_masked_queries():
+    torch.manual_seed(0)
+    mha = zoo.create("multi-head-attention", embed_dim=15, num_heads=3).eval()
+    x = torch.randn(2, 4, 15)
+    mask = torch.ones(2, 3, 4, 4)
+    mask[0, :, :, 3] = 0  # sample 0: the last key is padding for every query
+    mask[0, 1, 3] = 0  # ... and head 1's last query sees no key at all
+    probs = mha.probabilities(x, mask=mask)
+    assert probs.shape == (2, 3, 4, 4)
+    assert torch.equal(probs[0, :, :, 3], torch.zeros(3, 4)) and torch.equal(probs[0, 1, 3], torch.zeros(4))
+    sums = probs.sum(-1)
+    sums[0, 1, 3] = 1
+    assert torch.allclose(sums, torch.ones(2, 3, 4))
+    values = split(mha.value_proj(x), 3)
+    assert torch.allclose(mha(x, mask=mask), mha.out_proj(merge(probs @ values)), atol=1e-5)
+
+
 def test_attention_dropout_only_in_training():
     mha = zoo.create("multi-head-attention", embed_dim=8, num_heads=2, dropout=0.5)
     x = torch.randn(2, 5, 8)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -44,3 +47,14 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out_proj(self.merge(attended))
+
+    @torch.no_grad()
+    def probabilities(self, query: Tensor, key: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """The attention probabilities, (batch, heads, query_len, key_len), that ``forward`` applies to the
+        values (without dropout): masked keys get exactly 0, and a query with no visible key a row of 0s."""
+        key = query if key is None else key
+        q, k = self.split(self.query_proj(query)), self.split(self.key_proj(key))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask.bool(), float("-inf"))
+        return torch.softmax(scores, dim=-1).nan_to_num(0.0)
