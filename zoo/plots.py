@@ -45,11 +45,10 @@ def _figure(path: Path, columns: int, width: float, height: float = 4.5) -> Iter
         plt.close(fig)
 
 
-def _finish(ax, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, alpha=0.3)
-    if legend:
-        ax.legend()
+    ax.legend()
 
 
 def curves(path: Path, runs: Mapping[str, Sequence[dict]], title: str = "") -> bool:
@@ -94,8 +93,13 @@ def head_split(path: Path, before, after) -> None:
         (before[:1], "input, first position", "feature", ""),
         (after[:, 0], f"split: first position, {heads} heads x {head_dim}", "head dimension", "head"),
     ]
+    from matplotlib.ticker import MaxNLocator
+
     with _figure(path, 3, 18, 5) as axes:
         for ax, (image, title, xlabel, ylabel) in zip(axes, panels):
             shown = ax.imshow(image, aspect="auto", cmap="viridis", interpolation="nearest")
             ax.figure.colorbar(shown, ax=ax)
-            _finish(ax, xlabel, ylabel, title, legend=False)
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes[1].set_yticks([])
