@@ -1,0 +1,140 @@
+"""The docs: generated reference up to date, quickstart runs as written, CLI reference complete, links
+resolve, and the example plugin installs and builds."""
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from conftest import BIN, ROOT, assert_png, make_registry, run_zoo
+
+from zoo.cli import parser
+from zoo.reference import render
+
+DOCS = ROOT / "docs"
+EXAMPLE_PLUGIN = DOCS / "examples" / "zoo-plugin-example"
+
+
+def fenced(path, language: str) -> list[str]:
+    """The bodies of the ```language blocks of a Markdown file, in order."""
+    return re.findall(rf"^```{language}\n(.*?)^```", path.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def test_components_md_matches_the_registry():
+    assert (DOCS / "components.md").read_text() == render(make_registry()), "run: zoo docs --out docs/components.md"
+
+
+def test_zoo_docs_check_fails_on_a_stale_file_and_out_writes_it(tmp_path):
+    stale = tmp_path / "components.md"
+    stale.write_text((DOCS / "components.md").read_text().replace("| `dim` | `int` | `312` |", "| `dim` | `int` | `64` |"))
+    result = run_zoo("docs", "--check", str(stale))
+    assert result.returncode == 1
+    assert f"zoo: {stale} is out of date with the registry; run: zoo docs --out {stale}" in result.stderr
+    assert run_zoo("docs", "--out", str(stale)).returncode == 0
+    assert run_zoo("docs", "--check", str(stale)).returncode == 0
+    assert run_zoo("docs").stdout == stale.read_text()
+
+
+def test_component_reference_lists_every_component_with_its_parameters():
+    text = (DOCS / "components.md").read_text()
+    registry = make_registry()
+    for component in registry.components():
+        section = text.split(f"\n### {component.name}\n", 1)[1].split("\n### ", 1)[0]
+        assert component.summary.split("*")[0] in section.replace("\\*", "*")
+        for param in component.params:
+            assert f"| `{param.name}` |" in section, (component.name, param.name)
+
+
+def test_quickstart_runs_as_written(tmp_path):
+    """Every command of docs/quickstart.md, in order, in a fresh folder (the install step is the README's)."""
+    install, *commands = fenced(DOCS / "quickstart.md", "bash")
+    readme = (ROOT / "README.md").read_text()
+    assert install.splitlines()[0].split(" && .venv/bin/zoo")[0] in readme
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    for block in commands:
+        for line in block.splitlines():
+            if line.strip():
+                result = subprocess.run(shlex.split(line), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                assert result.returncode == 0, (line, result.stderr)
+    assert (tmp_path / "runs" / "mnist-mlp" / "weights.safetensors").is_file()
+    assert_png(tmp_path / "runs" / "mnist-mlp" / "loss.png", (450, 1200))
+    assert_png(tmp_path / "mnist-mlp-curves.png", (450, 1200))
+    assert_png(tmp_path / "relu-stats.png", (500, 1200))
+    [code] = fenced(DOCS / "quickstart.md", "python")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    predicted, labels, metrics = result.stdout.splitlines()
+    assert len(eval(predicted.split(None, 1)[1])) == 8 and labels.split(None, 1)[1] == "[7, 2, 1, 0, 4, 1, 4, 9]"
+    assert "'test_accuracy': 0.91" in metrics  # the build from step 2, not the catalog model (0.961)
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    [sub] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_cli_reference_describes_every_command_and_option():
+    text = (DOCS / "cli.md").read_text()
+    commands = _commands()
+    assert set(re.findall(r"^### zoo (\w+)$", text, re.MULTILINE)) == set(commands)
+    for name, command in commands.items():
+        section = text.split(f"### zoo {name}\n", 1)[1].split("\n### ", 1)[0]
+        for action in command._actions:
+            for option in action.option_strings:
+                if option.startswith("--") and option != "--help":
+                    assert option in section, f"zoo {name} {option} is not in docs/cli.md"
+            if not action.option_strings and action.dest != "help":
+                assert action.metavar or action.dest.upper() in section, (name, action.dest)
+    for action in parser()._actions:
+        for option in action.option_strings:
+            if option.startswith("--") and option != "--help":
+                assert option in text
+
+
+def test_links_in_the_docs_resolve():
+    pages = [ROOT / "README.md", *DOCS.rglob("*.md")]
+    checked = 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if target.startswith(("http://", "https://", "#")):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{page.relative_to(ROOT)} links to missing {target}"
+            checked += 1
+    assert checked > 30
+
+
+@pytest.fixture(scope="module")
+def example_plugin(tmp_path_factory):
+    """docs/examples/zoo-plugin-example pip-installed into a folder of its own, put on PYTHONPATH."""
+    target = tmp_path_factory.mktemp("example-site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(EXAMPLE_PLUGIN)], check=True, capture_output=True)
+    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_the_example_plugin_installs_and_its_recipe_builds(example_plugin, tmp_path):
+    plugins = run_zoo("plugins", env=example_plugin).stdout
+    assert re.search(r"^example +loaded +zoo-plugin-example 0\.1\.0 +zoo_example +2$", plugins, re.MULTILINE), plugins
+    listed = run_zoo("list", "--kind", "dataset", env=example_plugin).stdout
+    assert "two-spirals" in listed and "example" in listed
+    result = run_zoo("build", str(EXAMPLE_PLUGIN / "recipe.yaml"), "--no-progress", env=example_plugin, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final = [line for line in result.stdout.splitlines() if line.startswith("epoch 30/30")][0]
+    assert float(final.split("test_accuracy ")[1].split()[0]) > 0.9
+    code = ("import torch, zoo; m = zoo.load('two-spirals-glu'); "
+            "x, y = zoo.create('two-spirals', split='test', n=500).batch(slice(None)); "
+            "print((m(x).argmax(-1) == y).float().mean().item())")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, **example_plugin})
+    assert float(loaded.stdout) > 0.9, loaded.stderr
+
+
+def test_zoo_docs_documents_an_installed_plugin(example_plugin):
+    text = run_zoo("docs", env=example_plugin).stdout
+    assert "`example` (zoo-plugin-example 0.1.0, module `zoo_example`)" in text
+    section = text.split("\n### gated-linear\n", 1)[1].split("\n### ", 1)[0]
+    assert "Gated linear unit: (x W + b) \\* sigmoid(x V + c)" in section and "| `out_features` | `int` | `64` |" in section
