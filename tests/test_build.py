@@ -159,6 +159,9 @@ sweep:
     name, histories = runs.read(out)
     assert name == "sweep" and list(histories) == ["batch_size=8", "batch_size=64", "batch_size=200"]
     assert [len(h) for h in histories.values()] == [3, 3, 3]
+    (out / "sweep.png").unlink()
+    assert run_zoo("plot", str(out)).returncode == 0  # zoo plot redraws it: one curve per variant
+    assert_png(out / "sweep.png", (450, 700))
     assert not (tmp_path / "zoo-home" / "models" / "sweep").exists()  # variants are not recorded
 
 
