@@ -135,3 +135,10 @@ def test_sweep_index_lists_variants_in_order(tmp_path):
     runs.write_history(tmp_path / "lr-0.1", [{"epoch": 1, "train_loss": 1.0}])
     assert json.loads((tmp_path / "sweep.json").read_text())["variants"][0]["run"] == "lr-0.1"
     assert runs.read(tmp_path) == ("s", {"lr=0.1": [{"epoch": 1, "train_loss": 1.0}]})
+
+
+def test_zoo_inspect_a_weights_file_names_its_figure_after_the_file(run_folder, tmp_path):
+    result = run_zoo("inspect", str(run_folder / "weights.safetensors"), "--module", "0", "--batch", "50", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "50 samples of its dataset's test split" in result.stdout.splitlines()[0]
+    assert_png(tmp_path / "weights-linear_relu_stack.0.png", (500, 1200))

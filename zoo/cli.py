@@ -173,7 +173,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
              f"{s.std.min():.4f}..{s.std.max():.4f}") for where, s in stats.items()]
     print_table(("", "FEATURES", "MEAN OF MEANS", "MAX |MEAN|", "MEAN STD", "STD RANGE"), rows)
     if not args.no_plot:
-        out = args.out or Path(f"{args.model.replace('/', '_')}-{name}.png")
+        out = args.out or Path(f"{Path(args.model).stem}-{name}.png")
         series = {where: (s.mean.tolist(), s.std.tolist()) for where, s in stats.items()}
         plots.feature_stats(out, series, f"{args.model} {name}")
         print(f"wrote {out}")
