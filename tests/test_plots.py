@@ -123,6 +123,7 @@ def test_zoo_inspect_a_trained_model_on_its_own_test_data():
     (["mnist-mlp", "--module", "norm", "--no-plot"], "the model has no module 'norm'"),
     (["mnist", "--module", "x", "--input-shape", "2,3"], "nor is 'mnist' a registered layer or model"),
     (["feed-forward", "--module", "layer_norm", "--input-shape", "4,x"], "expected sizes separated by commas"),
+    (["mnist-mlp", "--module", "0", "--batch", "0"], "--batch: expected a positive whole number, got '0'"),
 ])
 def test_zoo_inspect_errors(args, message):
     result = run_zoo("inspect", *args)

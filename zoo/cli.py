@@ -190,6 +190,12 @@ def input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from zoo.files import atomic_write_bytes
     from zoo.reference import render
@@ -293,7 +299,8 @@ def parser() -> argparse.ArgumentParser:
                                                    "last part (layer_norm)")
     p.add_argument("--input-shape", type=input_shape, metavar="N,N,...",
                    help="feed standard-normal input of this shape instead of the model's own data")
-    p.add_argument("--batch", type=int, default=256, help="samples from the model's data (default 256)")
+    p.add_argument("--batch", type=positive_int, default=256, help="how many of the model's data samples, from the "
+                                                                   "first (default 256)")
     p.add_argument("--split", help="data split (default: the recipe's eval split)")
     p.add_argument("--seed", type=int, default=0, help="seed for random input and untrained weights (default 0)")
     p.add_argument("--out", type=Path, help="PNG to write (default: MODEL-MODULE.png here)")
