@@ -94,6 +94,15 @@ def test_cli_reference_describes_every_command_and_option():
                 assert option in text
 
 
+def test_the_docs_site_builds_offline_with_no_warning(tmp_path):
+    result = subprocess.run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr
+    page = (tmp_path / "site" / "components" / "index.html").read_text()
+    assert 'id="multi-head-attention"' in page and (tmp_path / "site" / "examples" / "encoder.py").is_file()
+
+
 def test_links_in_the_docs_resolve():
     pages = [ROOT / "README.md", *DOCS.rglob("*.md")]
     checked = 0
