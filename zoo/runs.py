@@ -48,7 +48,8 @@ def read(folder: Path) -> tuple[str, dict[str, list[dict]]]:
     if (folder / SWEEP).is_file():
         index = json.loads((folder / SWEEP).read_text())
         return index["name"], {v["label"]: read_history(folder / v["run"]) for v in index["variants"]}
-    return _recipe_name(folder), {_recipe_name(folder): read_history(folder)}
+    name = _recipe_name(folder)
+    return name, {name: read_history(folder)}
 
 
 def plot(folder: Path, out: Path | None = None) -> Path | None:
