@@ -159,6 +159,15 @@ def test_a_bit_flipped_file_loaded_by_path_fails_its_content_digest(tmp_path):
         zoo.load(copy)
 
 
+def test_a_file_without_a_content_digest_is_refused_with_what_to_do(tmp_path):
+    meta = read_meta(SHIPPED)
+    del meta["tensors_sha256"]
+    old = tmp_path / "old.safetensors"
+    write(old, load_file(SHIPPED), meta)
+    with pytest.raises(zoo.ZooError, match=r"old.safetensors: its metadata has no content digest .*; rebuild it"):
+        zoo.load(old)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_corrupt_and_truncated_files_are_clear_errors(tmp_path, damage):
     copy = tmp_path / "m.safetensors"

@@ -36,10 +36,13 @@ class Param:
 class Signature:
     """What a factory accepts: its one-line summary, its parameters, and whether it takes **kwargs."""
 
-    summary: str
+    doc: str  # the whole docstring, cleaned
     params: tuple[Param, ...]
     open: bool = False
-    doc: str = ""  # the whole docstring, cleaned
+
+    @property
+    def summary(self) -> str:
+        return self.doc.split("\n", 1)[0]
 
 
 class ParamError(ZooError):
@@ -48,10 +51,6 @@ class ParamError(ZooError):
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
         self.param = param
-
-
-def first_line(doc: str | None) -> str:
-    return _clean(doc).split("\n", 1)[0]
 
 
 def _clean(doc: str | None) -> str:
@@ -93,7 +92,7 @@ def _from_ast(doc: str | None, args: ast.arguments, skip_first: bool) -> Signatu
         )
         for arg, default in pairs
     )
-    return Signature(first_line(doc), params, open=args.kwarg is not None, doc=_clean(doc))
+    return Signature(_clean(doc), params, open=args.kwarg is not None)
 
 
 def live_signature(obj: typing.Callable) -> Signature:
@@ -106,7 +105,7 @@ def live_signature(obj: typing.Callable) -> Signature:
             annotation = "" if p.annotation is p.empty else _type_text(p.annotation)
             default = None if p.default is p.empty else repr(p.default)
             params.append(Param(p.name, annotation, default))
-    return Signature(first_line(obj.__doc__), tuple(params), open_, _clean(obj.__doc__))
+    return Signature(_clean(obj.__doc__), tuple(params), open_)
 
 
 def _type_text(annotation: object) -> str:
