@@ -37,7 +37,7 @@ def zoo_loop(images, labels):
     torch.manual_seed(0)
     model = zoo.create("mnist-mlp")
     plan = Plan(optimizer=zoo.create("adam", params=model.parameters(), lr=LR), loss=zoo.create("cross-entropy"),
-                epochs=1, batch_size=BATCH, log_every=50, progress=False)
+                epochs=1, batch_size=BATCH, log_every=50)
     dataset = InMemoryDataset(images, labels, divide_by=255)
     generator = torch.Generator().manual_seed(0)
 

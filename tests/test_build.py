@@ -22,7 +22,7 @@ def small(tmp_path: Path, epochs: int = 2, batch: int = 100) -> Path:
 
 def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
     out = tmp_path / "run"
-    [run] = build(str(small(tmp_path)), out=out, progress=False, log=lambda s: None)
+    [run] = build(str(small(tmp_path)), out=out, disable=["progress"], log=lambda s: None)
     assert run == out
     assert sorted(p.name for p in out.iterdir()) == ["loss.png", "metrics.jsonl", "recipe.yaml", "weights.safetensors"]
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -50,7 +50,7 @@ def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
 def test_the_logged_loss_is_the_true_mean_over_samples(tmp_path):
     """The notebook divided the summed batch losses by the batch size; zoo reports the mean."""
     out = tmp_path / "run"
-    build(str(small(tmp_path, epochs=1, batch=5000)), out=out, progress=False, log=lambda s: None)
+    build(str(small(tmp_path, epochs=1, batch=5000)), out=out, disable=["progress"], log=lambda s: None)
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     # one batch of all 5000 samples: the epoch loss is that batch's loss at initialisation, ~ln(10)
     assert first["train_loss"] == pytest.approx(2.30, abs=0.05)
@@ -59,9 +59,9 @@ def test_the_logged_loss_is_the_true_mean_over_samples(tmp_path):
 def test_same_recipe_and_seed_give_identical_weight_bytes(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
-        build(str(small(tmp_path)), out=out, progress=False, log=lambda s: None)
+        build(str(small(tmp_path)), out=out, disable=["progress"], log=lambda s: None)
     assert (a / "weights.safetensors").read_bytes() == (b / "weights.safetensors").read_bytes()
-    build(str(small(tmp_path)), ["train.seed=1"], out=tmp_path / "c", progress=False, log=lambda s: None)
+    build(str(small(tmp_path)), ["train.seed=1"], out=tmp_path / "c", disable=["progress"], log=lambda s: None)
     assert (tmp_path / "c" / "weights.safetensors").read_bytes() != (a / "weights.safetensors").read_bytes()
 
 
@@ -75,7 +75,7 @@ def reference_run(tmp_path_factory):
     """An uninterrupted 6-epoch run, batch 10 (500 steps per epoch)."""
     folder = tmp_path_factory.mktemp("reference")
     out = folder / "run"
-    build(str(small(folder, epochs=6, batch=10)), out=out, progress=False, log=lambda s: None)
+    build(str(small(folder, epochs=6, batch=10)), out=out, disable=["progress"], log=lambda s: None)
     return folder, out / "weights.safetensors"
 
 
@@ -150,7 +150,7 @@ sweep:
 """)
     out = tmp_path / "out"
     logged = []
-    folders = build(str(recipe), out=out, progress=False, log=logged.append)
+    folders = build(str(recipe), out=out, disable=["progress"], log=logged.append)
     assert [r.name for r in folders] == ["batch-size-8", "batch-size-64", "batch-size-200"]
     rows = (out / "sweep.csv").read_text().splitlines()
     assert rows[0] == "data.batch_size,train_loss" and [r.split(",")[0] for r in rows[1:]] == ["8", "64", "200"]
@@ -184,7 +184,20 @@ def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position():
     data = zoo.create("synthetic-regression", n=64)
     plan = Plan(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss=torch.nn.MSELoss(), epochs=3,
                 batch_size=16, log_every=1)
-    saved = []
+    class Events:
+        """Records the interrupt event as the checkpoint plugin would receive it."""
+
+        def __init__(self):
+            self.saved = []
+
+        def emit(self, event, **arguments):
+            if event == "zoo_interrupted":
+                self.saved.append((arguments["epoch"], arguments["step"]))
+
+        def implemented(self, event):
+            return False
+
+    events = Events()
     calls = {"n": 0}
     real_step = plan.optimizer.step
 
@@ -197,10 +210,10 @@ def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position():
 
     plan.optimizer.step = step_then_interrupt
     with pytest.raises(Interrupted) as info:
-        fit(model, data, plan, on_interrupt=saved.append)
+        fit(model, data, plan, events=events)
     position = info.value.position
     assert (position.epoch, position.step, position.seen) == (1, 2, 32)
-    assert saved == [position] and len(position.history) == 1
+    assert events.saved == [(2, 2)] and len(position.history) == 1
     assert calls["n"] == 6  # no step ran after the one that was interrupted
 
 

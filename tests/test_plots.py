@@ -17,7 +17,7 @@ from zoo.errors import ZooError
 def run_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("plot")
     out = folder / "run"
-    build(str(write_recipe(folder, SMALL_MLP, epochs=3, batch=250)), out=out, progress=False, log=lambda s: None)
+    build(str(write_recipe(folder, SMALL_MLP, epochs=3, batch=250)), out=out, disable=["progress"], log=lambda s: None)
     return out
 
 
@@ -92,7 +92,7 @@ def test_find_module_takes_a_unique_suffix_and_explains_misses():
                            "b": nn.ModuleDict({"norm": nn.LayerNorm(2)})})
     with pytest.raises(ZooError, match=r"module 'norm' is ambiguous: a.norm, b.norm; give the full dotted name"):
         find_module(model, "norm")
-    with pytest.raises(ZooError, match=r"no module 'a.prj' \(did you mean 'a.proj'\?\)\. Its modules: a \(ModuleDict\)"):
+    with pytest.raises(ZooError, match=r"no module 'a.prj'\. Did you mean 'a.proj'\? Its modules: a \(ModuleDict\)"):
         find_module(model, "a.prj")
     assert find_module(model, "proj")[0] == "a.proj" and find_module(model, "b.norm")[0] == "b.norm"
 

@@ -7,7 +7,7 @@ import pytest
 
 import zoo.cli
 from zoo.recipe import load
-from zoo.schema import validate
+from zoo.schema import key_paths, validate
 
 BASE = """\
 name: tiny
@@ -70,7 +70,8 @@ def test_interpolation_keeps_types_and_formats_text(tmp_path):
 
 def test_set_overrides_parse_yaml_scalars_before_interpolation(tmp_path):
     path = write(tmp_path, "r.yaml", BASE.replace("n: 64", "n: '${data.batch_size}'"))
-    recipe = load(path, ["data.batch_size=8", "train.optimizer.lr=1e-3", "train.seed=3", "data.shuffle=false"])
+    recipe = load(path, ["data.batch_size=8", "train.optimizer.lr=1e-3", "train.seed=3", "data.shuffle=false"],
+                  known=key_paths())
     assert recipe.data["data"]["dataset"]["n"] == 8
     assert recipe.data["train"]["optimizer"]["lr"] == 0.001
     settings = validate(recipe)

@@ -81,7 +81,7 @@ def test_a_weights_file_copied_to_an_empty_folder_loads_by_path(tmp_path):
 
 
 def test_a_local_build_takes_precedence_and_source_picks_either(tmp_path):
-    build("mnist-mlp", ["train.epochs=1"], out=tmp_path / "run", progress=False, log=lambda s: None)
+    build("mnist-mlp", ["train.epochs=1"], out=tmp_path / "run", disable=["progress"], log=lambda s: None)
     built = zoo.load("mnist-mlp")
     assert built.zoo_meta["source"] == "local"
     assert built.zoo_meta["recipe"]["train"]["epochs"] == 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
+from zoo.text import did_you_mean
 from zoo.registry import default_registry
 
 
@@ -46,10 +46,9 @@ def find_module(model: nn.Module, name: str) -> tuple[str, nn.Module]:
         return matches[0], modules[matches[0]]
     if matches:
         raise ZooError(f"module '{name}' is ambiguous: {', '.join(matches)}; give the full dotted name")
-    close = difflib.get_close_matches(name, list(modules), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(name, modules)
     listing = ", ".join(f"{k} ({type(m).__name__})" for k, m in modules.items())
-    raise ZooError(f"the model has no module '{name}'{hint}. Its modules: {listing}")
+    raise ZooError(f"the model has no module '{name}'.{hint} Its modules: {listing}")
 
 
 @torch.no_grad()
@@ -79,8 +78,9 @@ def subject(name: str, input_shape: tuple[int, ...] | None = None, batch: int = 
     """A trained model (a local build, catalog model or weights file, as ``zoo.load`` finds it) fed
     ``batch`` samples of the data it was trained on, or a registered layer or model built with its
     defaults (untrained, seeded) fed standard-normal input of ``input_shape``."""
-    from zoo.assembly import MODEL_KINDS, first_batch, recorded
+    from zoo.assembly import MODEL_KINDS, Assembler, first_batch
     from zoo.loading import load_file_verified, locate
+    from zoo.schema import recorded
 
     try:
         located = locate(name)
@@ -107,8 +107,8 @@ def subject(name: str, input_shape: tuple[int, ...] | None = None, batch: int = 
     if input_shape is not None:
         inputs = torch.randn(input_shape, generator=generator).to(device)
         return Subject(model, inputs, f"{origin}, standard-normal input {tuple(input_shape)}")
-    recipe = model.zoo_meta["recipe"]
-    split = split or recipe["data"].get("eval_split") or "test"
-    data = recorded(recipe, located.path, default_registry()).build(("data", "dataset"), ("dataset",), {"split": split})
+    settings = recorded(model.zoo_meta["recipe"], located.path)
+    split = split or settings.data.eval_split or "test"
+    data = Assembler(default_registry()).dataset(settings.data, split)
     inputs = first_batch(data, batch)[0].to(device)
     return Subject(model, inputs, f"{origin}, {len(inputs)} samples of its dataset's {split} split")

@@ -3,70 +3,67 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.recipe import COMPONENT, KeyPath, Recipe, RecipeError
-from zoo.registry import Component, Registry, with_article
-from zoo.schema import Settings
+from zoo.recipe import KeyPath, RecipeError
+from zoo.registry import Component, Registry
+from zoo.schema import Data, Node, Settings
 from zoo.signature import ParamError
+from zoo.text import with_article
 
 MODEL_KINDS = ("model", "layer")
 
 
 @dataclass
 class Assembler:
-    """Builds component nodes of one recipe and remembers which node each module came from."""
+    """Builds the component nodes of a recipe and remembers which node each module came from."""
 
-    recipe: Recipe
     registry: Registry
-    origins: dict[int, KeyPath] = field(default_factory=dict)
+    origins: dict[int, Node] = field(default_factory=dict)
 
-    def build(self, path: KeyPath, kinds: tuple[str, ...], supplied: dict[str, object] | None = None,
+    def build(self, node: Node, kinds: tuple[str, ...], supplied: dict[str, object] | None = None,
               supplied_from: dict[str, KeyPath] | None = None) -> object:
-        """Build the component node at ``path``; ``supplied`` parameters come from zoo, not the recipe."""
+        """Build ``node``; ``supplied`` parameters come from zoo, ``supplied_from`` says which keys set them."""
         supplied, supplied_from = supplied or {}, supplied_from or {}
-        node = self.recipe.get(path)
-        name, params = (node, {}) if isinstance(node, str) else (node[COMPONENT], _params(node))
-        name_path = path if isinstance(node, str) else (*path, COMPONENT)
-        component = self._lookup(name, kinds, name_path)
-        for key in params:
+        component = self.lookup(node, kinds)
+        for key in node.params:
             if key in supplied:
                 where = f" (set it with {supplied_from[key][-1]})" if key in supplied_from else ""
-                raise self.recipe.error((*path, key), f"'{key}' is supplied by zoo{where}; remove it here")
-        built = {key: self._value(value, (*path, key)) for key, value in params.items()}
-        values = {**built, **supplied}
+                raise node.error(f"'{key}' is supplied by zoo{where}; remove it here", key)
+        values = {**{key: self._value(value) for key, value in node.params.items()}, **supplied}
         try:
             component.check(values)
         except ParamError as exc:
-            where = (*path, exc.param) if exc.param in params else supplied_from.get(exc.param, path)
-            raise self.recipe.error(where, str(exc)) from None
+            if exc.param in node.params or exc.param not in supplied_from:
+                raise node.error(str(exc), exc.param if exc.param in node.params else None) from None
+            raise node.recipe.error(supplied_from[exc.param], str(exc)) from None
         try:
             result = component.target(**values)
         except ZooError as exc:
-            raise self.recipe.error(path, str(exc)) from None
+            raise node.error(str(exc)) from None
         except Exception as exc:
-            raise self.recipe.error(
-                path, f"{component.kind} '{component.name}' failed to build: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise node.error(f"{component.kind} '{component.name}' failed to build: {type(exc).__name__}: {exc}") from exc
         if isinstance(result, nn.Module):
-            self.origins.setdefault(id(result), path)
+            self.origins.setdefault(id(result), node)
         return result
 
-    def _value(self, value: object, path: KeyPath) -> object:
-        if isinstance(value, dict) and COMPONENT in value:
-            return self.build(path, MODEL_KINDS)
-        if isinstance(value, list) and any(isinstance(v, dict) and COMPONENT in v for v in value):
-            return [self._value(v, (*path, i)) for i, v in enumerate(value)]
+    def _value(self, value: object) -> object:
+        if isinstance(value, Node):
+            return self.build(value, MODEL_KINDS)
+        if isinstance(value, list):
+            return [self._value(v) for v in value]
         return value
 
-    def _lookup(self, name: object, kinds: tuple[str, ...], path: KeyPath) -> Component:
+    def lookup(self, node: Node, kinds: tuple[str, ...]) -> Component:
+        """The registered component ``node`` names, of one of ``kinds``; errors at the node's name."""
+        name = node.name
         if not isinstance(name, str):
-            raise self.recipe.error(path, f"a component name is a string, got {name!r}")
+            raise node.recipe.error(node.name_path, f"a component name is a string, got {name!r}")
         for kind in kinds:
             try:
                 return self.registry.get(name, kind)
@@ -75,12 +72,27 @@ class Assembler:
         try:
             found = self.registry.get(name)
         except ZooError as exc:
-            raise self.recipe.error(path, str(exc).replace("unknown component", f"unknown {' or '.join(kinds)}")) from None
-        raise self.recipe.error(path, f"'{name}' is {with_article(found.kind)}; here {with_article(' or '.join(kinds))} is expected")
+            message = str(exc).replace("unknown component", f"unknown {' or '.join(kinds)}")
+            raise node.recipe.error(node.name_path, message) from None
+        raise node.recipe.error(
+            node.name_path, f"'{name}' is {with_article(found.kind)}; here {with_article(' or '.join(kinds))} is expected")
 
+    def model(self, node: Node) -> nn.Module:
+        model = self.build(node, MODEL_KINDS)
+        if not isinstance(model, nn.Module):
+            raise node.error(f"builds a {type(model).__name__}, not a torch.nn.Module")
+        return model
 
-def _params(node: dict) -> dict:
-    return {k: v for k, v in node.items() if k != COMPONENT}
+    def dataset(self, data: Data, split: str, role: str = "eval_split") -> object:
+        """``data.dataset`` built for ``split`` (which the key ``role`` of the data section sets)."""
+        component = self.lookup(data.dataset, ("dataset",))
+        if "split" not in {p.name for p in component.params}:
+            raise data.dataset.recipe.error(
+                data.path(role), f"dataset '{component.name}' has no 'split' parameter; set data.eval_split: null")
+        built = self.build(data.dataset, ("dataset",), {"split": split}, {"split": data.path(role)})
+        if len(built) == 0:
+            raise data.dataset.recipe.error(data.path(role), f"split '{split}' is empty")
+        return built
 
 
 @dataclass
@@ -91,6 +103,8 @@ class Parts:
     train_data: object
     eval_data: object | None
     loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: object | None
     device: torch.device
     assembler: Assembler
 
@@ -109,55 +123,26 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def assemble(recipe: Recipe, settings: Settings, registry: Registry, device: str | None = None) -> Parts:
-    """Model (seeded), datasets and loss of a validated recipe, on ``device`` (default: the recipe's)."""
-    assembler = Assembler(recipe, registry)
-    device = resolve_device(device or settings.train.device)
+def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoch: Callable[[int], int]) -> Parts:
+    """Model (seeded), datasets, loss, optimizer and schedule of a validated recipe, on ``device``.
+
+    ``steps_per_epoch(len(train_data))`` gives the schedule its ``total_steps``."""
+    assembler = Assembler(registry)
+    device = resolve_device(device)
     torch.manual_seed(settings.train.seed)
-    model = assembler.build(("model",), MODEL_KINDS)
-    if not isinstance(model, nn.Module):
-        raise recipe.error(("model",), f"builds a {type(model).__name__}, not a torch.nn.Module")
-    train_data = _dataset(assembler, "train_split", settings.data.train_split)
-    eval_data = None
-    if settings.data.eval_split is not None:
-        eval_data = _dataset(assembler, "eval_split", settings.data.eval_split)
-    loss = assembler.build(("train", "loss"), ("loss",))
-    return Parts(model.to(device), train_data, eval_data, loss, device, assembler)
-
-
-def recorded(recipe_data: dict, source: Path, registry: Registry) -> Assembler:
-    """An assembler over the data and train sections a weights file records (``model.zoo_meta["recipe"]``);
-    errors name ``source``."""
-    return Assembler(Recipe({"data": recipe_data["data"], "train": recipe_data["train"]}, {}, source), registry)
-
-
-def _dataset(assembler: Assembler, role: str, split: str) -> object:
-    path = ("data", "dataset")
-    component = assembler._lookup(_name(assembler.recipe.get(path)), ("dataset",), path)
-    if "split" not in {p.name for p in component.params}:
-        raise assembler.recipe.error(
-            ("data", role), f"dataset '{component.name}' has no 'split' parameter; set data.eval_split: null"
-        )
-    data = assembler.build(path, ("dataset",), {"split": split}, {"split": ("data", role)})
-    if len(data) == 0:
-        raise assembler.recipe.error(("data", role), f"split '{split}' is empty")
-    return data
-
-
-def _name(node: object) -> object:
-    return node if isinstance(node, str) else node.get(COMPONENT)
-
-
-def build_optimizer(parts: Parts, total_steps: int) -> tuple[torch.optim.Optimizer, object | None]:
-    """The optimizer over the model's parameters, and the LR schedule if the recipe has one."""
-    assembler = parts.assembler
-    optimizer = assembler.build(("train", "optimizer"), ("optimizer",), {"params": parts.model.parameters()})
+    model = assembler.model(settings.model)
+    data = settings.data
+    train_data = assembler.dataset(data, data.train_split, "train_split")
+    eval_data = None if data.eval_split is None else assembler.dataset(data, data.eval_split)
+    train = settings.train
+    loss = assembler.build(train.loss, ("loss",))
+    model = model.to(device)
+    optimizer = assembler.build(train.optimizer, ("optimizer",), {"params": model.parameters()})
     schedule = None
-    if assembler.recipe.get(("train", "schedule")) is not None:
-        schedule = assembler.build(
-            ("train", "schedule"), ("scheduler",), {"optimizer": optimizer, "total_steps": total_steps}
-        )
-    return optimizer, schedule
+    if train.schedule is not None:
+        total = steps_per_epoch(len(train_data)) * train.epochs
+        schedule = assembler.build(train.schedule, ("scheduler",), {"optimizer": optimizer, "total_steps": total})
+    return Parts(model, train_data, eval_data, loss, optimizer, schedule, device, assembler)
 
 
 def first_batch(data: object, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,13 +162,14 @@ class Row:
     params: int
 
 
-def trace(parts: Parts, batch_size: int) -> tuple[list[Row], int]:
+def trace(parts: Parts, settings: Settings) -> tuple[list[Row], int]:
     """Run one batch through the model and the loss; the leaf layers with their output shapes.
 
     A layer that fails is reported at the recipe node it was built from.
     """
-    model, recipe = parts.model, parts.assembler.recipe
-    x, y = first_batch(parts.train_data, batch_size)
+    model = parts.model
+    model_node, loss_node = settings.model, settings.train.loss
+    x, y = first_batch(parts.train_data, settings.data.batch_size)
     x, y = x.to(parts.device), y.to(parts.device)
     names = {id(m): n for n, m in model.named_modules()}
     rows: list[Row] = []
@@ -206,9 +192,9 @@ def trace(parts: Parts, batch_size: int) -> tuple[list[Row], int]:
         with torch.no_grad():
             out = model(x)
     except ZooError as exc:
-        raise _located(recipe, parts.assembler, stack, names, str(exc)) from None
+        raise _located(model_node, parts.assembler, stack, names, str(exc)) from None
     except Exception as exc:
-        raise _located(recipe, parts.assembler, stack, names, f"{type(exc).__name__}: {exc}") from exc
+        raise _located(model_node, parts.assembler, stack, names, f"{type(exc).__name__}: {exc}") from exc
     finally:
         for hook in hooks:
             hook.remove()
@@ -218,21 +204,18 @@ def trace(parts: Parts, batch_size: int) -> tuple[list[Row], int]:
             warnings.simplefilter("error")  # e.g. torch's warning that mismatched shapes broadcast
             parts.loss(out, y)
     except Exception as exc:
-        raise recipe.error(
-            ("train", "loss"),
+        raise loss_node.error(
             f"cannot compare the model's output {tuple(out.shape)} with the targets {tuple(y.shape)}: {exc}",
         ) from None
     return rows, sum(p.numel() for p in model.parameters())
 
 
-def _located(recipe: Recipe, assembler: Assembler, stack: list, names: dict, message: str) -> RecipeError:
-    for module, shapes in reversed(stack):
+def _located(model: Node, assembler: Assembler, stack: list, names: dict, message: str) -> RecipeError:
+    for module, _ in reversed(stack):
         if id(module) in assembler.origins:
             inner = stack[-1][0]
             where = names.get(id(inner)) or type(inner).__name__
             got = ", ".join(str(s) for s in stack[-1][1])
-            return recipe.error(
-                assembler.origins[id(module)],
-                f"the model fails on a batch: {where} ({type(inner).__name__}) got input {got}: {message}",
-            )
-    return recipe.error(("model",), f"the model fails on a batch: {message}")
+            return assembler.origins[id(module)].error(
+                f"the model fails on a batch: {where} ({type(inner).__name__}) got input {got}: {message}")
+    return model.error(f"the model fails on a batch: {message}")

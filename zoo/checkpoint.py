@@ -1,15 +1,17 @@
-"""Training checkpoints as safetensors: tensors by key, everything else as JSON metadata. No pickle."""
+"""Training checkpoints as safetensors: tensors by key, everything else as JSON metadata. No pickle.
+
+A checkpoint holds a run's whole state -- model, optimizer, schedule, RNG states, shuffle generator
+and position -- so that ``--resume`` reaches the same weights as an uninterrupted run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-
 from zoo.errors import ZooError
-from zoo.weights import read_meta, write
+from zoo.runs import Run
+from zoo.training import Position
+from zoo.weights import read_raw, write
 
 FORMAT = "zoo-checkpoint/1"
 
@@ -51,11 +53,7 @@ def save(path: Path, state: dict, fingerprint: str) -> None:
 
 def load(path: Path, fingerprint: str) -> dict:
     """Read a checkpoint written for the same recipe (same ``fingerprint``), else raise ZooError."""
-    try:
-        tensors = load_file(str(path))
-        metadata = read_meta(path)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ZooError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from exc
+    tensors, metadata = read_raw(path, "delete it to start over")
     if metadata.get("format") != FORMAT:
         raise ZooError(f"{path} is not a zoo checkpoint")
     if metadata.get("fingerprint") != fingerprint:
@@ -64,3 +62,53 @@ def load(path: Path, fingerprint: str) -> dict:
             "Run without --resume to start over, or use the recipe it was made with"
         )
     return join(metadata["skeleton"], tensors)
+
+
+def snapshot(run: Run, rng: list[torch.Tensor]) -> dict:
+    """The run's state; ``rng`` holds every process's CPU RNG state."""
+    position = run.position
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict() if run.schedule is not None else None,
+        "rng": rng,
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "shuffle": run.generator.get_state(),
+        "position": {
+            "epoch": position.epoch, "step": position.step, "shuffle_state": position.shuffle_state,
+            "loss_sum": position.loss_sum, "seen": position.seen, "history": position.history,
+        },
+    }
+
+
+def restore(run: Run, state: dict) -> None:
+    """Put a snapshot back into the run: weights, optimizer, schedule, RNG states and position."""
+    context = run.context
+    if len(state["rng"]) != context.world:
+        raise ZooError(f"the checkpoint was written by {len(state['rng'])} process(es), this run has "
+                       f"{context.world}; resume with the same number")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.schedule is not None and state["schedule"] is not None:
+        run.schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng"][context.rank])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    run.generator.set_state(state["shuffle"])
+    run.position = Position(**state["position"])
+
+
+def save_run(run: Run) -> None:
+    """Checkpoint the run (every process calls this: the RNG states are gathered); rank 0 writes it."""
+    rng = run.context.gather(torch.get_rng_state())
+    if run.is_main:
+        save(run.checkpoint, snapshot(run, rng), run.fingerprint)
+        run.emit("zoo_checkpoint_saved", path=run.checkpoint, epoch=run.position.epoch + 1, step=run.position.step)
+
+
+def resume(run: Run) -> None:
+    """Restore the run from its folder's checkpoint, or say there is none."""
+    if not run.checkpoint.is_file():
+        raise ZooError(f"nothing to resume: no checkpoint in {run.folder}; run without --resume")
+    restore(run, load(run.checkpoint, run.fingerprint))
+    run.resumed = True

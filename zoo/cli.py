@@ -13,6 +13,7 @@ from pathlib import Path
 from zoo import hookspecs
 from zoo.errors import ZooError
 from zoo.registry import NAME, default_registry
+from zoo.text import table
 
 EXIT_USAGE = 2
 
@@ -125,13 +126,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from zoo import schema
     from zoo.build import check, summary
     from zoo.catalog import recipe_path
-    from zoo.recipe import load
 
-    checked = check(load(recipe_path(args.recipe), args.set))
+    checked = check(schema.read(recipe_path(args.recipe), args.set))
     print(summary(checked))
-    print(f"ok: {checked.recipe.source} is a valid recipe")
+    print(f"ok: {checked.settings.recipe.source} is a valid recipe")
     return 0
 
 
@@ -143,7 +144,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         return relaunch_with_torchrun(args)
 
     try:
-        build(args.recipe, args.set, out=args.out, resume=args.resume, progress=not args.no_progress)
+        build(args.recipe, args.set, out=args.out, resume=args.resume, disable=["progress"] if args.no_progress else [])
     except Interrupted as exc:
         print(f"zoo: {exc}; checkpoint saved. Continue with: zoo build {args.recipe} --resume"
               + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
@@ -231,10 +232,7 @@ def relaunch_with_torchrun(args: argparse.Namespace) -> int:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
-    for row in [headers, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
-        print("  ".join([*cells, str(row[-1])]).rstrip())
+    print(table(headers, rows))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -248,6 +246,8 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail on the first broken plugin instead of warning (also ZOO_PLUGINS_STRICT=1)",
     )
+    top.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
+                     help="switch plugin NAME off for this command (repeatable; also ZOO_PLUGINS_DISABLE=NAME,...)")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("list", help="list registered components", description="List registered components.")
@@ -272,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=cmd_check if name == "check" else cmd_build)
     p.add_argument("--out", type=Path, help="run folder (default: runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar; per-epoch lines only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the same as -p no:progress)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel in N processes on this machine (relaunches through torchrun)")
 
@@ -324,6 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.strict_plugins:
         os.environ["ZOO_PLUGINS_STRICT"] = "1"
+    off = [option.removeprefix("no:") for option in args.plugin_options]
+    if any(not option.startswith("no:") or not name for option, name in zip(args.plugin_options, off)):
+        print("zoo: error: -p takes no:NAME, the name of a plugin to switch off (see zoo plugins)", file=sys.stderr)
+        return EXIT_USAGE
+    if off:
+        # the environment carries it to the registry and to torchrun's workers alike
+        already = [n for n in os.environ.get("ZOO_PLUGINS_DISABLE", "").split(",") if n]
+        os.environ["ZOO_PLUGINS_DISABLE"] = ",".join([*already, *off])
     warnings.showwarning = _show_warning
     try:
         code = args.handler(args)

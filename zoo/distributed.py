@@ -90,3 +90,22 @@ def device_for(context: Context, device: str) -> str:
 def close(context: Context) -> None:
     if context.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, device: torch.device, context: Context) -> torch.nn.Module:
+    """The module each forward pass goes through: DistributedDataParallel under torchrun, else the model."""
+    if not context.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def same_weights(model: torch.nn.Module, context: Context) -> str:
+    """The content digest of the model's weights, the same on every rank, or ZooError."""
+    from zoo.weights import content_digest
+
+    digests = context.gather_object(content_digest({k: v.detach().cpu() for k, v in model.state_dict().items()}))
+    if len(set(digests)) != 1:
+        raise ZooError(f"the {context.world} processes ended with different weights: {digests}")
+    return digests[0]

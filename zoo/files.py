@@ -20,6 +20,7 @@ def _umask() -> int:
     return mask
 
 
+SUFFIX = ".safetensors"  # of weights files and checkpoints
 FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's own files are 0600
 
 

@@ -1,7 +1,15 @@
-"""Hook specifications: how a plugin adds components to zoo.
+"""Hook specifications: what a plugin can add to zoo, and the events of a training run it can act on.
 
-Each hook receives a ``register(name, factory)`` callback. ``factory`` is a class or function,
+Registration hooks receive a ``register(name, factory)`` callback. ``factory`` is a class or function,
 or a ``"module:attribute"`` string imported on first use (keeps ``zoo list`` free of torch).
+
+Lifecycle hooks are called through pluggy during ``zoo build``, on every process of a torchrun job
+(``run.is_main`` is true on rank 0 only; write files there). zoo's own run features -- console lines,
+progress bar, metrics.jsonl, checkpoints, the loss plot, the local store -- are plugins on them. Every
+lifecycle hook receives ``run``, a :class:`zoo.runs.Run`: the settings, the run folder, the model, the
+training state and ``run.log``. Hooks are called with keyword arguments; an implementation may take
+any subset of them. An exception raised in a hook stops the run with an error naming the plugin and
+the hook.
 """
 
 import pluggy
@@ -40,6 +48,61 @@ def register_losses(register):
     """Register losses: factories returning a module called as ``loss(prediction, target)``."""
 
 
+@hookspec
+def zoo_run_start(run):
+    """The run is assembled (and restored, with ``--resume``: ``run.resumed``); training starts next."""
+
+
+@hookspec
+def zoo_epoch_start(run, epoch):
+    """Epoch ``epoch`` (counted from 1) starts, or resumes mid-way at ``run.position.step``."""
+
+
+@hookspec
+def zoo_train_step(run, epoch, step, loss):
+    """After optimizer step ``step`` of ``epoch``; ``loss`` is that batch's mean loss as a 0-d tensor on the
+    device. Reading it (``.item()``) forces a host sync; with no implementation this hook costs nothing."""
+
+
+@hookspec
+def zoo_train_progress(run, epoch, step, steps, loss):
+    """Every ``train.log_every`` steps and at the epoch's last: ``step`` of ``steps`` done, ``loss`` the
+    epoch's mean training loss so far (a float, summed over processes)."""
+
+
+@hookspec
+def zoo_evaluation_end(run, epoch, split, metrics):
+    """Evaluation on ``split`` after epoch ``epoch`` ended; ``metrics`` maps 'loss' etc. to floats."""
+
+
+@hookspec
+def zoo_epoch_end(run, epoch, metrics):
+    """Epoch ``epoch`` ended; ``metrics`` is its record (epoch, train_loss, {split}_loss..., seconds),
+    already appended to ``run.history``."""
+
+
+@hookspec
+def zoo_checkpoint_saved(run, path, epoch, step):
+    """A checkpoint of the run after ``step`` batches of epoch ``epoch`` was written to ``path`` (rank 0)."""
+
+
+@hookspec
+def zoo_interrupted(run, epoch, step):
+    """Ctrl-C stopped the run after ``step`` batches of epoch ``epoch``; it ends with Interrupted next."""
+
+
+@hookspec
+def zoo_run_end(run, metrics, weights):
+    """Training finished; ``metrics`` are the final epoch's; ``weights`` is the saved weights file on
+    rank 0 (None on other ranks)."""
+
+
+@hookspec
+def zoo_sweep_end(name, folder, runs, log):
+    """Every variant of sweep ``name`` was trained into ``folder`` (sweep.json and sweep.csv written);
+    ``runs`` are their finished runs in order (``run.sweep`` is each one's label); ``log`` prints."""
+
+
 # Kind of component -> the hook that registers it.
 KINDS = {
     "layer": "register_layers",
@@ -49,3 +112,9 @@ KINDS = {
     "scheduler": "register_schedulers",
     "loss": "register_losses",
 }
+
+# The lifecycle hooks, in the order a run meets them.
+EVENTS = (
+    "zoo_run_start", "zoo_epoch_start", "zoo_train_step", "zoo_train_progress", "zoo_evaluation_end",
+    "zoo_epoch_end", "zoo_checkpoint_saved", "zoo_interrupted", "zoo_run_end", "zoo_sweep_end",
+)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from zoo import catalog, store
-from zoo.assembly import MODEL_KINDS, Assembler
+from zoo import catalog, store, weights
+from zoo.assembly import Assembler
 from zoo.errors import ZooError
-from zoo.files import digest, download, file_sha256, home
-from zoo.recipe import Recipe
+from zoo.files import SUFFIX, digest, download, home
 from zoo.registry import NAME, default_registry
-from zoo.weights import FORMAT, content_digest, fingerprint, read_meta
+from zoo.schema import model_node
+from zoo.text import did_you_mean
 
 SOURCES = ("local", "catalog")
 
@@ -46,7 +43,7 @@ def locate(name_or_path: str | Path, source: str | None = None) -> Located:
     if source not in (None, *SOURCES):
         raise ZooError(f"source must be one of {', '.join(SOURCES)} (or None for local, then catalog), got {source!r}")
     text = str(name_or_path)
-    if source is None and (isinstance(name_or_path, Path) or "/" in text or text.endswith(".safetensors")):
+    if source is None and (isinstance(name_or_path, Path) or "/" in text or text.endswith(SUFFIX)):
         path = Path(text)
         if not path.is_file():
             raise ZooError(f"no weights file at {path}")
@@ -64,7 +61,7 @@ def locate(name_or_path: str | Path, source: str | None = None) -> Located:
         raise ZooError(_unknown(text, source))
     if entry.file is not None:
         return Located(entry.weights_path, "catalog", entry.sha256)
-    target = home() / "downloads" / f"{entry.name}-{entry.sha256[:16]}.safetensors"
+    target = home() / "downloads" / f"{entry.name}-{entry.sha256[:16]}{SUFFIX}"
     if not target.is_file():
         download([entry.url], target, verify=lambda data: _check_bytes(data, entry.sha256, entry.url))
     return Located(target, "catalog", entry.sha256)
@@ -73,8 +70,7 @@ def locate(name_or_path: str | Path, source: str | None = None) -> Located:
 def _unknown(name: str, source: str | None) -> str:
     known = sorted(set(catalog.entries()) | set(store.names())) if source is None else (
         sorted(store.names()) if source == "local" else sorted(catalog.entries()))
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(name, known)
     where = {"local": "in the local store", "catalog": "in the catalog"}.get(source, "locally or in the catalog")
     return f"no model '{name}' {where}.{hint} Known: {', '.join(known) or 'none'}"
 
@@ -86,29 +82,9 @@ def _check_bytes(data: bytes, sha256: str, origin: str) -> None:
 
 
 def load_file_verified(located: Located, device: str | torch.device | None = None) -> nn.Module:
-    """Read, check and load a weights file; any problem raises ZooError before the model is touched."""
+    """Read, check and load a weights file; any problem raises ZooError before the model is returned."""
     path = located.path
-    if located.sha256 is not None:
-        actual = file_sha256(path)
-        if actual != located.sha256:
-            raise ZooError(
-                f"{path}: sha256 {actual} does not match the expected {located.sha256}; "
-                "the file is corrupt or was changed. Delete it (a local build: run zoo build again)"
-            )
-    try:
-        meta = read_meta(path)
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ZooError(f"{path}: not a readable safetensors file ({exc}); it is truncated or corrupt") from exc
-    if meta.get("format") != FORMAT or "model" not in meta:
-        raise ZooError(f"{path}: not a zoo weights file (no zoo metadata); load it with safetensors directly")
-    if fingerprint(tensors) != meta.get("fingerprint"):
-        raise ZooError(f"{path}: its tensors' names, shapes or dtypes do not match the fingerprint in its "
-                       "metadata; the file was altered")
-    if "tensors_sha256" not in meta:
-        raise ZooError(f"{path}: its metadata has no content digest (written before zoo 0.1.0); rebuild it")
-    if content_digest(tensors) != meta["tensors_sha256"]:
-        raise ZooError(f"{path}: its tensor data does not match the sha256 in its metadata; the file is corrupt")
+    tensors, meta = weights.read(path, located.sha256)
     model = build_model(meta["model"], path)
     check_state(model, tensors, path)
     model.load_state_dict(tensors, strict=True)
@@ -121,11 +97,7 @@ def load_file_verified(located: Located, device: str | torch.device | None = Non
 
 def build_model(node: object, origin: Path) -> nn.Module:
     """The model a weights file describes, built through the registry (its weights still random)."""
-    recipe = Recipe({"model": node}, {}, origin)
-    model = Assembler(recipe, default_registry()).build(("model",), MODEL_KINDS)
-    if not isinstance(model, nn.Module):
-        raise ZooError(f"{origin}: its model node builds a {type(model).__name__}, not a torch.nn.Module")
-    return model
+    return Assembler(default_registry()).model(model_node(node, origin))
 
 
 def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:

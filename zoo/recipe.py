@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from zoo.errors import ZooError
+from zoo.text import did_you_mean
 
 KeyPath = tuple  # of str keys and int list indexes
 COMPONENT = "component"  # the key that makes a mapping a component node
@@ -89,9 +90,9 @@ class Recipe:
     def name(self) -> str:
         return self.data["name"]
 
-    def mark(self, path: KeyPath) -> Mark | None:
-        """The mark of ``path``, or of its nearest ancestor that has one."""
-        return _nearest(self.marks, path)
+    def mark(self, path: KeyPath) -> Mark:
+        """The mark of ``path``, or of its nearest ancestor that has one, or at least the file."""
+        return _nearest(self.marks, path) or Mark(str(self.source))
 
     def error(self, path: KeyPath, message: str) -> RecipeError:
         return RecipeError(message, self.mark(path), path)
@@ -118,14 +119,16 @@ def value_at(data: object, path: KeyPath, default: object = None) -> object:
     return node
 
 
-def load(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Read a recipe file, apply ``extends``, then ``--set`` overrides, then ``${...}`` interpolation."""
+def load(path: str | Path, overrides: Sequence[str] = (), known: Collection[KeyPath] = ()) -> Recipe:
+    """Read a recipe file, apply ``extends``, then ``--set`` overrides, then ``${...}`` interpolation.
+
+    ``--set`` may change any key the recipe has and add the key paths in ``known``."""
     source = Path(path)
     if not source.is_file():
         raise ZooError(f"recipe file not found: {source}")
     data, marks, files = _load_extending(source.resolve(), ())
     for text in overrides:
-        _apply_override(data, marks, text)
+        _apply_override(data, marks, text, known)
     _interpolate(data, marks)
     return Recipe(data, marks, source, files)
 
@@ -158,9 +161,10 @@ def parse_file(path: Path) -> tuple[dict, dict[KeyPath, Mark]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ZooError(f"cannot read recipe {path}: {exc}") from exc
-    loader = _Loader(text)
-    loader.name = str(path)
+    loader = None
     try:
+        loader = _Loader(text)
+        loader.name = str(path)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -169,7 +173,8 @@ def parse_file(path: Path) -> tuple[dict, dict[KeyPath, Mark]]:
     except yaml.YAMLError as exc:
         raise RecipeError(f"YAML error: {exc}", Mark(str(path))) from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None or not isinstance(node, yaml.MappingNode):
         raise RecipeError("a recipe is a mapping of keys (name, model, data, train, ...)", Mark(str(path), 1, 1))
     marks: dict[KeyPath, Mark] = {}
@@ -240,15 +245,7 @@ def _strip_deletes(node: object) -> None:
             _strip_deletes(value)
 
 
-# Keys a --set may add although the recipe does not write them.
-OPTIONAL_KEYS = {
-    ("description",), ("metrics",), ("sweep",),
-    *(("data", k) for k in ("batch_size", "eval_batch_size", "shuffle", "train_split", "eval_split")),
-    *(("train", k) for k in ("seed", "device", "compile", "backend", "schedule", "grad_clip", "log_every")),
-}
-
-
-def _apply_override(data: dict, marks: dict, text: str) -> None:
+def _apply_override(data: dict, marks: dict, text: str, known: Collection[KeyPath]) -> None:
     key, sep, raw = text.partition("=")
     where = Mark(f"--set {text}")
     if not sep:
@@ -265,9 +262,11 @@ def _apply_override(data: dict, marks: dict, text: str) -> None:
     exists = isinstance(parent, dict) and path[-1] in parent or (
         isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent)
     )
-    allowed = exists or path in OPTIONAL_KEYS or (isinstance(parent, dict) and COMPONENT in parent)
+    allowed = exists or path in known or (isinstance(parent, dict) and COMPONENT in parent)
     if not allowed:
-        raise RecipeError(f"unknown key {format_path(path)}: --set can only change keys the recipe has", where)
+        hint = did_you_mean(format_path(path), [format_path(p) for p in known])
+        raise RecipeError(f"unknown key {format_path(path)}: --set can only change keys the recipe or the "
+                          f"schema has.{hint}", where)
     _set(data, marks, path, value, where)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import importlib
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 
@@ -18,6 +17,7 @@ import pluggy
 from zoo import hookspecs
 from zoo.errors import ZooError
 from zoo.signature import Param, Signature, check_params, live_signature, static_signature
+from zoo.text import did_you_mean, with_article
 
 ENTRY_POINT_GROUP = "zoo.plugins"
 NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -116,6 +116,7 @@ class Registry:
         self._strict = strict
         self._plugins: dict[str, Plugin] = {}
         self._components: dict[tuple[str, str], list[Component]] = {}
+        self._manager = pluggy.PluginManager("zoo")
         self._loaded = False
 
     @classmethod
@@ -171,6 +172,16 @@ class Registry:
             raise ZooError(_duplicate_message(candidates))
         return candidates[0]
 
+    def hooks(self, disabled: Collection[str] = ()) -> Hooks:
+        """The lifecycle hooks of the loaded plugins, less the plugins named in ``disabled``."""
+        self._load()
+        known = set(self._plugins)
+        for name in disabled:
+            if name not in known:
+                raise ZooError(f"no plugin '{name}' to switch off.{did_you_mean(name, known)} "
+                               f"Plugins: {', '.join(sorted(known))}")
+        return Hooks(self._manager, [self._manager.get_plugin(n) for n in disabled if self._manager.has_plugin(n)])
+
     def _unknown(self, name: str, kind: str | None) -> str:
         bare = name.rpartition(":")[2]
         what = kind or "component"
@@ -180,8 +191,7 @@ class Registry:
         if bare != name and any(n == bare for _, n in self._components):
             return f"no plugin '{name.rpartition(':')[0]}' provides {what} '{bare}'; see 'zoo list {bare}'"
         names = sorted({n for k, n in self._components if kind in (None, k)})
-        close = difflib.get_close_matches(bare, names, n=3)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(bare, names, n=3)
         listing = f"zoo list --kind {kind}" if kind else "zoo list"
         return f"unknown {what} '{name}'.{hint} Run '{listing}' to see them all."
 
@@ -193,7 +203,7 @@ class Registry:
         if self._loaded:
             return
         self._loaded = True
-        manager = pluggy.PluginManager("zoo")
+        manager = self._manager
         manager.add_hookspecs(hookspecs)
         found = self._entry_points
         for ep in entry_points(group=ENTRY_POINT_GROUP) if found is None else found:
@@ -217,7 +227,8 @@ class Registry:
         try:
             manager.register(ep.load(), name=ep.name)
             manager.check_pending()
-        except Exception as exc:
+            _name_failures(manager, plugin)
+        except (Exception, SystemExit) as exc:
             if manager.has_plugin(ep.name):
                 manager.unregister(name=ep.name)
             self._fail(plugin, f"{type(exc).__name__}: {exc}")
@@ -241,8 +252,49 @@ class Registry:
         self._plugins[plugin.name] = replace(plugin, status="broken", error=error)
         message = f"zoo plugin {plugin} is broken and was skipped: {error}"
         if self._strict:
-            raise ZooError(message + " (ZOO_PLUGINS_STRICT is set)")
+            raise ZooError(message + " (plugin errors are fatal: --strict-plugins or ZOO_PLUGINS_STRICT)")
         warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+class Hooks:
+    """The lifecycle hooks of one run: ``hooks.zoo_epoch_end(run=..., epoch=..., metrics=...)`` calls
+    every loaded plugin's implementation, except those switched off for the run."""
+
+    def __init__(self, manager: pluggy.PluginManager, removed: Iterable[object] = ()):
+        removed = list(removed)
+        for event in hookspecs.EVENTS:
+            caller = getattr(manager.hook, event)
+            setattr(self, event, manager.subset_hook_caller(event, removed) if removed else caller)
+
+    def implemented(self, event: str) -> bool:
+        """Whether any plugin implements ``event`` (so a caller can skip preparing its arguments)."""
+        return bool(getattr(self, event).get_hookimpls())
+
+
+class HookError(ZooError):
+    """A plugin's lifecycle hook raised; the message names the plugin, the hook and its signature."""
+
+
+def _name_failures(manager: pluggy.PluginManager, plugin: Plugin) -> None:
+    """Make the plugin's lifecycle hook implementations raise HookError naming it and the hook."""
+    for event in hookspecs.EVENTS:
+        for impl in getattr(manager.hook, event).get_hookimpls():
+            if impl.plugin_name == plugin.name and not (impl.wrapper or impl.hookwrapper):
+                impl.function = _naming(impl.function, plugin, event, getattr(hookspecs, event))
+
+
+def _naming(function: Callable, plugin: Plugin, event: str, spec: Callable) -> Callable:
+    @functools.wraps(function)
+    def call(*args: object, **kwargs: object) -> object:
+        try:
+            return function(*args, **kwargs)
+        except HookError:
+            raise
+        except Exception as exc:
+            signature = f"{event}({', '.join(spec.__code__.co_varnames[:spec.__code__.co_argcount])})"
+            raise HookError(f"plugin {plugin}: hook {signature} raised {type(exc).__name__}: {exc}") from exc
+
+    return call
 
 
 def _stage(staged: list[Component], kind: str, plugin: Plugin, name: str, factory: Callable | str) -> None:
@@ -256,11 +308,6 @@ def _stage(staged: list[Component], kind: str, plugin: Plugin, name: str, factor
     if any(c.kind == kind and c.name == name for c in staged):
         raise ZooError(f"{kind} '{name}' is registered twice")
     staged.append(Component(name, kind, factory, plugin))
-
-
-def with_article(noun: str) -> str:
-    """'an optimizer', 'a layer'."""
-    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _duplicate_message(group: list[Component]) -> str:

@@ -1,18 +1,88 @@
-"""Run folders: the per-epoch records ``zoo build`` writes, and the index of a sweep's variants."""
+"""Runs: the :class:`Run` that lifecycle hooks receive, and the run folders ``zoo build`` writes
+(per-epoch records, a sweep's index of variants)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from zoo import plots
 from zoo.errors import ZooError
-from zoo.files import atomic_write_bytes
+from zoo.files import SUFFIX, atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+    from zoo.distributed import Context
+    from zoo.registry import Hooks
+    from zoo.schema import Settings
+    from zoo.training import Position
 
 METRICS = "metrics.jsonl"
 SWEEP = "sweep.json"
+WEIGHTS = f"weights{SUFFIX}"
+CHECKPOINT = f"checkpoint{SUFFIX}"
+
+
+@dataclass(eq=False)
+class Run:
+    """One training run, as lifecycle hooks see it: its settings and folder, the model and the state
+    of its training (what a checkpoint saves), this process's place in a torchrun job, and ``log``."""
+
+    settings: Settings
+    folder: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: object | None
+    generator: torch.Generator  # drives the per-epoch shuffles
+    position: Position
+    context: Context
+    hooks: Hooks
+    log: Callable[[str], None]  # prints on rank 0, nothing elsewhere
+    sweep: str | None = None  # the variant's label, when the run is one variant of a sweep
+    resumed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process is rank 0, the one that writes files and logs."""
+        return self.context.is_main
+
+    @property
+    def history(self) -> list[dict]:
+        """One record per finished epoch."""
+        return self.position.history
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / WEIGHTS
+
+    @property
+    def checkpoint(self) -> Path:
+        """Where the run's checkpoint is kept (``--resume`` reads it)."""
+        return self.folder / CHECKPOINT
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the resolved recipe: a checkpoint resumes only the run that wrote it."""
+        data = json.dumps(self.settings.recipe.data, sort_keys=True, default=str)
+        return hashlib.sha256(data.encode()).hexdigest()
+
+    def emit(self, event: str, **arguments: object) -> None:
+        """Call lifecycle hook ``event`` of every plugin enabled for this run."""
+        getattr(self.hooks, event)(run=self, **arguments)
+
+    def implemented(self, event: str) -> bool:
+        return self.hooks.implemented(event)
 
 
 def write_history(run: Path, history: list[dict]) -> None:

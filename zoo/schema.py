@@ -1,147 +1,280 @@
-"""The keys a recipe may have, their types and defaults, checked with the location of each value."""
+"""The recipe schema, declared once: every key of every section with its check, default and doc.
+
+The validator, the keys ``--set`` may add (:func:`key_paths`) and the key tables of docs/recipes.md
+(:func:`reference`) are all derived from the dataclasses below. :func:`validate` runs once per run;
+after it nothing reads the raw recipe: component nodes are typed :class:`Node` values that know their
+key path, their component name and their parameters.
+"""
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
-from zoo.recipe import COMPONENT, KeyPath, Recipe
+from zoo.recipe import COMPONENT, KeyPath, Recipe, RecipeError, format_path, load
+from zoo.registry import NAME
+from zoo.text import did_you_mean
 
-REQUIRED = object()
-METRICS = ("accuracy",)
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-
-
-def _component(v: object) -> str | None:
-    if isinstance(v, str):
-        return None
-    if not isinstance(v, dict) or not isinstance(v.get(COMPONENT), str):
-        return f"expects a component: a mapping with '{COMPONENT}: NAME' and its parameters"
-    return None
-
-
-def _typed(kind: type, test: Callable[[object], bool] = lambda v: True, what: str = "") -> Callable:
-    def check(v: object) -> str | None:
-        ok = isinstance(v, kind) and not (kind is not bool and isinstance(v, bool))
-        if kind is float:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        return None if ok and test(v) else f"expects {what or kind.__name__}, got {v!r}"
-    return check
-
-
-def _optional(check: Callable) -> Callable:
-    return lambda v: None if v is None else check(v)
-
-
-positive_int = _typed(int, lambda v: v > 0, "a positive integer")
-SECTIONS: dict[str, dict[str, tuple[Callable, object]]] = {
-    "": {
-        "name": (_typed(str, NAME.match, "a kebab-case name like mnist-mlp"), REQUIRED),
-        "description": (_typed(str), ""),
-        "model": (_component, REQUIRED),
-        "data": (_typed(dict, what="a mapping"), REQUIRED),
-        "train": (_typed(dict, what="a mapping"), REQUIRED),
-        "metrics": (_typed(list, lambda v: all(m in METRICS for m in v), f"a list of {', '.join(METRICS)}"), []),
-        "sweep": (_optional(_typed(dict, what="a mapping of key path -> list of values")), None),
-    },
-    "data": {
-        "dataset": (_component, REQUIRED),
-        "batch_size": (positive_int, 64),
-        "eval_batch_size": (_optional(positive_int), None),
-        "shuffle": (_typed(bool), True),
-        "train_split": (_typed(str), "train"),
-        "eval_split": (_optional(_typed(str)), "test"),
-    },
-    "train": {
-        "epochs": (positive_int, REQUIRED),
-        "seed": (_typed(int, lambda v: v >= 0, "a non-negative integer"), 0),
-        "device": (_typed(str, DEVICE.match, "auto, cpu, mps, cuda or cuda:N"), "auto"),
-        "compile": (_typed(bool), False),
-        "backend": (_typed(str, lambda v: v in ("auto", "gloo", "nccl", "mpi"), "auto, gloo, nccl or mpi"), "auto"),
-        "optimizer": (_component, REQUIRED),
-        "loss": (_component, REQUIRED),
-        "schedule": (_optional(_component), None),
-        "grad_clip": (_optional(_typed(float, lambda v: v > 0, "a positive number")), None),
-        "log_every": (positive_int, 50),
-    },
-}
+METRICS = ("accuracy",)
 
 
 @dataclass(frozen=True)
+class Check:
+    """What a key's value must be: a test, and the words for it in errors and in the reference."""
+
+    test: Callable[[object], bool]
+    what: str
+    optional: bool = False  # null is also accepted
+
+    def problem(self, value: object) -> str | None:
+        if value is None and self.optional:
+            return None
+        return None if self.test(value) else f"expects {self.what}, got {value!r}"
+
+    def or_null(self) -> Check:
+        return Check(self.test, f"{self.what} or null", optional=True)
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_node(v: object) -> bool:
+    return isinstance(v, str) or isinstance(v, dict) and isinstance(v.get(COMPONENT), str)
+
+
+positive_int = Check(lambda v: _integer(v) and v > 0, "a positive integer")
+boolean = Check(lambda v: isinstance(v, bool), "true or false")
+text = Check(lambda v: isinstance(v, str), "a string")
+component = Check(_is_node, f"a component: a name, or a mapping with '{COMPONENT}: NAME' and its parameters")
+
+
+@dataclass(frozen=True)
+class SameAs:
+    """A default that is the value of another key of the same section."""
+
+    key: str
+
+
+def key(check: Check, default: object = MISSING, doc: str = "", *, node: bool = False,
+        convert: Callable[[object], object] | None = None) -> object:
+    """Declare a recipe key: its check, its default (none: required), a one-line doc. ``node``: the value
+    is a component node; ``convert`` turns the checked value into the settings' type."""
+    return field(default=default, metadata={"check": check, "doc": doc, "node": node, "convert": convert})
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """A component node of a recipe: the registered name it asks for, its parameters (which may hold
+    nodes), and where it was written."""
+
+    name: object  # a str once validated; assembly reports anything else at name_path
+    params: dict[str, object]
+    path: KeyPath
+    raw: object = field(repr=False)  # the node as written: a bare name or a mapping
+    recipe: Recipe = field(repr=False)
+
+    @property
+    def name_path(self) -> KeyPath:
+        return self.path if isinstance(self.raw, str) else (*self.path, COMPONENT)
+
+    def error(self, message: str, param: str | None = None) -> RecipeError:
+        """An error located at this node, or at one of its parameters."""
+        return self.recipe.error(self.path if param is None else (*self.path, param), message)
+
+
+def node(value: object, path: KeyPath, recipe: Recipe) -> Node:
+    """The typed node of a component node's plain data at ``path`` in ``recipe``."""
+    if isinstance(value, str):
+        return Node(value, {}, path, value, recipe)
+    params = {k: _param(v, (*path, k), recipe) for k, v in value.items() if k != COMPONENT}
+    return Node(value[COMPONENT], params, path, value, recipe)
+
+
+def _param(value: object, path: KeyPath, recipe: Recipe) -> object:
+    if isinstance(value, dict) and COMPONENT in value:
+        return node(value, path, recipe)
+    if isinstance(value, list) and any(isinstance(v, dict) and COMPONENT in v for v in value):
+        return [_param(v, (*path, i), recipe) for i, v in enumerate(value)]
+    return value
+
+
+def recorded(data: dict, source: Path) -> Settings:
+    """The settings of the recipe a weights file records (``model.zoo_meta["recipe"]``); errors name ``source``."""
+    return validate(Recipe(data, {}, source))
+
+
+def model_node(value: object, source: Path) -> Node:
+    """The model node a weights file records; errors name ``source``."""
+    recipe = Recipe({"model": value}, {}, source)
+    if not _is_node(value):
+        raise recipe.error(("model",), f"the recorded model is not {component.what}")
+    return node(value, ("model",), recipe)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Data:
-    dataset: dict | str
-    batch_size: int
-    eval_batch_size: int | None
-    shuffle: bool
-    train_split: str
-    eval_split: str | None
+    """The ``data`` section: which dataset, and how it is batched and split."""
+
+    SECTION: ClassVar[str] = "data"
+    dataset: Node = key(component, doc="a dataset component; zoo supplies its `split`", node=True)
+    batch_size: int = key(positive_int, 64, "training batch size")
+    eval_batch_size: int = key(positive_int.or_null(), SameAs("batch_size"), "evaluation batch size")
+    shuffle: bool = key(boolean, True, "a seeded permutation per epoch")
+    train_split: str = key(text, "train", "the split trained on")
+    eval_split: str | None = key(text.or_null(), "test", "the split evaluated after each epoch; null for none")
+
+    def path(self, name: str) -> KeyPath:
+        """The key path of this section's key ``name``."""
+        return (self.SECTION, name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Train:
-    epochs: int
-    seed: int
-    device: str
-    compile: bool
-    backend: str
-    optimizer: dict | str
-    loss: dict | str
-    schedule: dict | str | None
-    grad_clip: float | None
-    log_every: int
+    """The ``train`` section: how long, on what, with which optimizer, loss and schedule."""
+
+    SECTION: ClassVar[str] = "train"
+    epochs: int = key(positive_int, doc="passes over the training split")
+    seed: int = key(Check(lambda v: _integer(v) and v >= 0, "a non-negative integer"), 0,
+                    "weights init, shuffles and dropout")
+    device: str = key(Check(lambda v: isinstance(v, str) and bool(DEVICE.match(v)), "auto, cpu, mps, cuda or cuda:N"),
+                      "auto", "auto picks cuda, then mps, then cpu")
+    compile: bool = key(boolean, False, "torch.compile the model (on this CPU it made the MLP ~2.7x slower)")
+    backend: str = key(Check(lambda v: v in ("auto", "gloo", "nccl", "mpi"), "auto, gloo, nccl or mpi"), "auto",
+                       "torch.distributed backend under torchrun; auto: nccl on CUDA, else gloo")
+    optimizer: Node = key(component, doc="an optimizer component; zoo supplies `params`", node=True)
+    loss: Node = key(component, doc="a loss component, called as loss(prediction, target)", node=True)
+    schedule: Node | None = key(component.or_null(), None,
+                                "an LR schedule component; zoo supplies `optimizer` and `total_steps`", node=True)
+    grad_clip: float | None = key(Check(lambda v: _number(v) and v > 0, "a positive number").or_null(), None,
+                                  "max global L2 norm of the gradients")
+    log_every: int = key(positive_int, 50, "batches between host syncs (progress bar and loss)")
+
+    def path(self, name: str) -> KeyPath:
+        return (self.SECTION, name)
 
 
-@dataclass(frozen=True)
+# The sections of a recipe, by key. A new section is one dataclass here and one field of Settings.
+SECTIONS: dict[str, type] = {"data": Data, "train": Train}
+
+
+def _section_field(doc: str) -> object:
+    return field(metadata={"section": True, "doc": doc})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    """A validated recipe, with every default filled in."""
+    """A validated recipe: every key typed, every default filled in."""
 
-    name: str
-    description: str
-    model: dict | str
-    data: Data
-    train: Train
-    metrics: tuple[str, ...]
-    sweep: dict | None
+    name: str = key(Check(lambda v: isinstance(v, str) and bool(NAME.match(v)), "a kebab-case name like mnist-mlp"),
+                    doc="kebab-case; the store keeps the builds under this name")
+    description: str = key(text, "", "free text")
+    model: Node = key(component, doc="the model: a model or layer component", node=True)
+    data: Data = _section_field("the data section")
+    train: Train = _section_field("the train section")
+    metrics: tuple[str, ...] = key(
+        Check(lambda v: isinstance(v, list) and all(m in METRICS for m in v), f"a list of {', '.join(METRICS)}"),
+        (), "what evaluation reports besides the loss", convert=tuple)
+    sweep: dict | None = key(Check(lambda v: isinstance(v, dict), "a mapping of key path -> list of values").or_null(),
+                             None, "one run per combination of the listed values")
+    recipe: Recipe = field(repr=False, compare=False)  # where every value came from
+
+    def error(self, path: KeyPath, message: str) -> RecipeError:
+        return self.recipe.error(path, message)
+
+
+def _keys(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if "check" in f.metadata or "section" in f.metadata}
+
+
+def key_paths() -> set[KeyPath]:
+    """Every key path the schema declares (what ``--set`` may add to a recipe)."""
+    paths = {(name,) for name in _keys(Settings)}
+    return paths | {(section, name) for section, cls in SECTIONS.items() for name in _keys(cls)}
+
+
+def read(path: str | Path, overrides: Sequence[str] = ()) -> Settings:
+    """Load a recipe file with ``--set`` overrides and validate it."""
+    return validate(load(path, overrides, known=key_paths()))
 
 
 def validate(recipe: Recipe) -> Settings:
     """Check every key of ``recipe`` against the schema; raise RecipeError at the first bad one."""
-    values = {section: _section(recipe, section) for section in SECTIONS}
-    top = values[""]
-    return Settings(
-        name=top["name"],
-        description=top["description"],
-        model=top["model"],
-        data=Data(**values["data"]),
-        train=Train(**values["train"]),
-        metrics=tuple(top["metrics"]),
-        sweep=top["sweep"],
-    )
+    return Settings(**_section(recipe, Settings, ()), recipe=recipe)
 
 
-def _section(recipe: Recipe, section: str) -> dict:
-    prefix: KeyPath = (section,) if section else ()
-    given = recipe.get(prefix) if section else recipe.data
-    fields = SECTIONS[section]
-    for key in given:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            known = ", ".join(fields)
-            raise recipe.error((*prefix, key), f"unknown key '{key}'.{hint} {section or 'A recipe'} takes: {known}")
-    result = {}
-    for key, (check, default) in fields.items():
-        path = (*prefix, key)
-        if key not in given:
-            if default is REQUIRED:
-                raise recipe.error(prefix, f"missing required key '{key}'")
-            result[key] = list(default) if isinstance(default, list) else default
+def _section(recipe: Recipe, cls: type, prefix: KeyPath) -> dict:
+    given = recipe.get(prefix) if prefix else recipe.data
+    fields = _keys(cls)
+    for name in given:
+        if name not in fields:
+            where = format_path(prefix) or "A recipe"
+            raise recipe.error((*prefix, name), f"unknown key '{name}'.{did_you_mean(name, fields)} "
+                                                 f"{where} takes: {', '.join(fields)}")
+    result: dict[str, object] = {}
+    for name, f in fields.items():
+        path = (*prefix, name)
+        if "section" in f.metadata:
+            if name not in given:
+                raise recipe.error(prefix, f"missing required key '{name}'")
+            if not isinstance(given[name], dict):
+                raise recipe.error(path, f"expects a mapping, got {given[name]!r}")
+            result[name] = SECTIONS[name](**_section(recipe, SECTIONS[name], path))
             continue
-        problem = check(given[key])
+        if name not in given:
+            if f.default is MISSING:
+                raise recipe.error(prefix, f"missing required key '{name}'")
+            result[name] = f.default
+            continue
+        value = given[name]
+        problem = f.metadata["check"].problem(value)
         if problem:
             raise recipe.error(path, problem)
-        result[key] = given[key]
+        if f.metadata["node"] and value is not None:
+            value = node(value, path, recipe)
+        elif f.metadata["convert"] is not None:
+            value = f.metadata["convert"](value)
+        result[name] = value
+    for name, value in result.items():
+        if isinstance(value, SameAs):
+            result[name] = result[value.key]
+        elif value is None and isinstance(fields[name].default, SameAs):
+            result[name] = result[fields[name].default.key]
     return result
+
+
+def reference() -> str:
+    """The key tables of docs/recipes.md, one per section, as Markdown."""
+    parts = []
+    for title, cls in (("top level", Settings), *SECTIONS.items()):
+        rows = ["| key | value | default | |", "|---|---|---|---|"]
+        for name, f in _keys(cls).items():
+            if "section" in f.metadata:
+                rows.append(f"| `{name}` | a mapping | *required* | {f.metadata['doc']}: see below |")
+                continue
+            default = f.default
+            shown = ("*required*" if default is MISSING else f"same as `{default.key}`" if isinstance(default, SameAs)
+                     else f"`{_yaml(default)}`")
+            rows.append(f"| `{name}` | {f.metadata['check'].what} | {shown} | {f.metadata['doc']} |")
+        parts.append(f"### {title if title == 'top level' else f'`{title}`'}\n\n" + "\n".join(rows) + "\n")
+    return "\n".join(parts)
+
+
+def _yaml(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[]" if not value else str(list(value))
+    return str(value) if value != "" else '""'
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import collections.abc
-import difflib
 import importlib.util
 import inspect
 import types
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.text import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,7 @@ def check_params(component: str, obj: typing.Callable, values: dict[str, object]
         if name not in by_name:
             if signature.open:
                 continue
-            close = difflib.get_close_matches(name, by_name, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(name, by_name)
             raise ParamError(
                 f"{component}: unknown parameter '{name}'.{hint} It accepts: {accepted}", name
             )

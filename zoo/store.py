@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.files import atomic_path, atomic_write_bytes, file_sha256, home
+from zoo.files import SUFFIX, atomic_path, atomic_write_bytes, file_sha256, home
 from zoo.registry import NAME
 
 
@@ -42,7 +42,7 @@ def record(name: str, weights: Path) -> Path:
     """Copy a built weights file into the store and make it the current build of ``name``."""
     folder = entry(name)
     sha256 = file_sha256(weights)
-    target = folder / f"{sha256}.safetensors"
+    target = folder / f"{sha256}{SUFFIX}"
     if not target.is_file():
         with atomic_path(target) as tmp:
             shutil.copyfile(weights, tmp)

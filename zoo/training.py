@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +33,6 @@ class Plan:
     eval_batch_size: int | None = None
     metrics: tuple[str, ...] = ()
     log_every: int = 50
-    progress: bool = False
 
 
 @dataclass
@@ -78,6 +78,24 @@ class ForcedStop(KeyboardInterrupt):
     """A second Ctrl-C: stop now, without saving."""
 
 
+class Events(Protocol):
+    """Where ``fit`` reports the lifecycle events of a run (:class:`zoo.runs.Run` sends them to plugins)."""
+
+    def emit(self, event: str, **arguments: object) -> None: ...
+
+    def implemented(self, event: str) -> bool: ...
+
+
+class NoEvents:
+    """Events nobody listens to: ``fit`` outside ``zoo build``."""
+
+    def emit(self, event: str, **arguments: object) -> None:
+        pass
+
+    def implemented(self, event: str) -> bool:
+        return False
+
+
 class Interrupted(Exception):
     """Training stopped on Ctrl-C after the position was saved."""
 
@@ -98,17 +116,16 @@ def fit(
     position: Position | None = None,
     forward: Callable[[Tensor], Tensor] | None = None,
     context: Context = Context(),
-    on_epoch: Callable[[Position], None] | None = None,
-    on_interrupt: Callable[[Position], None] | None = None,
-    log: Callable[[str], None] | None = None,
+    events: Events = NoEvents(),
 ) -> list[dict]:
     """Train ``model`` in place for ``plan.epochs`` epochs; return one record of metrics per epoch.
 
     Evaluation metrics are recorded as ``{eval_name}_loss`` etc. ``generator`` drives the shuffles;
     ``position`` continues a run where it stopped; ``forward`` replaces ``model`` for the forward pass
     (a compiled or DistributedDataParallel module). Under torchrun, ``context`` shards each epoch's
-    permutation by rank and sums losses and metrics over ranks. ``on_epoch`` runs after each epoch,
-    ``on_interrupt`` on Ctrl-C before :class:`Interrupted` is raised.
+    permutation by rank and sums losses and metrics over ranks. ``events`` hears the lifecycle events
+    (zoo_epoch_start ... zoo_interrupted, see zoo.hookspecs); on Ctrl-C :class:`Interrupted` is raised
+    after ``zoo_interrupted``.
     """
     device = torch.device(device)
     generator = generator or torch.Generator().manual_seed(0)
@@ -124,29 +141,28 @@ def fit(
             order = torch.randperm(len(train_data), generator=generator) if plan.shuffle else torch.arange(len(train_data))
             order = context.shard(order)
             started = time.perf_counter()
+            epoch = position.epoch + 1
             try:
                 model.train()
-                _epoch(forward, model, plan, batches, order, position, stop, context)
-                record = {"epoch": position.epoch + 1, "train_loss": position.loss_sum / max(1, position.seen)}
+                events.emit("zoo_epoch_start", epoch=epoch)
+                _epoch(forward, model, plan, batches, order, position, stop, context, events)
+                record = {"epoch": epoch, "train_loss": position.loss_sum / max(1, position.seen)}
                 if eval_data is not None:
                     batch_size = plan.eval_batch_size or plan.batch_size
                     scores = evaluate(model, eval_data, plan.loss, batch_size, plan.metrics, device, context)
+                    events.emit("zoo_evaluation_end", epoch=epoch, split=eval_name, metrics=scores)
                     record.update({f"{eval_name}_{k}": v for k, v in scores.items()})
                 record["seconds"] = round(time.perf_counter() - started, 3)
                 position.history.append(record)
-                position.epoch, position.step, position.loss_sum, position.seen = position.epoch + 1, 0, 0.0, 0
+                position.epoch, position.step, position.loss_sum, position.seen = epoch, 0, 0.0, 0
                 position.shuffle_state = None
-                if log:
-                    log(_format(record, plan.epochs))
-                if on_epoch:
-                    on_epoch(position)
+                events.emit("zoo_epoch_end", epoch=epoch, metrics=record)
                 if _stop_agreed(stop, context, device):
                     raise KeyboardInterrupt
             except ForcedStop:
                 raise
             except KeyboardInterrupt:
-                if on_interrupt:
-                    on_interrupt(position)
+                events.emit("zoo_interrupted", epoch=position.epoch + 1, step=position.step)
                 raise Interrupted(position) from None
     return position.history
 
@@ -159,9 +175,10 @@ def _stop_agreed(stop: StopRequest, context: Context, device: torch.device) -> b
 
 
 def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tensor, position: Position,
-           stop: StopRequest, context: Context) -> None:
+           stop: StopRequest, context: Context, events: Events) -> None:
     steps = batches.steps(len(order))
-    bar = _bar(plan, steps, position)
+    epoch = position.epoch + 1
+    each_step = events.implemented("zoo_train_step")
     loss_sum = torch.zeros((), device=batches.device)
     seen = 0
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -178,6 +195,8 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
             loss_sum.add_(loss.detach(), alpha=len(y))
             seen += len(y)
             position.step = step
+            if each_step:
+                events.emit("zoo_train_step", epoch=epoch, step=step, loss=loss.detach())
             if step % plan.log_every == 0 or step == steps:
                 # the one host sync, every log_every steps: losses summed over ranks, and whether to stop
                 totals = context.sum(torch.stack([loss_sum, loss_sum.new_tensor(float(seen)),
@@ -186,9 +205,8 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
                 position.seen += int(totals[1])
                 loss_sum.zero_()
                 seen = 0
-                if bar is not None:
-                    bar.update(step - bar.n)
-                    bar.set_postfix(loss=f"{position.loss_sum / max(1, position.seen):.4f}")
+                events.emit("zoo_train_progress", epoch=epoch, step=step, steps=steps,
+                            loss=position.loss_sum / max(1, position.seen))
                 if context.active and totals[2]:
                     raise KeyboardInterrupt
             if not context.active:
@@ -197,17 +215,6 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
         if seen:
             position.loss_sum += loss_sum.item()
             position.seen += seen
-        if bar is not None:
-            bar.close()
-
-
-def _bar(plan: Plan, steps: int, position: Position):
-    if not plan.progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=steps, initial=position.step, desc=f"epoch {position.epoch + 1}/{plan.epochs}",
-                unit="batch", leave=False, dynamic_ncols=True)
 
 
 class Batches:
@@ -275,9 +282,3 @@ def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int, m
     if "accuracy" in metrics:
         scores["accuracy"] = correct / max(1.0, counted)
     return scores
-
-
-def _format(record: dict, epochs: int) -> str:
-    parts = [f"epoch {record['epoch']}/{epochs}"]
-    parts += [f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")]
-    return "  ".join(parts) + f"  ({record['seconds']:.1f}s)"

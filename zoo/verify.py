@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo import catalog
-from zoo.assembly import recorded
+from zoo.assembly import Assembler
 from zoo.errors import ZooError
 from zoo.loading import load
 from zoo.registry import default_registry
+from zoo.schema import recorded
 from zoo.training import evaluate
 
 TOLERANCE = 0.001
@@ -30,11 +31,12 @@ def verify(name: str) -> list[Check]:
     if entry is None:
         raise ZooError(f"no model '{name}' in the catalog; see 'zoo list --pretrained'")
     model = load(name, source="catalog")
-    assembler = recorded(model.zoo_meta["recipe"], entry.folder / entry.recipe, default_registry())
-    loss = assembler.build(("train", "loss"), ("loss",))
+    settings = recorded(model.zoo_meta["recipe"], entry.folder / entry.recipe)
+    assembler = Assembler(default_registry())
+    loss = assembler.build(settings.train.loss, ("loss",))
     checks = []
     for metric in entry.metrics:
-        data = assembler.build(("data", "dataset"), ("dataset",), {"split": metric.split})
+        data = assembler.dataset(settings.data, metric.split)
         scores = evaluate(model, data, loss, batch_size=1000, metrics=(metric.metric,))
         if metric.metric not in scores:
             raise ZooError(f"zoo cannot measure metric '{metric.metric}' of {name}")

@@ -1,4 +1,5 @@
-"""Weights files: plain safetensors whose metadata describes the model, its recipe and its scores.
+"""Weights files, both ways: plain safetensors whose metadata describes the model, its recipe and its
+scores; :func:`save` writes one, :func:`read` returns its verified tensors and metadata.
 
 All of zoo's metadata sits under one key, ``"zoo"``, as a JSON object with sorted keys: safetensors
 writes its metadata map in random order (safetensors issue #584), and a single entry keeps the
@@ -9,14 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
-from zoo.files import atomic_path
+import zoo
+from zoo.errors import ZooError
+from zoo.files import atomic_path, file_sha256
+
+if TYPE_CHECKING:
+    from zoo.registry import Plugin
+    from zoo.schema import Settings
 
 FORMAT = "zoo-weights/1"
 META_KEY = "zoo"
@@ -53,3 +61,62 @@ def save(model: torch.nn.Module, path: Path, meta: Mapping[str, object]) -> None
     """Write the model's state dict with ``meta``, its format, its layout fingerprint and content digest."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     write(path, state, {**meta, "format": FORMAT, "fingerprint": fingerprint(state), "tensors_sha256": content_digest(state)})
+
+
+def build_metadata(settings: Settings, train_data: object, metrics: Mapping[str, float], plugins: Sequence[Plugin],
+                   processes: int) -> dict:
+    """What a build's weights file records: the model node, the resolved recipe, the final metrics, the
+    evaluation split, the seed, the training data's sha256 and the versions of zoo, torch and plugins."""
+    data = None
+    if hasattr(train_data, "tensors"):
+        digest = hashlib.sha256()
+        for tensor in train_data.tensors():
+            digest.update(tensor.contiguous().cpu().numpy().tobytes())
+        data = digest.hexdigest()
+    return {
+        "name": settings.name,
+        "model": settings.model.raw,
+        "recipe": settings.recipe.data,
+        "metrics": dict(metrics),
+        "evaluation": {"dataset": settings.data.dataset.raw, "split": settings.data.eval_split},
+        "seed": settings.train.seed,
+        "processes": processes,
+        "data_sha256": data,
+        "versions": {
+            "zoo": zoo.__version__,
+            "torch": torch.__version__,
+            "plugins": {p.name: f"{p.dist} {p.version}".strip() for p in plugins if p.status == "loaded"},
+        },
+    }
+
+
+def read_raw(path: Path, remedy: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """A safetensors file's tensors and zoo metadata, unverified; ZooError (ending with ``remedy``) if unreadable."""
+    try:
+        return load_file(str(path)), read_meta(path)
+    except (SafetensorError, OSError, ValueError, RecursionError) as exc:
+        raise ZooError(f"{path}: not a readable safetensors file ({exc}); it is truncated or corrupt: "
+                       f"{remedy}") from exc
+
+
+def read(path: Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata of a zoo weights file, verified: its sha256 (when given), its format,
+    its layout fingerprint and its content digest. Any problem raises ZooError naming the file."""
+    if sha256 is not None:
+        actual = file_sha256(path)
+        if actual != sha256:
+            raise ZooError(
+                f"{path}: sha256 {actual} does not match the expected {sha256}; "
+                "the file is corrupt or was changed. Delete it (a local build: run zoo build again)"
+            )
+    tensors, meta = read_raw(path, "delete it, or build it again")
+    if meta.get("format") != FORMAT or "model" not in meta:
+        raise ZooError(f"{path}: not a zoo weights file (no zoo metadata); load it with safetensors directly")
+    if fingerprint(tensors) != meta.get("fingerprint"):
+        raise ZooError(f"{path}: its tensors' names, shapes or dtypes do not match the fingerprint in its "
+                       "metadata; the file was altered")
+    if "tensors_sha256" not in meta:
+        raise ZooError(f"{path}: its metadata has no content digest (written before zoo 0.1.0); rebuild it")
+    if content_digest(tensors) != meta["tensors_sha256"]:
+        raise ZooError(f"{path}: its tensor data does not match the sha256 in its metadata; the file is corrupt")
+    return tensors, meta

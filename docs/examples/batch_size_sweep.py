@@ -12,7 +12,7 @@ from zoo import runs
 from zoo.build import build
 
 overrides = ["train.epochs=2"] if os.environ.get("ZOO_EXAMPLES_TINY") else []
-folders = build("simple-net-batch-sweep", overrides, progress=False, log=lambda line: None)
+folders = build("simple-net-batch-sweep", overrides, disable=["progress"], log=lambda line: None)
 name, histories = runs.read(folders[0].parent)
 for label, history in histories.items():
     print(f"{label:16s} final train loss {history[-1]['train_loss']:.4f}")

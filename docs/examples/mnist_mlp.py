@@ -12,7 +12,7 @@ import zoo
 from zoo.build import build
 
 epochs = 1 if os.environ.get("ZOO_EXAMPLES_TINY") else 42
-[run] = build("mnist-mlp", [f"train.epochs={epochs}"], progress=False)
+[run] = build("mnist-mlp", [f"train.epochs={epochs}"], disable=["progress"])
 
 model = zoo.load("mnist-mlp")
 images, labels = zoo.create("mnist", split="test").batch(slice(0, 1000))

@@ -1,0 +1,20 @@
+"""An atomic checkpoint after every epoch and on Ctrl-C, removed when the run completes (``--resume``)."""
+
+from zoo import api  # api.save_checkpoint imports torch: looked up at call time, not at import
+from zoo.api import hookimpl
+
+
+@hookimpl
+def zoo_epoch_end(run):
+    api.save_checkpoint(run)  # every process: the RNG states are gathered
+
+
+@hookimpl
+def zoo_interrupted(run):
+    api.save_checkpoint(run)
+
+
+@hookimpl(trylast=True)
+def zoo_run_end(run, weights):
+    if weights is not None:  # after the other plugins filed the weights
+        run.checkpoint.unlink(missing_ok=True)

@@ -1,0 +1,35 @@
+"""The plugin API: what a zoo plugin imports, all from this one module.
+
+    from zoo.api import hookimpl, InMemoryDataset, ZooError
+
+Hooks and their arguments are documented in :mod:`zoo.hookspecs`. Importing this module does not
+import torch (so ``zoo list`` stays fast); the names that need it are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from zoo.errors import ZooError
+from zoo.files import atomic_write_bytes, digest, download, home
+from zoo.hookspecs import hookimpl
+from zoo.plots import INSTALL_HINT as PLOT_HINT
+from zoo.plots import curves as plot_curves
+from zoo.runs import Run, write_history
+from zoo.store import record as record_build
+
+# name -> "module:attribute", imported on first use because the module imports torch
+_LAZY = {
+    "InMemoryDataset": "zoo.data:InMemoryDataset",
+    "save_checkpoint": "zoo.checkpoint:save_run",
+}
+
+__all__ = ["PLOT_HINT", "Run", "ZooError", "atomic_write_bytes", "digest", "download", "home", "hookimpl",
+           "plot_curves", "record_build", "write_history", *_LAZY]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'zoo.api' has no attribute '{name}'")
+    module, _, attribute = _LAZY[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -1,0 +1,55 @@
+"""Sweeps: one run per combination of the values a recipe's ``sweep`` lists, and a table of all."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Callable, Collection
+from pathlib import Path
+
+from zoo import runs, schema
+from zoo.build import final_metrics, train_run
+from zoo.files import atomic_write_bytes
+from zoo.recipe import RecipeError
+from zoo.registry import default_registry
+from zoo.schema import Settings
+from zoo.text import table
+
+
+def variants(settings: Settings) -> list[tuple[str, str, dict, Settings]]:
+    """Each combination: its label, its folder name, its values by key path, and its validated settings."""
+    keys = list(settings.sweep)
+    found = []
+    for combo in itertools.product(*(settings.sweep[k] for k in keys)):
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, combo))
+        slug = "-".join(f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in zip(keys, combo)).replace("_", "-")
+        try:
+            recipe = settings.recipe.with_overrides(zip(keys, combo))
+        except RecipeError as exc:
+            raise settings.error(("sweep",), f"sweep {label}: {exc.reason}") from None
+        del recipe.data["sweep"]
+        found.append((label, slug, dict(zip(keys, combo)), schema.validate(recipe)))
+    return found
+
+
+def run_sweep(settings: Settings, out: Path, disable: Collection[str], log: Callable[[str], None]) -> list[Path]:
+    """Train every variant into ``out``; write sweep.json and sweep.csv, print the table."""
+    done, index, rows = [], [], []
+    for label, slug, values, variant in variants(settings):
+        log(f"--- {settings.name}: {label}")
+        run = train_run(variant, out / slug, disable=disable, log=log, sweep=label)
+        done.append(run)
+        metrics = final_metrics(run.history)
+        index.append({"label": label, "run": slug, "values": values})
+        rows.append({**values, **metrics})
+    runs.write_sweep(out, settings.name, index)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "sweep.csv", buffer.getvalue().encode())
+    log(table(list(rows[0]), [[f"{v:.4f}" if isinstance(v, float) else v for v in row.values()] for row in rows]))
+    log(f"wrote {out / 'sweep.csv'}")
+    default_registry().hooks(disable).zoo_sweep_end(name=settings.name, folder=out, runs=done, log=log)
+    return [run.folder for run in done]
