@@ -8,12 +8,13 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from zoo import hookspecs
 from zoo.errors import ZooError
-from zoo.registry import NAME, default_registry
-from zoo.text import table
+from zoo.registry import ENTRY_POINT_GROUP, NAME, default_registry
+from zoo.text import did_you_mean, table
 
 EXIT_USAGE = 2
 
@@ -199,16 +200,23 @@ def positive_int(text: str) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     from zoo.files import atomic_write_bytes
-    from zoo.reference import render
 
-    text = render(default_registry())
+    target = args.check or args.out
+    current = target.read_text() if target is not None and target.is_file() else ""
+    if args.recipes:
+        from zoo.schema import reference, splice
+
+        text = splice(current, reference()) if target is not None else reference()
+    else:
+        from zoo.reference import render
+
+        text = render(default_registry())
     if args.check:
-        current = args.check.read_text() if args.check.is_file() else ""
         if current != text:
-            print(f"zoo: {args.check} is out of date with the registry; run: zoo docs --out {args.check}",
-                  file=sys.stderr)
+            print(f"zoo: {args.check} is out of date; run: zoo docs{' --recipes' if args.recipes else ''} "
+                  f"--out {args.check}", file=sys.stderr)
             return 1
-        print(f"{args.check} matches the registry")
+        print(f"{args.check} is up to date")
     elif args.out:
         atomic_write_bytes(args.out, text.encode())
         print(f"wrote {args.out}")
@@ -307,9 +315,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="print the table only")
     p.set_defaults(handler=cmd_inspect)
 
-    p = sub.add_parser("docs", help="write the component reference (Markdown)",
-                       description="Render the component reference of every installed plugin as Markdown: to "
-                                   "stdout, to a file (--out), or compare with a file (--check, exit 1 if stale).")
+    p = sub.add_parser("docs", help="write the component reference or the recipe key tables (Markdown)",
+                       description="Render the component reference of every installed plugin (or, with --recipes, "
+                                   "the recipe key tables of the schema) as Markdown: to stdout, to a file (--out), "
+                                   "or compare with a file (--check, exit 1 if stale).")
+    p.add_argument("--recipes", action="store_true",
+                   help="the recipe key tables; --out and --check replace or compare the block between "
+                        "<!-- schema:start --> and <!-- schema:end --> in FILE")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--out", type=Path, help="file to write (docs/components.md in zoo's repository)")
     group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 unless FILE matches the registry")
@@ -328,6 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not option.startswith("no:") or not name for option, name in zip(args.plugin_options, off)):
         print("zoo: error: -p takes no:NAME, the name of a plugin to switch off (see zoo plugins)", file=sys.stderr)
         return EXIT_USAGE
+    known = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    for name in off:
+        if name not in known:
+            print(f"zoo: error: no plugin '{name}' to switch off.{did_you_mean(name, known)} "
+                  f"Plugins: {', '.join(sorted(known))}", file=sys.stderr)
+            return EXIT_USAGE
     if off:
         # the environment carries it to the registry and to torchrun's workers alike
         already = [n for n in os.environ.get("ZOO_PLUGINS_DISABLE", "").split(",") if n]

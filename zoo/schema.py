@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from zoo.recipe import COMPONENT, KeyPath, Recipe, RecipeError, format_path, load
+from zoo.errors import ZooError
 from zoo.registry import NAME
 from zoo.text import did_you_mean
 
@@ -184,9 +185,15 @@ class Settings:
     metrics: tuple[str, ...] = key(
         Check(lambda v: isinstance(v, list) and all(m in METRICS for m in v), f"a list of {', '.join(METRICS)}"),
         (), "what evaluation reports besides the loss", convert=tuple)
-    sweep: dict | None = key(Check(lambda v: isinstance(v, dict), "a mapping of key path -> list of values").or_null(),
-                             None, "one run per combination of the listed values")
+    sweep: dict | None = key(
+        Check(lambda v: isinstance(v, dict) and bool(v) and all(isinstance(x, list) and x for x in v.values()),
+              "a mapping of key path -> non-empty list of values").or_null(),
+        None, "one run per combination of the listed values")
     recipe: Recipe = field(repr=False, compare=False)  # where every value came from
+
+    def path(self, name: str) -> KeyPath:
+        """The key path of the top-level key ``name``."""
+        return (name,)
 
     def error(self, path: KeyPath, message: str) -> RecipeError:
         return self.recipe.error(path, message)
@@ -256,7 +263,7 @@ def reference() -> str:
     """The key tables of docs/recipes.md, one per section, as Markdown."""
     parts = []
     for title, cls in (("top level", Settings), *SECTIONS.items()):
-        rows = ["| key | value | default | |", "|---|---|---|---|"]
+        rows = ["| key | value | default | meaning |", "|---|---|---|---|"]
         for name, f in _keys(cls).items():
             if "section" in f.metadata:
                 rows.append(f"| `{name}` | a mapping | *required* | {f.metadata['doc']}: see below |")
@@ -267,6 +274,17 @@ def reference() -> str:
             rows.append(f"| `{name}` | {f.metadata['check'].what} | {shown} | {f.metadata['doc']} |")
         parts.append(f"### {title if title == 'top level' else f'`{title}`'}\n\n" + "\n".join(rows) + "\n")
     return "\n".join(parts)
+
+
+START, END = "<!-- schema:start -->\n", "<!-- schema:end -->"
+
+
+def splice(document: str, tables: str) -> str:
+    """``document`` with the block between its schema markers replaced by ``tables``."""
+    if START not in document or END not in document:
+        raise ZooError(f"no '{START.strip()}' ... '{END}' block to replace")
+    head, rest = document.split(START, 1)
+    return head + START + tables + END + rest.split(END, 1)[1]
 
 
 def _yaml(value: object) -> str:

@@ -27,7 +27,7 @@ def variants(settings: Settings) -> list[tuple[str, str, dict, Settings]]:
         try:
             recipe = settings.recipe.with_overrides(zip(keys, combo))
         except RecipeError as exc:
-            raise settings.error(("sweep",), f"sweep {label}: {exc.reason}") from None
+            raise settings.error(settings.path("sweep"), f"sweep {label}: {exc.reason}") from None
         del recipe.data["sweep"]
         found.append((label, slug, dict(zip(keys, combo)), schema.validate(recipe)))
     return found

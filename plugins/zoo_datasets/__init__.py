@@ -1,6 +1,6 @@
 """Built-in datasets: MNIST (bundled subset), Fashion-MNIST, and the notebook's synthetic data."""
 
-from zoo import hookimpl
+from zoo.api import hookimpl
 
 
 @hookimpl

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import ZooError
-from zoo.files import digest
+from zoo.api import ZooError, digest
 
 GZIP_MAGIC = b"\x1f\x8b"
 UINT8 = 0x08

@@ -10,10 +10,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from zoo.data import InMemoryDataset
-from zoo.errors import ZooError
-from zoo.files import download as fetch
-from zoo.files import home
+from zoo.api import InMemoryDataset, ZooError, home
+from zoo.api import download as fetch
 from zoo_datasets import idx
 
 BUNDLED = Path(__file__).parent / "data" / "mnist"

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from zoo.data import InMemoryDataset
+from zoo.api import InMemoryDataset
 
 # Each split draws from its own stream: seed * 2 + offset never collides across seeds.
 SPLIT_OFFSET = {"train": 0, "test": 1}

@@ -1,6 +1,6 @@
 """Built-in layers: the building blocks of the reference notebook, registered by name."""
 
-from zoo import hookimpl
+from zoo.api import hookimpl
 
 LAYERS = {
     "linear": "zoo_layers.basic:linear",

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo import ZooError
+from zoo.api import ZooError
 from zoo_layers.heads import MergeHeads, SplitHeads
 
 

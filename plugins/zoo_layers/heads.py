@@ -5,7 +5,7 @@ from __future__ import annotations
 from einops import rearrange
 from torch import Tensor, nn
 
-from zoo import ZooError
+from zoo.api import ZooError
 
 
 class SplitHeads(nn.Module):

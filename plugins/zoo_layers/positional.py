@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from zoo import ZooError
+from zoo.api import ZooError
 
 
 class PositionalEncoding(nn.Module):

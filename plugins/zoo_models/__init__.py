@@ -1,6 +1,6 @@
 """Built-in models: the complete networks of the reference notebook."""
 
-from zoo import hookimpl
+from zoo.api import hookimpl
 
 
 @hookimpl

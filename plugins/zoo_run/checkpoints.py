@@ -1,6 +1,6 @@
 """An atomic checkpoint after every epoch and on Ctrl-C, removed when the run completes (``--resume``)."""
 
-from zoo import api  # api.save_checkpoint imports torch: looked up at call time, not at import
+import zoo.api as api  # api.save_checkpoint imports torch: looked up at call time, not at import
 from zoo.api import hookimpl
 
 

@@ -1,6 +1,6 @@
 """Built-in optimizers, LR schedules and losses."""
 
-from zoo import hookimpl
+from zoo.api import hookimpl
 
 
 @hookimpl

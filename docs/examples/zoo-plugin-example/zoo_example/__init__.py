@@ -1,7 +1,7 @@
 """zoo-plugin-example: the hooks. Factories are "module:attribute" strings, imported on first use,
 so `zoo list` stays fast and never imports torch for this plugin."""
 
-from zoo import hookimpl
+from zoo.api import hookimpl
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from zoo.data import InMemoryDataset
+from zoo.api import InMemoryDataset
 
 
 def two_spirals(n: int = 2000, turns: float = 1.5, noise: float = 0.05, seed: int = 0,

@@ -1,6 +1,6 @@
 """zoo-hello: adds one layer."""
 
-from zoo import hookimpl
+from zoo.api import hookimpl
 
 
 @hookimpl

@@ -1,0 +1,240 @@
+"""The seams of the redesign: one schema declaration, lifecycle hooks through pluggy, run features as
+plugins that can be switched off, and weights unchanged by the redesign."""
+
+import dataclasses
+import json
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import BIN, ROOT, SMALL_MLP, run_zoo, wait_for, write_recipe
+
+import zoo
+from zoo import schema
+from zoo.build import build
+from zoo.recipe import RecipeError
+from zoo.weights import read_meta
+
+# tensors_sha256 of shipped recipes built for one epoch, recorded before the redesign (zoo 0.1.0 at ab158c6)
+DIGESTS = {
+    "mnist-mlp": "a9b54bb77cf6886da5dff24de5f3f479d542e71340d46f5e6042ed967c41623b",
+    "transformer-encoder-reverse": "587a2d971432c90a48d5d2c28578dc25d7bf27e4fc0bea126295fc6dbe80123a",
+    "feed-forward-copy": "c781969ea2fffb1f53b91b8a0714c24392c8a934a9760f3a83c0312c83dc98e6",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DIGESTS))
+def test_shipped_recipes_build_the_same_weights_as_before_the_redesign(tmp_path, name):
+    [out] = build(name, ["train.epochs=1"], out=tmp_path / name, disable=["progress"], log=lambda line: None)
+    assert read_meta(out / "weights.safetensors")["tensors_sha256"] == DIGESTS[name]
+
+
+def test_a_sweep_variant_builds_the_same_weights_as_before_the_redesign(tmp_path):
+    folders = build("simple-net-batch-sweep", ["train.epochs=1", "sweep={data.batch_size: [8, 1000]}"],
+                    out=tmp_path / "sweep", disable=["progress"], log=lambda line: None)
+    digests = [read_meta(f / "weights.safetensors")["tensors_sha256"] for f in folders]
+    assert digests == ["a371aad69cbe552426ac98388bee4f64252f01f45c8604929ac18c2d4854c29b",
+                       "02ad3da82a0c49bcf7d79655ffc701f15c27dec9453d3521a6e55c29df14819f"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainWithWarmup(schema.Train):
+    warmup_epochs: int = schema.key(schema.positive_int, 1, "epochs before the schedule starts")
+
+
+def test_a_key_declared_in_one_place_is_validated_settable_and_documented(tmp_path, monkeypatch):
+    monkeypatch.setitem(schema.SECTIONS, "train", TrainWithWarmup)
+    text = SMALL_MLP.replace("EPOCHS", "1").replace("BATCH", "100")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(text)
+    assert schema.read(plain).train.warmup_epochs == 1  # the default
+    assert schema.read(plain, ["train.warmup_epochs=3"]).train.warmup_epochs == 3  # --set may add it
+    with pytest.raises(RecipeError, match=r"--set train.warmup_epoch=3: unknown key train.warmup_epoch: .*"
+                                          r"Did you mean 'train.warmup_epochs'\?"):
+        schema.read(plain, ["train.warmup_epoch=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("  seed: 0\n", "  seed: 0\n  warmup_epochs: -2\n"))
+    line = bad.read_text().splitlines().index("  warmup_epochs: -2") + 1
+    with pytest.raises(RecipeError) as info:
+        schema.read(bad)
+    assert str(info.value) == f"{bad}:{line}:3: train.warmup_epochs: expects a positive integer, got -2"
+    assert "| `warmup_epochs` | a positive integer | `1` | epochs before the schedule starts |" in schema.reference()
+
+
+def test_the_recipe_reference_in_the_docs_is_generated_from_the_schema():
+    text = (ROOT / "docs" / "recipes.md").read_text()
+    block = re.search(r"<!-- schema:start -->\n(.*)<!-- schema:end -->", text, re.S)
+    assert block, "docs/recipes.md lost its generated key tables"
+    assert block.group(1) == schema.reference(), "docs/recipes.md is stale: run zoo docs --recipes --out FILE"
+
+
+def test_no_module_outside_the_schema_spells_a_recipe_key_path():
+    offenders = []
+    for path in sorted((ROOT / "zoo").glob("*.py")):
+        if path.name in ("schema.py", "recipe.py"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"""\.(get|error|mark)\(\(\s*["']""", line):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def events_env(tmp_path: Path, raise_in: str = "") -> dict:
+    """An environment in which the fx_events fixture plugin is installed (as a dist-info entry point)."""
+    site = tmp_path / "site"
+    info = site / "fx_events-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fx-events\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[zoo.plugins]\nevents = fx_events\n")
+    events = tmp_path / "events"
+    events.mkdir()
+    env = {"PYTHONPATH": f"{site}:{ROOT / 'tests' / 'fixtures'}", "FX_EVENTS_DIR": str(events)}
+    if raise_in:
+        env["FX_EVENTS_RAISE"] = raise_in
+    return env
+
+
+def read_events(tmp_path: Path, rank: int = 0) -> list[dict]:
+    path = tmp_path / "events" / f"events-{rank}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_plugin_receives_the_lifecycle_events_in_order_during_zoo_build(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=2, batch=1000)
+    out = tmp_path / "run"
+    result = run_zoo("build", str(recipe), "--out", str(out), "--no-progress", env=events_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    events = read_events(tmp_path)
+    # the checkpoint plugin saves during zoo_epoch_end, before or after this plugin's own call
+    assert [(e["event"], e.get("epoch")) for e in events if e["event"] != "zoo_checkpoint_saved"] == [
+        ("zoo_run_start", None),
+        ("zoo_epoch_start", 1), ("zoo_evaluation_end", 1), ("zoo_epoch_end", 1),
+        ("zoo_epoch_start", 2), ("zoo_evaluation_end", 2), ("zoo_epoch_end", 2),
+        ("zoo_run_end", None),
+    ]
+    saved = [(i, e["epoch"], e["step"]) for i, e in enumerate(events) if e["event"] == "zoo_checkpoint_saved"]
+    assert [(epoch, step) for _, epoch, step in saved] == [(2, 0), (3, 0)]  # after epoch 1, after epoch 2
+    assert 3 <= saved[0][0] <= 4 and 7 <= saved[1][0] <= 8
+    start, end = events[0], events[-1]
+    assert start["epochs"] == 2 and start["folder"] == str(out) and start["resumed"] is False
+    epoch_ends = [e for e in events if e["event"] == "zoo_epoch_end"]
+    assert [e["steps"] for e in epoch_ends] == [5, 5]  # zoo_train_step: once per batch (5000 / 1000)
+    assert [e["history"] for e in epoch_ends] == [1, 2]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["metrics"] for e in epoch_ends] == lines
+    evaluation = events[2]
+    assert evaluation["split"] == "test" and evaluation["metrics"]["accuracy"] == lines[0]["test_accuracy"]
+    assert all(e["exists"] for e in events if e["event"] == "zoo_checkpoint_saved")
+    assert end["weights"] == str(out / "weights.safetensors") and end["exists"]
+    assert end["metrics"] == {k: v for k, v in lines[-1].items() if k not in ("epoch", "seconds")}
+
+
+def test_after_a_kill_the_resumed_run_sends_the_remaining_events(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=4, batch=10)
+    out = tmp_path / "run"
+    env = events_env(tmp_path)
+    import os
+
+    process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    wait_for(out / "checkpoint.safetensors", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (tmp_path / "events" / "events-0.jsonl").unlink()
+    result = run_zoo("build", str(recipe), "--out", str(out), "--resume", "--no-progress", env=env)
+    assert result.returncode == 0, result.stderr
+    resumed_at = int(re.search(r"resuming small-mlp at epoch (\d+), batch 0", result.stdout).group(1))
+    events = read_events(tmp_path)
+    assert events[0]["event"] == "zoo_run_start" and all(e["resumed"] for e in events)
+    assert [e["epoch"] for e in events if e["event"] == "zoo_epoch_end"] == list(range(resumed_at, 5))
+    assert events[-1]["event"] == "zoo_run_end" and events[-1]["exists"]
+
+
+def test_under_torchrun_every_rank_gets_the_events_and_only_rank_0_a_weights_file(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=2, batch=500)
+    out = tmp_path / "run"
+    result = run_zoo("build", str(recipe), "--out", str(out), "--nproc", "2", "--no-progress",
+                     env=events_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    ranks = [read_events(tmp_path, rank) for rank in (0, 1)]
+    for rank, events in enumerate(ranks):
+        assert [e["event"] for e in events if e["event"] != "zoo_checkpoint_saved"] == [
+            "zoo_run_start", "zoo_epoch_start", "zoo_evaluation_end", "zoo_epoch_end",
+            "zoo_epoch_start", "zoo_evaluation_end", "zoo_epoch_end", "zoo_run_end"]
+        assert {e["rank"] for e in events} == {rank}
+    assert [e["steps"] for e in ranks[0] if e["event"] == "zoo_epoch_end"] == [5, 5]  # 2500 samples each
+    # metrics are summed over ranks, so both see the same figures
+    assert ([e["metrics"]["test_accuracy"] for e in ranks[0] if e["event"] == "zoo_epoch_end"]
+            == [e["metrics"]["test_accuracy"] for e in ranks[1] if e["event"] == "zoo_epoch_end"])
+    assert ranks[0][-1]["weights"] == str(out / "weights.safetensors") and ranks[1][-1]["weights"] is None
+    assert not any(e["event"] == "zoo_checkpoint_saved" for e in ranks[1])  # rank 0 writes checkpoints
+
+
+def test_a_plugin_that_raises_in_a_hook_stops_the_run_with_an_error_naming_it(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=3, batch=1000)
+    result = run_zoo("build", str(recipe), "--out", str(tmp_path / "run"), "--no-progress",
+                     env=events_env(tmp_path, raise_in="zoo_epoch_end"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(r"zoo: error: plugin 'events' \(fx-events 0.1, module fx_events\): hook "
+                     r"zoo_epoch_end\(run, epoch, metrics\) raised RuntimeError: fx_events was told to fail in "
+                     r"zoo_epoch_end", result.stderr), result.stderr
+
+
+def test_run_features_are_plugins_that_can_be_switched_off(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=1000)
+    out = tmp_path / "run"
+    result = run_zoo("-p", "no:history", "-p", "no:plot", "-p", "no:store", "build", str(recipe), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml", "weights.safetensors"]
+    assert "recorded" not in result.stdout and "epoch 1/1" in result.stdout  # the console plugin still reports
+    assert not (tmp_path / "zoo-home" / "models").exists()
+    quiet = run_zoo("-p", "no:console", "-p", "no:progress", "build", str(recipe), "--out", str(tmp_path / "q"))
+    assert quiet.returncode == 0 and "epoch 1/1" not in quiet.stdout and not quiet.stderr.strip()
+    assert "recorded small-mlp in the store" in quiet.stdout
+    typo = run_zoo("-p", "no:histroy", "build", str(recipe))
+    assert typo.returncode == 2 and "no plugin 'histroy' to switch off. Did you mean 'history'?" in typo.stderr
+
+
+def test_the_progress_bar_follows_the_steps_of_each_epoch(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=2, batch=500)
+    result = run_zoo("build", str(recipe), "--out", str(tmp_path / "run"), "--set", "train.log_every=2")
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr and "/10 [" in result.stderr
+
+
+def test_fit_without_listeners_never_prepares_a_step_event():
+    calls = []
+
+    class Events:
+        def emit(self, event, **arguments):
+            calls.append(event)
+
+        def implemented(self, event):
+            return False
+
+    from zoo.training import Plan, fit
+
+    model = zoo.create("simple-net")
+    plan = Plan(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss=torch.nn.MSELoss(), epochs=1,
+                batch_size=16, log_every=2)
+    fit(model, zoo.create("synthetic-regression", n=64), plan, events=Events())
+    assert "zoo_train_step" not in calls
+    assert calls == ["zoo_epoch_start", "zoo_train_progress", "zoo_train_progress", "zoo_epoch_end"]
+
+
+def test_lifecycle_hooks_are_documented_for_plugin_authors():
+    from zoo import hookspecs
+
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    for event in hookspecs.EVENTS:
+        spec = getattr(hookspecs, event)
+        assert spec.__doc__ and f"`{event}(" in guide, event
+
+
+def test_built_in_plugins_import_zoo_only_through_the_plugin_api():
+    imports = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in sorted((ROOT / "plugins").rglob("*.py"))
+               for line in path.read_text().splitlines() if re.match(r"\s*(from|import) zoo(?!\.api\b)[.\s]", line)]
+    assert not imports, imports
