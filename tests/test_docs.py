@@ -32,10 +32,26 @@ def test_zoo_docs_check_fails_on_a_stale_file_and_out_writes_it(tmp_path):
     stale.write_text((DOCS / "components.md").read_text().replace("| `dim` | `int` | `312` |", "| `dim` | `int` | `64` |"))
     result = run_zoo("docs", "--check", str(stale))
     assert result.returncode == 1
-    assert f"zoo: {stale} is out of date with the registry; run: zoo docs --out {stale}" in result.stderr
+    assert f"zoo: {stale} is out of date; run: zoo docs --out {stale}" in result.stderr
     assert run_zoo("docs", "--out", str(stale)).returncode == 0
     assert run_zoo("docs", "--check", str(stale)).returncode == 0
     assert run_zoo("docs").stdout == stale.read_text()
+
+
+def test_zoo_docs_recipes_replaces_only_the_generated_key_tables(tmp_path):
+    stale = tmp_path / "recipes.md"
+    original = (DOCS / "recipes.md").read_text()
+    stale.write_text(original.replace("| `seed` | a non-negative integer | `0` |", "| `seed` | an integer | `1` |"))
+    result = run_zoo("docs", "--recipes", "--check", str(stale))
+    assert result.returncode == 1 and f"run: zoo docs --recipes --out {stale}" in result.stderr
+    assert run_zoo("docs", "--recipes", "--out", str(stale)).returncode == 0
+    assert stale.read_text() == original
+    assert run_zoo("docs", "--recipes").stdout in original
+    unmarked = tmp_path / "notes.md"
+    unmarked.write_text("# notes\n")
+    refused = run_zoo("docs", "--recipes", "--out", str(unmarked))
+    assert refused.returncode == 2 and "no '<!-- schema:start -->' ... '<!-- schema:end -->' block" in refused.stderr
+    assert unmarked.read_text() == "# notes\n"
 
 
 def test_component_reference_lists_every_component_with_its_parameters():

@@ -60,9 +60,13 @@ class Component:
 
     @property
     def signature(self) -> Signature:
+        """Read from source when possible; a factory that cannot be imported has an empty one saying why."""
         if self._signature is None:
             static = static_signature(self.factory) if isinstance(self.factory, str) else None
-            self._signature = static or live_signature(self.target)
+            try:
+                self._signature = static or live_signature(self.target)
+            except ZooError as exc:
+                self._signature = Signature(f"(broken) {exc}", ())
         return self._signature
 
     @property

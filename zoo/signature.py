@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import collections.abc
+import functools
 import importlib.util
 import inspect
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -60,14 +62,11 @@ def _clean(doc: str | None) -> str:
 def static_signature(target: str) -> Signature | None:
     """Read the signature of ``"module:attr"`` from the module's source; None when that is not possible."""
     module, _, attr = target.partition(":")
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
+    origin = _source(module)
+    if origin is None:
         return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    node = next((n for n in tree.body if getattr(n, "name", None) == attr), None)
+    stat = os.stat(origin)
+    node = _definitions(origin, stat.st_mtime_ns, stat.st_size).get(attr)
     if isinstance(node, ast.ClassDef):
         init = next(
             (n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None
@@ -78,6 +77,25 @@ def static_signature(target: str) -> Signature | None:
     if isinstance(node, ast.FunctionDef):
         return _from_ast(ast.get_docstring(node), node.args, skip_first=False)
     return None
+
+
+@functools.cache
+def _source(module: str) -> str | None:
+    """The .py file of ``module``, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return spec.origin
+
+
+@functools.cache
+def _definitions(origin: str, mtime_ns: int, size: int) -> dict[str, ast.AST]:
+    """The top-level definitions of a source file, parsed once per version of the file."""
+    tree = ast.parse(Path(origin).read_text(encoding="utf-8"))
+    return {n.name: n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
 def _from_ast(doc: str | None, args: ast.arguments, skip_first: bool) -> Signature:
