@@ -4,7 +4,7 @@ import sys
 import warnings
 
 import pytest
-from conftest import fixture_plugin, make_registry
+from conftest import ROOT, fixture_plugin, make_registry
 
 import zoo
 from zoo.registry import PluginWarning
@@ -171,3 +171,20 @@ def test_registering_after_load_is_not_possible_through_the_callback():
         warnings.simplefilter("error")
         registry = make_registry()
         assert len(registry.components()) >= sum(map(len, BUILTIN.values()))
+
+
+def test_a_plugin_of_2000_components_lists_every_name_summary_and_parameter(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from scale import write_plugin
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    write_plugin(tmp_path, 2000, name="big")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = make_registry()  # the generated dist-info on sys.path makes it an installed plugin
+    found = registry.components("layer", "big-*")
+    assert sorted(c.name for c in found) == sorted(f"big-{i}" for i in range(2000))
+    layer = registry.get("big-1234")
+    assert layer.summary == "Generated layer number 1234: width times scale."
+    assert [str(p) for p in layer.params] == ["width: int = 1235", "scale: float = 0.5", "name: str = 'l1234'"]
+    assert [c.name for c in registry.components("layer", "big-199?")] == [f"big-199{i}" for i in range(10)]

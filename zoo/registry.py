@@ -238,7 +238,7 @@ class Registry:
             self._fail(plugin, f"{type(exc).__name__}: {exc}")
 
     def _register_components(self, manager: pluggy.PluginManager, plugin: Plugin) -> None:
-        staged: list[Component] = []
+        staged: dict[tuple[str, str], Component] = {}
         for kind, hook in hookspecs.KINDS.items():
             for impl in getattr(manager.hook, hook).get_hookimpls():
                 if impl.plugin_name != plugin.name:
@@ -249,7 +249,7 @@ class Registry:
                 except Exception as exc:
                     self._fail(plugin, f"hook {hook} raised {type(exc).__name__}: {exc}")
                     return
-        for component in staged:
+        for component in staged.values():
             self._components.setdefault((component.kind, component.name), []).append(component)
 
     def _fail(self, plugin: Plugin, error: str) -> None:
@@ -301,7 +301,7 @@ def _naming(function: Callable, plugin: Plugin, event: str, spec: Callable) -> C
     return call
 
 
-def _stage(staged: list[Component], kind: str, plugin: Plugin, name: str, factory: Callable | str) -> None:
+def _stage(staged: dict[tuple[str, str], Component], kind: str, plugin: Plugin, name: str, factory: Callable | str) -> None:
     """The ``register`` callback handed to a plugin's hook."""
     if not isinstance(name, str) or not NAME.match(name):
         raise ZooError(f"{kind} name {name!r} is not kebab-case, like 'multi-head-attention'")
@@ -309,9 +309,9 @@ def _stage(staged: list[Component], kind: str, plugin: Plugin, name: str, factor
         raise ZooError(f"{kind} '{name}': factory string {factory!r} is not 'module:attribute'")
     if not isinstance(factory, str) and not callable(factory):
         raise ZooError(f"{kind} '{name}': factory {factory!r} is neither callable nor 'module:attribute'")
-    if any(c.kind == kind and c.name == name for c in staged):
+    if (kind, name) in staged:
         raise ZooError(f"{kind} '{name}' is registered twice")
-    staged.append(Component(name, kind, factory, plugin))
+    staged[kind, name] = Component(name, kind, factory, plugin)
 
 
 def _duplicate_message(group: list[Component]) -> str:
