@@ -2,6 +2,7 @@ import http.server
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from functools import partial
@@ -14,6 +15,11 @@ import zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+REAL_HOME = Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo")
+
+# Before any fixture runs (module-scoped ones build before the per-test ZOO_HOME below): the whole
+# session uses a throw-away zoo home, never the user's.
+os.environ["ZOO_HOME"] = tempfile.mkdtemp(prefix="zoo-tests-home-")
 
 
 def builtin_plugins() -> list[EntryPoint]:
@@ -39,6 +45,20 @@ def run_zoo(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
         cwd=cwd,
         timeout=600,
     )
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")} if folder.is_dir() else {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def real_home_untouched():
+    """Fails the session (an error at its last teardown) if anything under the user's zoo home changed."""
+    before = _snapshot(REAL_HOME)
+    yield
+    after = _snapshot(REAL_HOME)
+    changed = sorted(set(before.items()) ^ set(after.items()))
+    assert not changed, f"the tests changed the user's zoo home {REAL_HOME}: {changed[:5]}"
 
 
 @pytest.fixture(autouse=True)

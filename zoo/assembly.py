@@ -42,12 +42,15 @@ class Assembler:
             if exc.param in node.params or exc.param not in supplied_from:
                 raise node.error(str(exc), exc.param if exc.param in node.params else None) from None
             raise node.recipe.error(supplied_from[exc.param], str(exc)) from None
+        except ZooError as exc:  # the factory cannot be imported
+            raise node.recipe.error(node.name_path, str(exc)) from None
         try:
             result = component.target(**values)
         except ZooError as exc:
             raise node.error(str(exc)) from None
         except Exception as exc:
-            raise node.error(f"{component.kind} '{component.name}' failed to build: {type(exc).__name__}: {exc}") from exc
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")  # not torch's C++ backtrace
+            raise node.error(f"{component.kind} '{component.name}' failed to build: {type(exc).__name__}: {first}") from exc
         if isinstance(result, nn.Module):
             self.origins.setdefault(id(result), node)
         return result
@@ -120,6 +123,10 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ZooError(f"device '{name}' requested but CUDA is not available; use device: auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ZooError(f"device '{name}' requested but this machine has {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ZooError(f"device '{name}' requested but MPS (Apple GPUs) is not available; use device: auto or cpu")
     return device
 
 
@@ -128,7 +135,10 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
 
     ``steps_per_epoch(len(train_data))`` gives the schedule its ``total_steps``."""
     assembler = Assembler(registry)
-    device = resolve_device(device)
+    try:
+        device = resolve_device(device)
+    except ZooError as exc:
+        raise settings.error(settings.train.path("device"), str(exc)) from None
     torch.manual_seed(settings.train.seed)
     model = assembler.model(settings.model)
     data = settings.data

@@ -359,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:  # the reader left (zoo list | head -1): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker: gloo's threads can abort the interpreter's finalization (SIGABRT, seen
         # intermittently; pytorch PR #179291), which torchrun reports as a failed run. Everything is

@@ -37,8 +37,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, FILE_MODE)
         yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)  # after the writer: some (safetensors) replace the file, and its mode
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -134,9 +134,6 @@ def load(path: str | Path, overrides: Sequence[str] = (), known: Collection[KeyP
 
 
 def _load_extending(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict, tuple[Path, ...]]:
-    if path in chain:
-        cycle = " -> ".join(p.name for p in (*chain, path))
-        raise RecipeError(f"extends forms a cycle: {cycle}", Mark(str(chain[-1])))
     data, marks = parse_file(path)
     base_name = data.pop("extends", None)
     if base_name is None:
@@ -148,6 +145,9 @@ def _load_extending(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict, tu
     base_path = (path.parent / base_name).resolve()
     if not base_path.is_file():
         raise RecipeError(f"extends '{base_name}': no such file {base_path}", where, ("extends",))
+    if base_path in (*chain, path):
+        cycle = " -> ".join(p.name for p in (*chain, path, base_path))
+        raise RecipeError(f"extends forms a cycle: {cycle}", where, ("extends",))
     base, base_marks, files = _load_extending(base_path, (*chain, path))
     del marks[("extends",)]
     _merge(base, data, (), base_marks, marks)
@@ -158,18 +158,34 @@ def _load_extending(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict, tu
 def parse_file(path: Path) -> tuple[dict, dict[KeyPath, Mark]]:
     """The mapping in a YAML file and the mark of every key path."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise ZooError(f"cannot read recipe {path}: {exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RecipeError(f"not UTF-8 text: byte {raw[exc.start]:#04x} cannot be decoded; save the recipe as UTF-8",
+                          Mark(str(path), line, column)) from None
     loader = None
     try:
         loader = _Loader(text)
         loader.name = str(path)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # a quote or bracket left open: point where it opens (context_mark), not where the file ends
+        unclosed = exc.context_mark is not None and ("stream" in str(exc.problem) or "flow" in str(exc.context))
+        mark = exc.context_mark if unclosed else exc.problem_mark or exc.context_mark
         where = Mark(str(path), mark.line + 1, mark.column + 1) if mark else Mark(str(path))
-        raise RecipeError(f"YAML syntax error: {exc.problem or exc.context}", where) from exc
+        problem = f"{exc.problem} {exc.context} that starts here: is it closed?" if unclosed else exc.problem or exc.context
+        raise RecipeError(f"YAML syntax error: {problem}", where) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise RecipeError(f"YAML cannot contain the control character {code:#04x}; remove it",
+                          Mark(str(path), line, column)) from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"YAML error: {exc}", Mark(str(path))) from exc
     finally:

@@ -26,7 +26,8 @@ def render(registry: Registry) -> str:
         members = [c for c in found if c.kind == kind]
         if not members:
             continue
-        parts.append(f"## {kind.capitalize()}s\n\n" + " · ".join(f"[{c.name}](#{c.name})" for c in members) + "\n")
+        plural = kind + ("es" if kind.endswith("s") else "s")
+        parts.append(f"## {plural.capitalize()}\n\n" + " · ".join(f"[{c.name}](#{c.name})" for c in members) + "\n")
         parts.extend(_component(c) for c in members)
     return "\n".join(parts)
 

@@ -1,0 +1,193 @@
+"""Reliability: located one-line errors for bad input, plugins that fail in new ways, file modes,
+closed pipes, and a test session that never touches the user's zoo home."""
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import BIN, REAL_HOME, SMALL_MLP, fixture_plugin, make_registry, run_zoo, write_recipe
+
+import zoo
+from zoo.build import build
+from zoo.recipe import RecipeError
+from zoo.registry import PluginWarning
+from zoo.schema import read
+
+
+def recipe_text(epochs: int = 1, batch: int = 1000) -> str:
+    return SMALL_MLP.replace("EPOCHS", str(epochs)).replace("BATCH", str(batch))
+
+
+def line_col(text: str, needle: str) -> tuple[int, int]:
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number, line.index(needle) + 1
+    raise AssertionError(needle)
+
+
+def test_the_session_never_uses_the_users_zoo_home():
+    assert Path(os.environ["ZOO_HOME"]).resolve() != REAL_HOME.resolve()
+    assert not Path(os.environ["ZOO_HOME"]).resolve().is_relative_to(REAL_HOME.resolve())
+
+
+@pytest.mark.parametrize("bad, needle, message", [
+    (b"\x01", "seed", "YAML cannot contain the control character 0x01"),
+    (b"\x00", "seed", "YAML cannot contain the control character 0x00"),
+    (b"\xff\xfe", "seed", "not UTF-8 text: byte 0xff cannot be decoded"),
+])
+def test_bytes_yaml_cannot_read_are_located(tmp_path, bad, needle, message):
+    text = recipe_text()
+    line, _ = line_col(text, needle)
+    path = tmp_path / "r.yaml"
+    path.write_bytes(text.replace("seed: 0", "seed: 0 # ").encode().replace(b"# ", b"# " + bad))
+    with pytest.raises(RecipeError) as info:
+        read(path)
+    assert str(info.value).startswith(f"{path}:{line}:") and message in str(info.value)
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("name: small-mlp", "name: 'small-mlp", "'small-mlp"),
+    ("hidden: [64]", "hidden: [64", "[64"),
+    ("loss: cross-entropy", 'loss: "cross-entropy', '"cross-entropy'),
+])
+def test_an_unclosed_quote_or_bracket_is_reported_where_it_opens(tmp_path, old, new, needle):
+    text = recipe_text().replace(old, new)
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    line, column = line_col(text, needle)
+    with pytest.raises(RecipeError, match="YAML syntax error: .* that starts here: is it closed") as info:
+        read(path)
+    assert str(info.value).startswith(f"{path}:{line}:{column}:")
+
+
+def test_an_extends_cycle_is_located_at_the_extends_key(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("name: b\nextends: a.yaml\n")
+    (tmp_path / "self.yaml").write_text("name: s\nextends: self.yaml\n")
+    with pytest.raises(RecipeError) as info:
+        read(tmp_path / "a.yaml")
+    assert str(info.value) == f"{tmp_path / 'b.yaml'}:2:1: extends: extends forms a cycle: a.yaml -> b.yaml -> a.yaml"
+    with pytest.raises(RecipeError, match=r"self.yaml:2:1: extends: extends forms a cycle: self.yaml -> self.yaml"):
+        read(tmp_path / "self.yaml")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda:3", "CUDA is not available"),
+    ("mps", "MPS (Apple GPUs) is not available"),
+])
+def test_a_device_this_machine_lacks_is_refused_by_check_at_its_line(tmp_path, device, message):
+    text = recipe_text().replace("  seed: 0\n", f"  seed: 0\n  device: {device}\n")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    line, _ = line_col(text, "device:")
+    for command in ("check", "build"):
+        result = run_zoo(command, str(path), "--out", str(tmp_path / "run")) if command == "build" else \
+            run_zoo(command, str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert f"{path}:{line}:3: train.device: device '{device}' requested but" in result.stderr
+        assert message in result.stderr
+
+
+def test_an_impossible_size_gives_one_located_line_without_a_backtrace(tmp_path):
+    text = recipe_text().replace("hidden: [64]", "hidden: [100000000000000000000]")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    result = run_zoo("check", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{path}:" in result.stderr and "model: model 'mnist-mlp' failed to build" in result.stderr
+
+
+def test_a_sweep_of_empty_or_non_list_values_is_refused_by_check(tmp_path):
+    for sweep in ("{data.batch_size: []}", "{data.batch_size: 8}", "{}"):
+        path = tmp_path / "r.yaml"
+        path.write_text(recipe_text() + f"sweep: {sweep}\n")
+        result = run_zoo("check", str(path))
+        assert result.returncode == 2 and "sweep: expects a mapping of key path -> non-empty list" in result.stderr
+
+
+def test_a_plugin_calling_sys_exit_at_import_is_broken_and_the_rest_keep_working(tmp_path, monkeypatch):
+    (tmp_path / "fx_exits.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.warns(PluginWarning, match=r"zoo plugin 'exits' .* is broken and was skipped: SystemExit: 3"):
+        registry = make_registry(fixture_plugin("exits", "fx_exits"))
+        assert registry.get("linear").kind == "layer"
+    assert {p.name: p.status for p in registry.plugins}["exits"] == "broken"
+
+
+def test_a_factory_whose_module_is_missing_is_listed_broken_and_refused_at_the_recipe_line(tmp_path, monkeypatch):
+    (tmp_path / "fx_missing_target.py").write_text(
+        "from zoo.api import hookimpl\n\n\n@hookimpl\ndef register_layers(register):\n"
+        "    register('ghost', 'no_such_module_anywhere:Ghost')\n")
+    site = tmp_path / "site" / "fx_missing-0.1.dist-info"
+    site.mkdir(parents=True)
+    (site / "METADATA").write_text("Metadata-Version: 2.1\nName: fx-missing\nVersion: 0.1\n")
+    (site / "entry_points.txt").write_text("[zoo.plugins]\nmissing = fx_missing_target\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'site'}:{tmp_path}"}
+    listing = run_zoo("list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "ghost" in listing.stdout and "(broken) layer 'ghost' from plugin 'missing'" in listing.stdout
+    assert "mnist-mlp" in listing.stdout
+    text = recipe_text().replace("model:\n  component: mnist-mlp\n  hidden: [64]", "model: ghost")
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    result = run_zoo("check", str(path), env=env)
+    line, _ = line_col(text, "ghost")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}:{line}:1: model: layer 'ghost' from plugin 'missing'" in result.stderr
+    assert "cannot be imported from 'no_such_module_anywhere:Ghost'" in result.stderr
+
+
+def test_a_weights_file_naming_an_unknown_component_names_the_file(tmp_path):
+    from zoo.weights import read_meta, write
+
+    [out] = build(write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=1000), out=tmp_path / "run",
+                  disable=["progress", "plot", "store"], log=lambda line: None)
+    from safetensors.torch import load_file
+
+    meta = read_meta(out / "weights.safetensors")
+    meta["model"] = {"component": "mnist-mpl", "hidden": [64]}
+    odd = tmp_path / "odd.safetensors"
+    write(odd, load_file(str(out / "weights.safetensors")), meta)
+    with pytest.raises(zoo.ZooError) as info:
+        zoo.load(odd)
+    assert str(info.value).startswith(f"{odd}: model.component: unknown model or layer 'mnist-mpl'")
+    assert "Did you mean 'mnist-mlp'" in str(info.value)
+
+
+def test_deeply_nested_metadata_in_a_weights_file_is_refused_cleanly(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    path = tmp_path / "deep.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"zoo": "[" * 100_000 + "]" * 100_000})
+    with pytest.raises(zoo.ZooError, match=f"{path}: not a readable safetensors file"):
+        zoo.load(path)
+
+
+def test_run_folder_files_follow_the_umask_like_the_store(tmp_path):
+    [out] = build(write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=1000), out=tmp_path / "run",
+                  disable=["progress"], log=lambda line: None)
+    mask = os.umask(0)
+    os.umask(mask)
+    expected = 0o666 & ~mask
+    for path in [out / "weights.safetensors", out / "metrics.jsonl", out / "recipe.yaml",
+                 *(tmp_path / "zoo-home" / "models" / "small-mlp").glob("*.safetensors")]:
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    for args in (["list"], ["info", "mnist-mlp"], ["docs"]):
+        shell = subprocess.run(f"'{BIN / 'zoo'}' {' '.join(args)} | head -1", shell=True, capture_output=True,
+                               text=True, timeout=120)
+        assert shell.stdout.strip() and "Traceback" not in shell.stderr and "BrokenPipe" not in shell.stderr, \
+            shell.stderr
+
+
+def test_the_generated_reference_spells_every_kind_heading():
+    from zoo.reference import render
+
+    text = render(make_registry())
+    assert "## Losses" in text and "## Losss" not in text and "## Schedulers" in text
