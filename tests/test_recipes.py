@@ -92,7 +92,7 @@ def test_defaults_are_filled_in(tmp_path):
 
 # (name, recipe text, extra --set args, needle on the offending line or None, key path, message)
 MALFORMED = [
-    ("yaml-syntax", BASE.replace("batch_size: 16", "batch_size: [16"), [], "train:", None, "YAML syntax error"),
+    ("yaml-syntax", BASE.replace("batch_size: 16", "batch_size: [16"), [], "[16", None, "YAML syntax error"),
     ("unknown-component", BASE.replace("component: relu", "component: rellu"), [], "rellu",
      "model.layers[1].component", "unknown model or layer 'rellu'. Did you mean 'relu'?"),
     ("misspelt-parameter", BASE.replace("in_features: 4,", "in_featres: 4,"), [], "in_featres",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ from zoo.distributed import Context
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes
 from zoo.registry import Registry, default_registry
-from zoo.runs import Run
+from zoo.runs import Run, final_metrics
+from zoo.sweep import run_sweep
 from zoo.schema import Settings
 from zoo.text import table
 from zoo.training import Plan, Position, fit
@@ -63,15 +65,13 @@ def build(recipe_arg: str, overrides: Sequence[str] = (), out: Path | None = Non
           disable: Collection[str] = (), log: Log = print) -> list[Path]:
     """Train the recipe (each variant, for a sweep) with the plugins in ``disable`` switched off;
     return the run folders."""
-    from zoo.sweep import run_sweep
-
     settings = schema.read(recipe_path(recipe_arg), overrides)
     out = Path(out) if out else Path("runs") / settings.name
     if settings.sweep is None:
         return [train_run(settings, out, resume=resume, disable=disable, log=log).folder]
     if resume:
         raise ZooError("--resume is for single runs; a sweep reruns its variants")
-    return run_sweep(settings, out, disable, log)
+    return run_sweep(settings, out, partial(train_run, disable=disable, log=log), default_registry().hooks(disable), log)
 
 
 def train_run(settings: Settings, out: Path, *, resume: bool = False, disable: Collection[str] = (),
@@ -128,7 +128,3 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
 def steps(samples: int, settings: Settings, context: Context) -> int:
     """Batches per epoch on each process (the data is shared out across processes)."""
     return math.ceil(math.ceil(samples / context.world) / settings.data.batch_size)
-
-
-def final_metrics(history: list[dict]) -> dict[str, float]:
-    return {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}

@@ -85,6 +85,11 @@ class Run:
         return self.hooks.implemented(event)
 
 
+def final_metrics(history: list[dict]) -> dict[str, float]:
+    """The last epoch's record without its epoch number and time."""
+    return {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}
+
+
 def write_history(run: Path, history: list[dict]) -> None:
     """One JSON record per finished epoch."""
     atomic_write_bytes(run / METRICS, "".join(json.dumps(r) + "\n" for r in history).encode())

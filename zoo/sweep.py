@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 
 from zoo import runs, schema
-from zoo.build import final_metrics, train_run
 from zoo.files import atomic_write_bytes
 from zoo.recipe import RecipeError
-from zoo.registry import default_registry
+from zoo.registry import Hooks
+from zoo.runs import Run, final_metrics
 from zoo.schema import Settings
 from zoo.text import table
 
@@ -33,12 +33,14 @@ def variants(settings: Settings) -> list[tuple[str, str, dict, Settings]]:
     return found
 
 
-def run_sweep(settings: Settings, out: Path, disable: Collection[str], log: Callable[[str], None]) -> list[Path]:
-    """Train every variant into ``out``; write sweep.json and sweep.csv, print the table."""
+def run_sweep(settings: Settings, out: Path, train: Callable[..., Run], hooks: Hooks,
+              log: Callable[[str], None]) -> list[Path]:
+    """Train every variant into ``out`` with ``train(settings, folder, sweep=label)``; write sweep.json
+    and sweep.csv, print the table, then call ``hooks.zoo_sweep_end``."""
     done, index, rows = [], [], []
     for label, slug, values, variant in variants(settings):
         log(f"--- {settings.name}: {label}")
-        run = train_run(variant, out / slug, disable=disable, log=log, sweep=label)
+        run = train(variant, out / slug, sweep=label)
         done.append(run)
         metrics = final_metrics(run.history)
         index.append({"label": label, "run": slug, "values": values})
@@ -51,5 +53,5 @@ def run_sweep(settings: Settings, out: Path, disable: Collection[str], log: Call
     atomic_write_bytes(out / "sweep.csv", buffer.getvalue().encode())
     log(table(list(rows[0]), [[f"{v:.4f}" if isinstance(v, float) else v for v in row.values()] for row in rows]))
     log(f"wrote {out / 'sweep.csv'}")
-    default_registry().hooks(disable).zoo_sweep_end(name=settings.name, folder=out, runs=done, log=log)
+    hooks.zoo_sweep_end(name=settings.name, folder=out, runs=done, log=log)
     return [run.folder for run in done]
