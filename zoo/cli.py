@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not option.startswith("no:") or not name for option, name in zip(args.plugin_options, off)):
         print("zoo: error: -p takes no:NAME, the name of a plugin to switch off (see zoo plugins)", file=sys.stderr)
         return EXIT_USAGE
-    known = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    known = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} if off else set()
     for name in off:
         if name not in known:
             print(f"zoo: error: no plugin '{name}' to switch off.{did_you_mean(name, known)} "
