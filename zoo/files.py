@@ -56,26 +56,59 @@ def digest(data: bytes, algorithm: str = "md5") -> str:
     return hashlib.new(algorithm, data).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered by (path, size, mtime) in $ZOO_HOME so unchanged files hash once."""
+CACHE_ENTRIES = 1000  # digests remembered, newest kept
+
+
+def known_digests(path: Path) -> dict[str, str]:
+    """Digests already computed for this version of the file (same path, size and mtime), by name."""
+    key = _version(path)
+    return dict(_digest_cache().get(key, {}))
+
+
+def remember_digests(path: Path, **digests: str) -> None:
+    """Remember digests of this version of the file in $ZOO_HOME (best effort: a failed write only
+    means they are computed again)."""
+    key = _version(path)
+    prefix = key.rsplit("|", 2)[0] + "|"
+    cache = _digest_cache()
+    entry = {**cache.get(key, {}), **digests}
+    cache = {k: v for k, v in cache.items() if not k.startswith(prefix)}  # older versions of the file
+    cache[key] = entry
+    cache = dict(list(cache.items())[-CACHE_ENTRIES:])
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(home() / "digests.json", json.dumps(cache).encode())
+
+
+def _version(path: Path) -> str:
     path = Path(path).resolve()
     stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = home() / "sha256-cache.json"
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _digest_cache() -> dict[str, dict[str, str]]:
     try:
-        cache = json.loads(cache_file.read_text())
+        cache = json.loads((home() / "digests.json").read_text())
     except (OSError, ValueError):
-        cache = {}
-    if key not in cache:
-        digest_ = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest_.update(chunk)
-        cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}
-        cache[key] = digest_.hexdigest()
-        with contextlib.suppress(OSError):
-            atomic_write_bytes(cache_file, json.dumps(cache).encode())
-    return cache[key]
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def stream_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
+    digest_ = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest_.update(chunk)
+    return digest_.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered (:func:`remember_digests`) so an unchanged file is hashed once."""
+    known = known_digests(path).get("sha256")
+    if known is None:
+        known = stream_sha256(path)
+        remember_digests(path, sha256=known)
+    return known
 
 
 def download(urls: Sequence[str], dest: Path, verify: Callable[[bytes], None], timeout: float = 60) -> None:

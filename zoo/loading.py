@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from zoo import catalog, store, weights
 from zoo.assembly import Assembler
@@ -28,14 +29,16 @@ class Located:
     sha256: str | None = None
 
 
-def load(name_or_path: str | Path, *, device: str | torch.device | None = None, source: str | None = None) -> nn.Module:
+def load(name_or_path: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+         source: str | None = None) -> nn.Module:
     """A model in eval mode with its weights; ``model.zoo_meta`` holds the file's metadata.
 
     A name resolves to the latest local build (``zoo build``) first, then to the catalog;
-    ``source="local"`` or ``"catalog"`` forces one. A path loads that file alone.
+    ``source="local"`` or ``"catalog"`` forces one. A path loads that file alone. ``device`` and
+    ``dtype`` (a floating-point dtype, applied to floating-point weights) say where the weights go.
     """
     located = locate(name_or_path, source)
-    return load_file_verified(located, device)
+    return load_file_verified(located, device, dtype)
 
 
 def locate(name_or_path: str | Path, source: str | None = None) -> Located:
@@ -81,23 +84,64 @@ def _check_bytes(data: bytes, sha256: str, origin: str) -> None:
         raise ZooError(f"{origin}: sha256 {actual} does not match the catalog's {sha256}")
 
 
-def load_file_verified(located: Located, device: str | torch.device | None = None) -> nn.Module:
-    """Read, check and load a weights file; any problem raises ZooError before the model is returned."""
+def load_file_verified(located: Located, device: str | torch.device | None = None,
+                       dtype: torch.dtype | None = None) -> nn.Module:
+    """Read, check and load a weights file; any problem raises ZooError before the model is returned.
+
+    The model is built without random initialisation (see :func:`build_model`) and takes the file's
+    mapped tensors as its own, so loading costs about what reading the file does.
+    """
     path = located.path
+    device = _device(device)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ZooError(f"dtype must be a floating-point torch.dtype such as torch.bfloat16, got {dtype!r}")
     tensors, meta = weights.read(path, located.sha256)
-    model = build_model(meta["model"], path)
+    model = build_model(meta["model"], path, empty=True)
     check_state(model, tensors, path)
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    model.to(device=device, dtype=dtype)
     model.eval()
-    if device is not None:
-        model.to(device)
     model.zoo_meta = {**meta, "path": str(path), "source": located.source}
     return model
 
 
-def build_model(node: object, origin: Path) -> nn.Module:
-    """The model a weights file describes, built through the registry (its weights still random)."""
-    return Assembler(default_registry()).model(model_node(node, origin))
+def _device(device: str | torch.device | None) -> torch.device | None:
+    try:
+        return None if device is None else torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ZooError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N, mps): {exc}") from None
+
+
+def build_model(node: object, origin: Path, *, empty: bool = False) -> nn.Module:
+    """The model a weights file describes, built through the registry with random weights; with
+    ``empty``, for weights that follow, without random initialisation: on the meta device, or on the
+    CPU with uninitialised parameters when the model computes buffers that no weights file holds."""
+    def build() -> nn.Module:
+        return Assembler(default_registry()).model(model_node(node, origin))
+
+    if not empty:
+        return build()
+    with torch.device("meta"), _SkipInit():
+        model = build()
+    if {name for name, _ in model.named_buffers()} <= model.state_dict().keys():
+        return model
+    with _SkipInit():
+        return build()
+
+
+class _SkipInit(TorchFunctionMode):
+    """Skips random fills (``torch.nn.init`` and ``Tensor.normal_`` etc.): their values are about to be
+    replaced. On the meta device the first one would also import torch._dynamo, about a second."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init" or func in _RANDOM_FILLS:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+_RANDOM_FILLS = {torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.random_, torch.Tensor.bernoulli_,
+                 torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 
 
 def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:

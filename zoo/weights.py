@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from zoo.errors import ZooError
-from zoo.files import atomic_path, file_sha256
+from zoo.files import atomic_path, known_digests, remember_digests, stream_sha256
 
 if TYPE_CHECKING:
     from zoo.registry import Plugin
@@ -41,8 +42,34 @@ def content_digest(state: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(state):
         digest.update(name.encode())
-        digest.update(state[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(_bytes(state[name]))
     return digest.hexdigest()
+
+
+def file_content_digest(path: Path) -> str:
+    """:func:`content_digest` of a safetensors file's tensors, read from the file in name order through
+    one reused buffer (neither mapped nor copied whole). The file must have passed :func:`read_raw`."""
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(1 << 20))
+    with open(path, "rb", buffering=0) as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        for name in sorted(header.keys() - {"__metadata__"}):
+            begin, end = header[name]["data_offsets"]
+            digest.update(name.encode())
+            f.seek(8 + size + begin)
+            while begin < end:
+                count = f.readinto(buffer[: min(end - begin, len(buffer))])
+                if not count:
+                    raise ZooError(f"{path}: the file ends inside tensor {name}; it is truncated")
+                digest.update(buffer[:count])
+                begin += count
+    return digest.hexdigest()
+
+
+def _bytes(tensor: torch.Tensor) -> memoryview:
+    """The tensor's bytes; no copy for a contiguous CPU tensor (a mapped one is read in place)."""
+    return memoryview(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
 def write(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, object]) -> None:
@@ -71,7 +98,7 @@ def build_metadata(settings: Settings, train_data: object, metrics: Mapping[str,
     if hasattr(train_data, "tensors"):
         digest = hashlib.sha256()
         for tensor in train_data.tensors():
-            digest.update(tensor.contiguous().cpu().numpy().tobytes())
+            digest.update(_bytes(tensor))
         data = digest.hexdigest()
     return {
         "name": settings.name,
@@ -100,15 +127,14 @@ def read_raw(path: Path, remedy: str) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def read(path: Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors and metadata of a zoo weights file, verified: its sha256 (when given), its format,
-    its layout fingerprint and its content digest. Any problem raises ZooError naming the file."""
-    if sha256 is not None:
-        actual = file_sha256(path)
-        if actual != sha256:
-            raise ZooError(
-                f"{path}: sha256 {actual} does not match the expected {sha256}; "
-                "the file is corrupt or was changed. Delete it (a local build: run zoo build again)"
-            )
+    """The tensors (mapped from the file, not copied) and metadata of a zoo weights file, verified: its
+    format, its layout fingerprint, its content digest and its sha256 (when given). Any problem raises
+    ZooError naming the file.
+
+    The two digests are computed side by side, each in one streaming pass over the file, and
+    remembered for this version of it (path, size, mtime), so loading an unchanged file again skips
+    them.
+    """
     tensors, meta = read_raw(path, "delete it, or build it again")
     if meta.get("format") != FORMAT or "model" not in meta:
         raise ZooError(f"{path}: not a zoo weights file (no zoo metadata); load it with safetensors directly")
@@ -117,6 +143,27 @@ def read(path: Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor]
                        "metadata; the file was altered")
     if "tensors_sha256" not in meta:
         raise ZooError(f"{path}: its metadata has no content digest (written before zoo 0.1.0); rebuild it")
-    if content_digest(tensors) != meta["tensors_sha256"]:
+    digests = _digests(path, with_sha256=sha256 is not None)
+    if sha256 is not None and digests["sha256"] != sha256:
+        raise ZooError(
+            f"{path}: sha256 {digests['sha256']} does not match the expected {sha256}; "
+            "the file is corrupt or was changed. Delete it (a local build: run zoo build again)"
+        )
+    if digests["tensors_sha256"] != meta["tensors_sha256"]:
         raise ZooError(f"{path}: its tensor data does not match the sha256 in its metadata; the file is corrupt")
     return tensors, meta
+
+
+def _digests(path: Path, with_sha256: bool) -> dict[str, str]:
+    """The file's content digest (and sha256), from the cache or computed in parallel threads (hashlib
+    releases the GIL on large buffers)."""
+    known = known_digests(path)
+    work = {"tensors_sha256": lambda: file_content_digest(path), "sha256": lambda: stream_sha256(path)}
+    todo = [name for name in work if name not in known and (with_sha256 or name != "sha256")]
+    if todo:
+        with ThreadPoolExecutor(len(todo)) as pool:
+            futures = {name: pool.submit(work[name]) for name in todo}
+        computed = {name: future.result() for name, future in futures.items()}
+        remember_digests(path, **computed)
+        known.update(computed)
+    return known
