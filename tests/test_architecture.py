@@ -18,26 +18,36 @@ from zoo.build import build
 from zoo.recipe import RecipeError
 from zoo.weights import read_meta
 
-# tensors_sha256 of shipped recipes built for one epoch, recorded before the redesign (zoo 0.1.0 at ab158c6)
-DIGESTS = {
-    "mnist-mlp": "a9b54bb77cf6886da5dff24de5f3f479d542e71340d46f5e6042ed967c41623b",
-    "transformer-encoder-reverse": "587a2d971432c90a48d5d2c28578dc25d7bf27e4fc0bea126295fc6dbe80123a",
-    "feed-forward-copy": "c781969ea2fffb1f53b91b8a0714c24392c8a934a9760f3a83c0312c83dc98e6",
+# Final metrics of shipped recipes built for one epoch by the code before the redesign (zoo 0.1.0 at
+# ab158c6). Not weight digests: the last bits of float results differ between CPUs (AVX2 or AVX-512),
+# so a digest recorded on one machine fails on another; a change in what training computes (an extra
+# draw from the RNG, another batch order) moves these figures far more than the tolerance.
+BEFORE = {
+    "mnist-mlp": {"test_accuracy": 0.5847, "test_loss": 2.2208421875, "train_loss": 2.267035546875},
+    "transformer-encoder-reverse": {"test_accuracy": 0.25220343205954715, "test_loss": 2.072147705078125,
+                                    "train_loss": 2.2785867919921876},
+    "feed-forward-copy": {"test_accuracy": 1.0, "test_loss": 0.35790835571289065, "train_loss": 1.2743218994140626},
 }
 
 
-@pytest.mark.parametrize("name", sorted(DIGESTS))
-def test_shipped_recipes_build_the_same_weights_as_before_the_redesign(tmp_path, name):
+def assert_same_metrics(folder: Path, expected: dict) -> None:
+    metrics = read_meta(folder / "weights.safetensors")["metrics"]
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-4, abs=0 if "loss" in key else 2e-3), key
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE))
+def test_shipped_recipes_train_the_same_as_before_the_redesign(tmp_path, name):
     [out] = build(name, ["train.epochs=1"], out=tmp_path / name, disable=["progress"], log=lambda line: None)
-    assert read_meta(out / "weights.safetensors")["tensors_sha256"] == DIGESTS[name]
+    assert_same_metrics(out, BEFORE[name])
 
 
-def test_a_sweep_variant_builds_the_same_weights_as_before_the_redesign(tmp_path):
+def test_a_sweep_variant_trains_the_same_as_before_the_redesign(tmp_path):
     folders = build("simple-net-batch-sweep", ["train.epochs=1", "sweep={data.batch_size: [8, 1000]}"],
                     out=tmp_path / "sweep", disable=["progress"], log=lambda line: None)
-    digests = [read_meta(f / "weights.safetensors")["tensors_sha256"] for f in folders]
-    assert digests == ["a371aad69cbe552426ac98388bee4f64252f01f45c8604929ac18c2d4854c29b",
-                       "02ad3da82a0c49bcf7d79655ffc701f15c27dec9453d3521a6e55c29df14819f"]
+    assert_same_metrics(folders[0], {"train_loss": 1.2046048736572266})
+    assert_same_metrics(folders[1], {"train_loss": 1.3274130859375})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

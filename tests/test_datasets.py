@@ -201,3 +201,123 @@ def test_random_tokens_have_trailing_padding_and_task_targets():
     copy = zoo.create("random-tokens", n=200, seq_len=12, vocab_size=30, min_len=3)
     assert torch.equal(copy.tensors()[0], tokens)
     assert torch.equal(copy.tensors()[1][0, :length], row[:length])
+
+
+# Image folders, decoded sample by sample, and DataLoader workers.
+
+@pytest.fixture(scope="module")
+def png_folder(tmp_path_factory):
+    """300 real MNIST training images as PNG files under ROOT/train/<digit>/, and 100 under ROOT/test/."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pngs")
+    images, labels = zoo.create("mnist").tensors()
+    picks = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:400].tolist()
+    for n, i in enumerate(picks):
+        folder = root / ("train" if n < 300 else "test") / str(int(labels[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i, 0].numpy()).save(folder / f"{i:05d}.png")
+    return root, images[picks], labels[picks]
+
+
+def test_image_folder_decodes_the_same_pixels_and_labels(png_folder):
+    root, images, labels = png_folder
+    data = zoo.create("image-folder", split="train", root=str(root))
+    assert len(data) == 300 and data.info["classes"] == [str(d) for d in range(10)]
+    decoded = {(x * 255).round().to(torch.uint8).numpy().tobytes(): int(y) for x, y in (data[i] for i in range(300))}
+    expected = {images[i].numpy().tobytes(): int(labels[i]) for i in range(300)}
+    assert decoded == expected
+    x, _ = data[0]
+    assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    rgb = zoo.create("image-folder", split="test", root=str(root), channels=3, size=14)
+    assert rgb[0][0].shape == (3, 14, 14)
+
+
+def test_image_folder_bad_input_is_a_clear_error(png_folder, tmp_path):
+    from PIL import Image
+
+    root, _, _ = png_folder
+    with pytest.raises(zoo.ZooError, match=r"image-folder: no folder .*valid .*expected .*/valid/<class>"):
+        zoo.create("image-folder", split="valid", root=str(root))
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("no image")
+    with pytest.raises(zoo.ZooError, match="no images .* in the class folders of"):
+        zoo.create("image-folder", split="train", root=str(tmp_path))
+    Image.new("L", (8, 8)).save(tmp_path / "train" / "cat" / "a.png")
+    Image.new("L", (9, 8)).save(tmp_path / "train" / "cat" / "b.png")
+    (tmp_path / "train" / "cat" / "c.png").write_bytes(b"not a png")
+    data = zoo.create("image-folder", split="train", root=str(tmp_path))
+    with pytest.raises(zoo.ZooError, match=r"b.png is 9x8, the first image 8x8; give the dataset a size"):
+        data[1]
+    with pytest.raises(zoo.ZooError, match=r"cannot decode .*c.png"):
+        data[2]
+    with pytest.raises(zoo.ZooError, match="channels must be 1 .* or 3"):
+        zoo.create("image-folder", split="train", root=str(tmp_path), channels=2)
+
+
+def test_image_folder_without_pillow_says_which_extra(png_folder, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pillow(name, *args, **kwargs):
+        if name == "PIL" or name.startswith("PIL."):
+            raise ImportError("blocked")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pillow)
+    with pytest.raises(zoo.ZooError, match=r"needs Pillow: pip install 'zoo\[images\]'"):
+        zoo.create("image-folder", split="train", root=str(png_folder[0]))
+
+
+def test_workers_give_the_same_batches_in_the_same_order(png_folder):
+    from zoo.training import Batches
+
+    data = zoo.create("image-folder", split="train", root=str(png_folder[0]))
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(5))
+    plain = Batches(data, 32, torch.device("cpu"))
+    workers = Batches(data, 32, torch.device("cpu"), workers=2, prefetch=3)
+    for skip in (0, 4):  # a whole pass, then one resumed after 4 batches, with the same workers
+        expected = [(x.clone(), y.clone()) for x, y in plain(order, skip)]
+        got = list(workers(order, skip))
+        assert len(got) == len(expected) == 10 - skip
+        assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(expected, got))
+    assert workers.loader._iterator is not None and workers.loader.persistent_workers
+
+
+def test_a_recipe_with_workers_trains_to_the_same_weights(png_folder, tmp_path):
+    from conftest import run_zoo
+
+    from zoo.weights import read_meta
+
+    root = png_folder[0]
+    recipe = tmp_path / "pngs.yaml"
+    recipe.write_text(f"""\
+name: png-mlp
+model:
+  component: sequential
+  layers:  # dropout draws from the global RNG: loading must not (with or without workers)
+    - flatten
+    - {{component: linear, in_features: 784, out_features: 32}}
+    - relu
+    - {{component: dropout, p: 0.3}}
+    - {{component: linear, in_features: 32, out_features: 10}}
+data:
+  dataset: {{component: image-folder, root: {root}}}
+  batch_size: 50
+train:
+  epochs: 2
+  optimizer: {{component: adam, lr: 1.0e-3}}
+  loss: cross-entropy
+metrics: [accuracy]
+""")
+    digests = []
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        result = run_zoo("build", str(recipe), "--out", str(out), "--set", f"data.workers={workers}", "--no-progress")
+        assert result.returncode == 0, result.stderr
+        digests.append(read_meta(out / "weights.safetensors")["tensors_sha256"])
+    assert digests[0] == digests[1]
+    bad = run_zoo("check", str(recipe), "--set", "data.workers=-1")
+    assert bad.returncode == 2 and "data.workers: expects a non-negative integer, got -1" in bad.stderr
+

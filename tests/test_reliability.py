@@ -191,3 +191,37 @@ def test_the_generated_reference_spells_every_kind_heading():
 
     text = render(make_registry())
     assert "## Losses" in text and "## Losss" not in text and "## Schedulers" in text
+
+
+SEQUENTIAL = """\
+name: bare-names
+model:
+  component: sequential
+  layers:
+    - flatten
+    - {component: linear, in_features: 784, out_features: 10}
+    - LAST
+data:
+  dataset: {component: mnist}
+  batch_size: 1000
+train:
+  epochs: 1
+  optimizer: {component: adam}
+  loss: cross-entropy
+"""
+
+
+def test_a_bare_name_is_a_node_wherever_a_module_is_expected(tmp_path):
+    good = write_recipe(tmp_path, SEQUENTIAL, last="relu")
+    result = run_zoo("check", str(good))
+    assert result.returncode == 0, result.stderr
+    from zoo.assembly import Assembler
+
+    built = Assembler(zoo.default_registry()).model(read(good).model)
+    assert [type(m).__name__ for m in built] == ["Flatten", "Linear", "ReLU"]
+    bad = write_recipe(tmp_path, SEQUENTIAL, last="relux")
+    result = run_zoo("check", str(bad))
+    line, column = line_col(bad.read_text(), "relux")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"recipe.yaml:{line}:{column}: model.layers[2]: unknown model or layer 'relux'" in result.stderr
+    assert "Did you mean 'relu'?" in result.stderr

@@ -287,3 +287,89 @@ def test_no_pickle_anywhere_in_the_code():
         text = source.read_text()
         assert "torch.load(" not in text and "import pickle" not in text, source
         assert "allow_pickle=True" not in text, source
+
+
+# Loading at scale: no random init, mapped tensors, verification remembered, dtype and device.
+
+ENCODER = {"component": "transformer-encoder", "vocab_size": 50, "max_len": 12, "dim": 16, "heads": 2, "layers": 2}
+
+
+def _saved_encoder(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    from zoo.loading import build_model
+    from zoo.weights import save
+
+    torch.manual_seed(3)
+    model = build_model(ENCODER, tmp_path).eval()
+    path = tmp_path / "encoder.safetensors"
+    save(model, path, {"name": "encoder", "model": ENCODER})
+    return path, model
+
+
+def test_loading_runs_no_random_init_and_gives_the_saved_model(tmp_path):
+    path, original = _saved_encoder(tmp_path)
+    tokens = torch.tensor([[3, 9, 4, 0, 0], [7, 1, 2, 8, 5]])
+    for source in (path, SHIPPED):
+        rng = torch.get_rng_state()
+        model = zoo.load(source)
+        assert torch.equal(torch.get_rng_state(), rng)  # no parameter was randomly initialised
+        assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    model = zoo.load(path)
+    # pe is computed, not stored: the model is built on the CPU for it, uninitialised, then assigned
+    assert "position.pe" not in load_file(str(path))
+    assert torch.equal(model.position.pe, original.position.pe)
+    assert torch.equal(model(tokens), original(tokens))
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_load_converts_to_the_requested_dtype_and_device(tmp_path):
+    path, original = _saved_encoder(tmp_path)
+    tokens = torch.tensor([[3, 9, 4, 0, 0]])
+    model = zoo.load(path, dtype=torch.bfloat16, device="cpu")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.position.pe.dtype == torch.bfloat16 and model.position.pe.device.type == "cpu"
+    assert torch.allclose(model(tokens).float(), original(tokens), atol=0.1)
+    mlp = zoo.load("mnist-mlp", dtype=torch.float64)
+    assert {p.dtype for p in mlp.parameters()} == {torch.float64}
+    with pytest.raises(zoo.ZooError, match="dtype must be a floating-point torch.dtype .* got torch.int64"):
+        zoo.load(path, dtype=torch.int64)
+    with pytest.raises(zoo.ZooError, match="device 'gpu0' is not a torch device"):
+        zoo.load(path, device="gpu0")
+
+
+def test_verification_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    import zoo.weights
+
+    path, _ = _saved_encoder(tmp_path)
+    computed = []
+    digest = zoo.weights.file_content_digest
+    monkeypatch.setattr(zoo.weights, "file_content_digest", lambda p: computed.append(p) or digest(p))
+    zoo.load(path)
+    zoo.load(path)
+    assert computed == [path]  # the second load trusted the remembered digest
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0x10  # same size, new mtime
+    path.write_bytes(bytes(data))
+    with pytest.raises(zoo.ZooError, match="tensor data does not match the sha256 in its metadata"):
+        zoo.load(path)
+    with pytest.raises(zoo.ZooError, match="tensor data does not match"):
+        zoo.load(path)  # a remembered failure is still a failure
+    assert computed == [path, path]
+
+
+def test_a_store_load_checks_the_file_sha256_and_the_content_digest_once(tmp_path, monkeypatch):
+    import zoo.weights
+
+    path, _ = _saved_encoder(tmp_path)
+    recorded = store.record("encoder", path)
+    streamed = []
+    sha = zoo.weights.stream_sha256
+    monkeypatch.setattr(zoo.weights, "stream_sha256", lambda p: streamed.append(p) or sha(p))
+    for _ in range(2):
+        assert zoo.load("encoder").zoo_meta["source"] == "local"
+    assert streamed == []  # record() already hashed the file; the cache says so
+    data = bytearray(recorded.read_bytes())
+    data[-7] ^= 0x10
+    recorded.write_bytes(bytes(data))
+    with pytest.raises(zoo.ZooError, match="does not match the expected"):
+        zoo.load("encoder")
+    assert streamed == [recorded]

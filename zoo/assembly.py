@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.recipe import KeyPath, RecipeError
+from zoo.recipe import KeyPath, Recipe, RecipeError
 from zoo.registry import Component, Registry
 from zoo.schema import Data, Node, Settings
 from zoo.signature import ParamError
@@ -35,7 +35,9 @@ class Assembler:
             if key in supplied:
                 where = f" (set it with {supplied_from[key][-1]})" if key in supplied_from else ""
                 raise node.error(f"'{key}' is supplied by zoo{where}; remove it here", key)
-        values = {**{key: self._value(value) for key, value in node.params.items()}, **supplied}
+        takes_modules = {p.name for p in component.params if "Module" in p.type}  # where a bare name is a node
+        values = {**{key: self._value(value, (*node.path, key), node.recipe, key in takes_modules)
+                     for key, value in node.params.items()}, **supplied}
         try:
             component.check(values)
         except ParamError as exc:
@@ -55,11 +57,13 @@ class Assembler:
             self.origins.setdefault(id(result), node)
         return result
 
-    def _value(self, value: object) -> object:
+    def _value(self, value: object, path: KeyPath, recipe: Recipe, modules: bool) -> object:
+        if isinstance(value, str) and modules:
+            value = Node(value, {}, path, value, recipe)
         if isinstance(value, Node):
             return self.build(value, MODEL_KINDS)
         if isinstance(value, list):
-            return [self._value(v) for v in value]
+            return [self._value(v, (*path, i), recipe, modules) for i, v in enumerate(value)]
         return value
 
     def lookup(self, node: Node, kinds: tuple[str, ...]) -> Component:

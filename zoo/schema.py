@@ -54,6 +54,7 @@ def _is_node(v: object) -> bool:
 
 
 positive_int = Check(lambda v: _integer(v) and v > 0, "a positive integer")
+natural = Check(lambda v: _integer(v) and v >= 0, "a non-negative integer")
 boolean = Check(lambda v: isinstance(v, bool), "true or false")
 text = Check(lambda v: isinstance(v, str), "a string")
 component = Check(_is_node, f"a component: a name, or a mapping with '{COMPONENT}: NAME' and its parameters")
@@ -133,6 +134,9 @@ class Data:
     shuffle: bool = key(boolean, True, "a seeded permutation per epoch")
     train_split: str = key(text, "train", "the split trained on")
     eval_split: str | None = key(text.or_null(), "test", "the split evaluated after each epoch; null for none")
+    workers: int = key(natural, 0, "DataLoader worker processes for a dataset read sample by sample (one "
+                       "without `tensors()`); 0 reads in the training process. Same batches, same order")
+    prefetch: int = key(positive_int, 2, "batches each worker prepares ahead (with `workers` > 0)")
 
     def path(self, name: str) -> KeyPath:
         """The key path of this section's key ``name``."""
@@ -145,8 +149,7 @@ class Train:
 
     SECTION: ClassVar[str] = "train"
     epochs: int = key(positive_int, doc="passes over the training split")
-    seed: int = key(Check(lambda v: _integer(v) and v >= 0, "a non-negative integer"), 0,
-                    "weights init, shuffles and dropout")
+    seed: int = key(natural, 0, "weights init, shuffles and dropout")
     device: str = key(Check(lambda v: isinstance(v, str) and bool(DEVICE.match(v)), "auto, cpu, mps, cuda or cuda:N"),
                       "auto", "auto picks cuda, then mps, then cpu")
     compile: bool = key(boolean, False, "torch.compile the model (on this CPU it made the MLP ~2.7x slower)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.files import SUFFIX, atomic_path, atomic_write_bytes, file_sha256, home
+from zoo.files import SUFFIX, atomic_path, atomic_write_bytes, file_sha256, home, remember_digests
 from zoo.registry import NAME
 
 
@@ -46,6 +46,7 @@ def record(name: str, weights: Path) -> Path:
     if not target.is_file():
         with atomic_path(target) as tmp:
             shutil.copyfile(weights, tmp)
+        remember_digests(target, sha256=sha256)
     previous = latest(name)
     pointer = {"sha256": sha256, "file": target.name, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "run": str(Path(weights).parent.resolve())}

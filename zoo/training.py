@@ -12,7 +12,7 @@ from typing import Protocol
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.distributed import Context
 
@@ -33,6 +33,8 @@ class Plan:
     eval_batch_size: int | None = None
     metrics: tuple[str, ...] = ()
     log_every: int = 50
+    workers: int = 0  # DataLoader worker processes for datasets without tensors()
+    prefetch: int = 2  # batches each worker prepares ahead
 
 
 @dataclass
@@ -131,7 +133,10 @@ def fit(
     generator = generator or torch.Generator().manual_seed(0)
     position = position or Position()
     forward = forward or model
-    batches = Batches(train_data, plan.batch_size, device)
+    loading = {"workers": plan.workers, "prefetch": plan.prefetch, "seed": generator.initial_seed()}
+    batches = Batches(train_data, plan.batch_size, device, **loading)
+    eval_batches = None if eval_data is None else Batches(eval_data, plan.eval_batch_size or plan.batch_size,
+                                                          device, **loading)
     with StopRequest() as stop:
         while position.epoch < plan.epochs:
             if position.shuffle_state is None:
@@ -147,9 +152,9 @@ def fit(
                 events.emit("zoo_epoch_start", epoch=epoch)
                 _epoch(forward, model, plan, batches, order, position, stop, context, events)
                 record = {"epoch": epoch, "train_loss": position.loss_sum / max(1, position.seen)}
-                if eval_data is not None:
-                    batch_size = plan.eval_batch_size or plan.batch_size
-                    scores = evaluate(model, eval_data, plan.loss, batch_size, plan.metrics, device, context)
+                if eval_batches is not None:
+                    scores = evaluate(model, eval_data, plan.loss, eval_batches.batch_size, plan.metrics, device,
+                                      context, batches=eval_batches)
                     events.emit("zoo_evaluation_end", epoch=epoch, split=eval_name, metrics=scores)
                     record.update({f"{eval_name}_{k}": v for k, v in scores.items()})
                 record["seconds"] = round(time.perf_counter() - started, 3)
@@ -219,9 +224,12 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
 
 class Batches:
     """Batches of a dataset in a given order. A dataset with ``tensors()`` is gathered into buffers
-    reused from batch to batch (a batch is valid until the next one); others go through a DataLoader."""
+    reused from batch to batch (a batch is valid until the next one); others go through one DataLoader,
+    with ``workers`` persistent worker processes (seeded by ``seed``) each ``prefetch`` batches ahead,
+    and pinned memory for CUDA. The order is the caller's either way."""
 
-    def __init__(self, data: Dataset, batch_size: int, device: torch.device):
+    def __init__(self, data: Dataset, batch_size: int, device: torch.device, *, workers: int = 0, prefetch: int = 2,
+                 seed: int = 0):
         self.data, self.batch_size, self.device = data, batch_size, device
         self.tensors = None
         if hasattr(data, "tensors"):
@@ -232,6 +240,12 @@ class Batches:
             self.raw = inputs.new_empty((rows, *inputs.shape[1:]))
             self.x = self.raw.new_empty(self.raw.shape, dtype=torch.float32) if self.divide_by else None
             self.y = targets.new_empty((rows, *targets.shape[1:]))
+            return
+        self.order = _Order()
+        self.loader = DataLoader(data, batch_size=batch_size, sampler=self.order, num_workers=workers,
+                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                                 prefetch_factor=prefetch if workers else None,
+                                 generator=torch.Generator().manual_seed(seed))
 
     def steps(self, count: int) -> int:
         return math.ceil(count / self.batch_size)
@@ -239,8 +253,8 @@ class Batches:
     def __call__(self, order: Tensor, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         start = skip * self.batch_size
         if self.tensors is None:
-            loader = DataLoader(self.data, batch_size=self.batch_size, sampler=order[start:].tolist())
-            for x, y in loader:
+            self.order.indices = order[start:].tolist()
+            for x, y in self.loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
         inputs, targets = self.tensors
@@ -254,11 +268,26 @@ class Batches:
             yield x, torch.index_select(targets, 0, index, out=self.y[:rows])
 
 
+class _Order(Sampler[int]):
+    """The sample indices of the current pass, set before each one: a DataLoader keeps its sampler
+    (and its persistent workers) from pass to pass."""
+
+    def __init__(self):
+        self.indices: list[int] = []
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int, metrics=(), device="cpu",
-             context: Context = Context()) -> dict:
+             context: Context = Context(), batches: Batches | None = None) -> dict:
     """Mean loss over samples, and each requested metric, with the model in eval mode; under torchrun
-    each rank scores its share and the sums are combined."""
+    each rank scores its share and the sums are combined. ``batches`` reuses a :class:`Batches` of
+    ``data`` (and its worker processes)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -267,7 +296,8 @@ def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int, m
     counted = torch.zeros((), device=device)
     samples = torch.zeros((), device=device)
     try:
-        for x, y in Batches(data, batch_size, device)(context.shard(torch.arange(len(data)), pad=False)):
+        batches = batches or Batches(data, batch_size, device)
+        for x, y in batches(context.shard(torch.arange(len(data)), pad=False)):
             out = model(x)
             total += loss(out, y) * len(y)
             samples += len(y)
