@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from zoo.errors import ZooError
 from zoo.recipe import KeyPath, Recipe, RecipeError
@@ -102,6 +104,22 @@ class Assembler:
         return built
 
 
+class NoInit(TorchFunctionMode):
+    """A context in which modules are built without their random initialisation, for weights that
+    follow (a weights file, a checkpoint): ``torch.nn.init`` and the in-place random fills are skipped.
+    On the meta device the first random fill would also import torch._dynamo, about a second."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__module__", None) == "torch.nn.init" or func in _RANDOM_FILLS:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+_RANDOM_FILLS = {torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.random_, torch.Tensor.bernoulli_,
+                 torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
+
+
 @dataclass
 class Parts:
     """The built pieces of a recipe, ready to train."""
@@ -134,17 +152,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoch: Callable[[int], int]) -> Parts:
+def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoch: Callable[[int], int], *,
+             weights_follow: bool = False) -> Parts:
     """Model (seeded), datasets, loss, optimizer and schedule of a validated recipe, on ``device``.
 
-    ``steps_per_epoch(len(train_data))`` gives the schedule its ``total_steps``."""
+    ``steps_per_epoch(len(train_data))`` gives the schedule its ``total_steps``; with
+    ``weights_follow`` (a resume) the model is built without random initialisation."""
     assembler = Assembler(registry)
     try:
         device = resolve_device(device)
     except ZooError as exc:
         raise settings.error(settings.train.path("device"), str(exc)) from None
     torch.manual_seed(settings.train.seed)
-    model = assembler.model(settings.model)
+    with NoInit() if weights_follow else contextlib.nullcontext():
+        model = assembler.model(settings.model)
     data = settings.data
     train_data = assembler.dataset(data, data.train_split, "train_split")
     eval_data = None if data.eval_split is None else assembler.dataset(data, data.eval_split)

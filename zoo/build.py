@@ -40,10 +40,13 @@ class Checked:
     context: Context = Context()
 
 
-def check(settings: Settings, registry: Registry | None = None, context: Context = Context()) -> Checked:
-    """Build everything the recipe names and run one batch through model and loss."""
+def check(settings: Settings, registry: Registry | None = None, context: Context = Context(),
+          weights_follow: bool = False) -> Checked:
+    """Build everything the recipe names and run one batch through model and loss (``weights_follow``:
+    see :func:`zoo.assembly.assemble`)."""
     device = distributed.device_for(context, settings.train.device)
-    parts = assemble(settings, registry or default_registry(), device, lambda n: steps(n, settings, context))
+    parts = assemble(settings, registry or default_registry(), device, lambda n: steps(n, settings, context),
+                     weights_follow=weights_follow)
     rows, total = trace(parts, settings)
     return Checked(settings, parts, rows, total, context)
 
@@ -92,7 +95,7 @@ def _quiet(message: str) -> None:
 def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str], log: Log, sweep: str | None,
            context: Context) -> Run:
     registry = default_registry()
-    checked = check(settings, registry, context)
+    checked = check(settings, registry, context, weights_follow=resume)
     parts, train = checked.parts, settings.train
     log(summary(checked))
     generator = torch.Generator().manual_seed(train.seed)  # the same permutation on every rank

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from zoo import catalog, store, weights
-from zoo.assembly import Assembler
+from zoo.assembly import Assembler, NoInit
 from zoo.errors import ZooError
 from zoo.files import SUFFIX, digest, download, home
 from zoo.registry import NAME, default_registry
@@ -121,27 +120,12 @@ def build_model(node: object, origin: Path, *, empty: bool = False) -> nn.Module
 
     if not empty:
         return build()
-    with torch.device("meta"), _SkipInit():
+    with torch.device("meta"), NoInit():
         model = build()
     if {name for name, _ in model.named_buffers()} <= model.state_dict().keys():
         return model
-    with _SkipInit():
+    with NoInit():
         return build()
-
-
-class _SkipInit(TorchFunctionMode):
-    """Skips random fills (``torch.nn.init`` and ``Tensor.normal_`` etc.): their values are about to be
-    replaced. On the meta device the first one would also import torch._dynamo, about a second."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if getattr(func, "__module__", None) == "torch.nn.init" or func in _RANDOM_FILLS:
-            return args[0] if args else kwargs["tensor"]
-        return func(*args, **kwargs)
-
-
-_RANDOM_FILLS = {torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.random_, torch.Tensor.bernoulli_,
-                 torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_}
 
 
 def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
