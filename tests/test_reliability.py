@@ -2,6 +2,7 @@
 closed pipes, and a test session that never touches the user's zoo home."""
 
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -225,3 +226,45 @@ def test_a_bare_name_is_a_node_wherever_a_module_is_expected(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"recipe.yaml:{line}:{column}: model.layers[2]: unknown model or layer 'relux'" in result.stderr
     assert "Did you mean 'relu'?" in result.stderr
+
+
+LAUGHS = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else ', '.join(['lol'] * 9)}]\n" for i in range(9))
+
+
+@pytest.mark.parametrize("prefix, needle, message", [
+    (LAUGHS, "l5: &l5", r"this value expands to [\d,]+ values through YAML aliases \(at most 100,000\)"),
+    (LAUGHS.replace("[", "{k: [").replace("]\n", "]}\n"), "l5: &l5",
+     r"this value expands to [\d,]+ values through YAML aliases"),
+    ("loop: &a [1, *a]\n", "&a", "a YAML alias here refers to the value that contains it"),
+    ("deep: " + "[" * 150 + "]" * 150 + "\n", "[" * 101 + "]", "the recipe nests more than 100 levels deep here"),
+    ("deep: " + "[" * 5000 + "]" * 5000 + "\n", "deep", "the YAML nests too deeply here for Python to read"),
+    ("".join("  " * i + f"k{i}:\n" for i in range(3000)) + "  " * 3000 + "v: 1\n", "k0",
+     "the YAML nests too deeply here for Python to read"),
+])
+def test_alias_bombs_and_deep_nesting_are_fast_located_errors(tmp_path, prefix, needle, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(prefix + recipe_text())
+    result = run_zoo("check", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(message, result.stderr), result.stderr
+    line, column = map(int, re.search(r"r\.yaml:(\d+):(\d+):", result.stderr).groups())
+    if needle.startswith(("l5", "&a", "[")):
+        assert line == line_col(prefix, needle)[0]
+    else:  # where the reader was when the nesting became too deep, not the top of the file
+        assert line > 100 or column > 100
+
+
+@pytest.mark.parametrize("merge", ["<<: *defaults", "<<: [*defaults, *other]"])
+def test_a_merge_key_can_be_overridden_but_own_keys_cannot_repeat(tmp_path, merge):
+    text = recipe_text().replace("train:\n  epochs: 1\n  seed: 0\n",
+                                 f"train:\n  {merge}\n  epochs: 2\n")
+    anchors = "data_defaults: &defaults {epochs: 7, seed: 3}\nmore: &other {seed: 4, log_every: 5}\n"
+    path = tmp_path / "r.yaml"
+    path.write_text(anchors + text)
+    from zoo.recipe import load
+
+    train = load(path).data["train"]
+    assert train["epochs"] == 2 and train["seed"] == 3  # own key overrides; the first merge wins
+    path.write_text(anchors + text.replace("  epochs: 2\n", "  epochs: 2\n  epochs: 3\n"))
+    with pytest.raises(RecipeError, match=r"r.yaml:\d+:3: train.epochs: duplicate key 'epochs'"):
+        load(path)

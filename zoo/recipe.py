@@ -180,6 +180,10 @@ def parse_file(path: Path) -> tuple[dict, dict[KeyPath, Mark]]:
         where = Mark(str(path), mark.line + 1, mark.column + 1) if mark else Mark(str(path))
         problem = f"{exc.problem} {exc.context} that starts here: is it closed?" if unclosed else exc.problem or exc.context
         raise RecipeError(f"YAML syntax error: {problem}", where) from None
+    except RecursionError:
+        mark = loader.get_mark()
+        raise RecipeError("the YAML nests too deeply here for Python to read (a recipe is a few levels deep)",
+                          Mark(str(path), mark.line + 1, mark.column + 1)) from None
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -193,39 +197,93 @@ def parse_file(path: Path) -> tuple[dict, dict[KeyPath, Mark]]:
             loader.dispose()
     if node is None or not isinstance(node, yaml.MappingNode):
         raise RecipeError("a recipe is a mapping of keys (name, model, data, train, ...)", Mark(str(path), 1, 1))
-    marks: dict[KeyPath, Mark] = {}
-    return _convert(loader, node, (), marks, str(path)), marks
+    reader = _Reader(loader, str(path))
+    reader.prepare(node)
+    return reader.convert(node, ()), reader.marks
 
 
-def _mark(node: yaml.Node, file: str) -> Mark:
-    return Mark(file, node.start_mark.line + 1, node.start_mark.column + 1)
+MAX_VALUES = 100_000  # a recipe's values once YAML aliases are expanded (a real one has under 200)
+MAX_DEPTH = 100  # levels of nesting (a real recipe has under 10)
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _convert(loader: _Loader, node: yaml.Node, path: KeyPath, marks: dict, file: str) -> object:
-    marks.setdefault(path, _mark(node, file))
-    if node.tag == DELETE_TAG:
-        return DELETE
-    if isinstance(node, yaml.ScalarNode):
-        try:
-            return loader.construct_object(node)
-        except yaml.constructor.ConstructorError as exc:
-            raise RecipeError(f"tag {node.tag} is not allowed in a recipe", _mark(node, file), path) from exc
-    if node.tag not in PLAIN_TAGS:
-        raise RecipeError(f"tag {node.tag} is not allowed in a recipe", _mark(node, file), path)
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(loader, item, (*path, i), marks, file) for i, item in enumerate(node.value)]
-    loader.flatten_mapping(node)  # YAML merge keys (<<)
-    result: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-        key_path = (*path, key)
-        if not isinstance(key, str):
-            raise RecipeError("keys must be plain strings", _mark(key_node, file), path)
-        if key in result:
-            raise RecipeError(f"duplicate key '{key}'", _mark(key_node, file), key_path)
-        marks[key_path] = _mark(key_node, file)
-        result[key] = _convert(loader, value_node, key_path, marks, file)
-    return result
+@dataclass
+class _Reader:
+    """Turns a composed YAML document into plain data and the mark of every key path."""
+
+    loader: _Loader
+    file: str
+    marks: dict[KeyPath, Mark] = field(default_factory=dict)
+    merged: dict[int, int] = field(default_factory=dict)  # id of a mapping node -> its leading merged pairs
+
+    def prepare(self, root: yaml.Node) -> None:
+        """Flatten merge keys (<<) once per node, and refuse alias bombs ("billion laughs") and aliases
+        that contain themselves before anything expands them."""
+        sizes: dict[int, int] = {}
+        pending: set[int] = set()
+
+        def size(node: yaml.Node, depth: int) -> int:
+            key = id(node)
+            if key in sizes:
+                return sizes[key]
+            if key in pending:
+                raise RecipeError("a YAML alias here refers to the value that contains it", self.mark(node))
+            if depth > MAX_DEPTH:
+                raise RecipeError(f"the recipe nests more than {MAX_DEPTH} levels deep here", self.mark(node))
+            pending.add(key)
+            if isinstance(node, yaml.MappingNode):
+                own = sum(1 for key_node, _ in node.value if key_node.tag != MERGE_TAG)
+                self.loader.flatten_mapping(node)  # the merged pairs first, then the node's own
+                self.merged[key] = len(node.value) - own
+                total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                total = 1 + sum(size(item, depth + 1) for item in node.value)
+            else:
+                total = 1
+            pending.discard(key)
+            if total > MAX_VALUES:
+                raise RecipeError(f"this value expands to {total:,} values through YAML aliases (at most "
+                                  f"{MAX_VALUES:,}); write it out, or refer to it less", self.mark(node))
+            sizes[key] = total
+            return total
+
+        size(root, 0)
+
+    def mark(self, node: yaml.Node) -> Mark:
+        return Mark(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def convert(self, node: yaml.Node, path: KeyPath) -> object:
+        self.marks.setdefault(path, self.mark(node))
+        if node.tag == DELETE_TAG:
+            return DELETE
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                return self.loader.construct_object(node)
+            except yaml.constructor.ConstructorError as exc:
+                raise RecipeError(f"tag {node.tag} is not allowed in a recipe", self.mark(node), path) from exc
+        if node.tag not in PLAIN_TAGS:
+            raise RecipeError(f"tag {node.tag} is not allowed in a recipe", self.mark(node), path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
+        result: dict = {}
+        own_keys: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = self.loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key_path = (*path, key)
+            if not isinstance(key, str):
+                raise RecipeError("keys must be plain strings", self.mark(key_node), path)
+            if index < self.merged[id(node)]:
+                if key in result:
+                    continue  # merged from several mappings: the first one that has the key wins
+            else:  # the node's own key: it may override a merged one, not repeat its own
+                if key in own_keys:
+                    raise RecipeError(f"duplicate key '{key}'", self.mark(key_node), key_path)
+                own_keys.add(key)
+            if key in result:
+                _drop_marks(self.marks, key_path)
+            self.marks[key_path] = self.mark(key_node)
+            result[key] = self.convert(value_node, key_path)
+        return result
 
 
 def _merge(base: dict, over: dict, path: KeyPath, base_marks: dict, over_marks: dict) -> None:
