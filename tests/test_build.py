@@ -12,9 +12,13 @@ import torch
 from conftest import BIN, SMALL_MLP, assert_png, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
-from zoo import runs
+import zoo
+from zoo import catalog, runs
 from zoo.build import build
 from zoo.weights import fingerprint, read_meta
+
+SHIPPED = catalog.PACKAGE / "pretrained" / "mnist-mlp.safetensors"
+
 
 def small(tmp_path: Path, epochs: int = 2, batch: int = 100) -> Path:
     return write_recipe(tmp_path, SMALL_MLP, epochs=epochs, batch=batch)
@@ -242,3 +246,79 @@ def test_map_style_datasets_train_through_a_dataloader_in_the_seeded_order():
     expected = torch.Generator().manual_seed(5)
     first, second = torch.randperm(40, generator=expected).tolist(), torch.randperm(40, generator=expected).tolist()
     assert data.seen == first + second  # each epoch visits every sample once, in the seeded permutation
+
+
+def test_every_build_is_kept_numbered_listed_and_loadable_until_pruned(tmp_path):
+    from zoo import store
+
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=1000)
+    for extra in ([], ["--set", "train.epochs=2"]):
+        result = run_zoo("build", str(recipe), "--no-progress", *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert "runs/small-mlp holds an earlier run: this one writes to runs/small-mlp-2" in result.stdout
+    assert "recorded small-mlp in the store as small-mlp@2" in result.stdout
+    first, second = (load_file(str(tmp_path / "runs" / f / "weights.safetensors")) for f in ("small-mlp", "small-mlp-2"))
+    assert not torch.equal(first["linear_relu_stack.0.weight"], second["linear_relu_stack.0.weight"])
+    one, two = zoo.load("small-mlp@1"), zoo.load("small-mlp", version=2)
+    assert torch.equal(one.state_dict()["linear_relu_stack.0.weight"], first["linear_relu_stack.0.weight"])
+    assert torch.equal(two.state_dict()["linear_relu_stack.0.weight"], second["linear_relu_stack.0.weight"])
+    assert zoo.load("small-mlp").zoo_meta["path"] == two.zoo_meta["path"]  # the latest
+    sha = store.get("small-mlp", 1).sha256
+    assert zoo.load(f"small-mlp@{sha[:8]}").zoo_meta["path"] == one.zoo_meta["path"]
+    listing = run_zoo("builds", "small-mlp").stdout
+    assert re.search(r"@1 .*test_accuracy 0\.\d{4}", listing)
+    assert re.search(r"@2 latest .*train\.epochs: 1 -> 2", listing)
+    with pytest.raises(zoo.ZooError, match=r"'small-mlp@9' is not one of its builds; 'small-mlp' has @1 .*, @2"):
+        zoo.load("small-mlp@9")
+    pruned = run_zoo("prune", "small-mlp", "--keep", "1")
+    assert pruned.returncode == 0 and "deleted small-mlp@1" in pruned.stdout
+    assert [b.version for b in store.builds("small-mlp")] == [2] and not (tmp_path / "zoo-home" / "models" /
+                                                                          "small-mlp" / f"{sha}.safetensors").exists()
+    assert (tmp_path / "runs" / "small-mlp" / "weights.safetensors").is_file()  # run folders are not touched
+
+
+def test_a_run_folder_holding_a_run_is_never_written_without_resume_or_overwrite(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=1000)
+    out = tmp_path / "mine"
+    assert run_zoo("build", str(recipe), "--out", str(out), "--no-progress").returncode == 0
+    before = (out / "weights.safetensors").read_bytes()
+    again = run_zoo("build", str(recipe), "--out", str(out), "--no-progress", "--set", "train.seed=5")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert f"{out} holds an earlier run: --resume continues it, --overwrite replaces it" in again.stderr
+    assert (out / "weights.safetensors").read_bytes() == before
+    replaced = run_zoo("build", str(recipe), "--out", str(out), "--no-progress", "--set", "train.seed=5", "--overwrite")
+    assert replaced.returncode == 0 and (out / "weights.safetensors").read_bytes() != before
+
+
+def test_resume_finishes_recording_a_build_killed_before_the_store_had_it(tmp_path):
+    from test_architecture import events_env
+
+    from zoo import store
+
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=2, batch=1000)
+    env = {**events_env(tmp_path), "FX_EVENTS_KILL": "zoo_run_end"}
+    killed = run_zoo("build", str(recipe), "--no-progress", env=env, cwd=tmp_path)
+    assert killed.returncode != 0
+    run = tmp_path / "runs" / "small-mlp"
+    assert (run / "weights.safetensors").is_file() and (run / "checkpoint.safetensors").is_file()
+    assert store.latest("small-mlp") is None
+    finished = run_zoo("build", str(recipe), "--no-progress", "--resume", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert "recorded small-mlp in the store as small-mlp@1" in finished.stdout
+    assert store.latest("small-mlp").path.read_bytes() == (run / "weights.safetensors").read_bytes()
+    assert not (run / "checkpoint.safetensors").exists() and not (tmp_path / "runs" / "small-mlp-2").exists()
+
+
+def test_a_store_from_before_versions_becomes_version_1(tmp_path):
+    from zoo import store
+    from zoo.files import file_sha256
+
+    folder = tmp_path / "zoo-home" / "models" / "old-mlp"
+    folder.mkdir(parents=True)
+    sha = file_sha256(SHIPPED)
+    (folder / f"{sha}.safetensors").write_bytes(SHIPPED.read_bytes())
+    (folder / "entry.json").write_text(json.dumps({"sha256": sha, "file": f"{sha}.safetensors",
+                                                   "recorded": "2026-11-01T10:00:00+0000", "run": "/old/run"}))
+    [build] = store.builds("old-mlp")
+    assert (build.version, build.sha256, build.run) == (1, sha, "/old/run")
+    assert zoo.load("old-mlp").zoo_meta["source"] == "local"

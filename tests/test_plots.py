@@ -124,10 +124,21 @@ def test_zoo_inspect_a_trained_model_on_its_own_test_data():
     (["mnist", "--module", "x", "--input-shape", "2,3"], "nor is 'mnist' a registered layer or model"),
     (["feed-forward", "--module", "layer_norm", "--input-shape", "4,x"], "expected sizes separated by commas"),
     (["mnist-mlp", "--module", "0", "--batch", "0"], "--batch: expected a positive whole number, got '0'"),
+    (["feed-forward", "--module", "layer_norm", "--input-shape", "2,7", "--no-plot"],
+     "the model fails on input of shape (2, 7) (RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
 ])
 def test_zoo_inspect_errors(args, message):
     result = run_zoo("inspect", *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_zoo_inspect_feeds_a_token_model_token_ids():
+    result = run_zoo("inspect", "transformer-encoder", "--module", "layers.0.feed_forward.layer_norm",
+                     "--input-shape", "2,80", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    assert "random token ids in [1, 1024) of shape (2, 80)" in result.stdout
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith(("input", "output"))}
+    assert rows["input"][1] == rows["output"][1] == "312"
 
 
 def test_sweep_index_lists_variants_in_order(tmp_path):

@@ -2,6 +2,7 @@
 closed pipes, and a test session that never touches the user's zoo home."""
 
 import os
+import shutil
 import re
 import stat
 import subprocess
@@ -268,3 +269,125 @@ def test_a_merge_key_can_be_overridden_but_own_keys_cannot_repeat(tmp_path, merg
     path.write_text(anchors + text.replace("  epochs: 2\n", "  epochs: 2\n  epochs: 3\n"))
     with pytest.raises(RecipeError, match=r"r.yaml:\d+:3: train.epochs: duplicate key 'epochs'"):
         load(path)
+
+
+def test_check_reports_every_independent_error_in_file_order(tmp_path):
+    text = (recipe_text().replace("name: small-mlp", "name: Small_MLP").replace("  batch_size: 1000", "  batch_size: -3")
+            .replace("  epochs: 1", "  epochs: 0\n  epoch: 2").replace("metrics: [accuracy]", "metrics: [acc]"))
+    path = write_recipe(tmp_path, text)
+    result = run_zoo("check", str(path))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zoo: error: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = [("Small_MLP", "name: expects a kebab-case name"), ("batch_size: -3", "data.batch_size: expects a positive"),
+                ("epochs: 0", "train.epochs: expects a positive integer"),
+                ("epoch: 2", "train.epoch: unknown key 'epoch'. Did you mean 'epochs'?"),
+                ("metrics:", "metrics: expects a list of accuracy")]
+    assert len(errors) == len(expected)
+    for error, (needle, message) in zip(errors, expected):
+        line, _ = line_col(text, needle)
+        assert f"recipe.yaml:{line}:" in error and message in error, error
+    parts = recipe_text().replace("component: mnist-mlp", "component: mnist-mlpp").replace(
+        "{component: mnist}", "{component: mnistt}").replace("loss: cross-entropy", "loss: {component: cross-entropy, smoothing: 1}")
+    result = run_zoo("check", str(write_recipe(tmp_path, parts)))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zoo: error: ")]
+    assert [e.split(": ")[3] for e in errors] == ["model.component", "data.dataset.component", "train.loss.smoothing"]
+
+
+@pytest.mark.parametrize("classes", [5, 9])
+def test_a_head_smaller_than_the_classes_is_refused_by_check(tmp_path, classes):
+    path = write_recipe(tmp_path, recipe_text().replace("  hidden: [64]", f"  hidden: [64]\n  num_classes: {classes}"))
+    result = run_zoo("check", str(path))
+    line, _ = line_col(path.read_text(), "model:")
+    assert result.returncode == 2, result.stdout
+    assert (f"recipe.yaml:{line}:1: model: the model has {classes} outputs per prediction but mnist has 10 classes "
+            "(labels 0..9): give its last layer 10 outputs") in result.stderr
+
+
+REFUSED = {  # recipes zoo build refuses before training: zoo check must refuse each the same way
+    "unknown key": ("  log_every: 10", "  log_every: 10\n  log_evry: 3"),
+    "bad type": ("  batch_size: 1000", "  batch_size: '1000'"),
+    "unknown component": ("component: adam", "component: adamm"),
+    "bad parameter": ("component: adam,", "component: adam, betas: 3,"),
+    "head too small": ("  hidden: [64]", "  hidden: [64]\n  num_classes: 4"),
+    "device missing": ("  seed: 0", "  seed: 0\n  device: cuda:3"),
+    "impossible size": ("  hidden: [64]", "  hidden: [100000000000000000000]"),
+    "bare name typo": ("component: mnist-mlp\n  hidden: [64]",
+                       "component: sequential\n  layers: [flatten, {component: linear, in_features: 784, "
+                       "out_features: 10}, relux]"),
+    "empty sweep": ("metrics: [accuracy]", "metrics: [accuracy]\nsweep: {data.batch_size: []}"),
+    "sweep of an unknown key": ("metrics: [accuracy]", "metrics: [accuracy]\nsweep: {train.epoch: [1, 2]}"),
+    "sweep to a bad value": ("metrics: [accuracy]", "metrics: [accuracy]\nsweep: {train.epochs: [1, 0]}"),
+    "sweep to a bad model": ("metrics: [accuracy]", "metrics: [accuracy]\nsweep: {model.num_classes: [10, 3]}"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_check_refuses_everything_build_refuses_before_training(tmp_path, capsys, case):
+    from zoo.cli import main
+
+    old, new = REFUSED[case]
+    assert old in recipe_text()
+    path = write_recipe(tmp_path, recipe_text().replace(old, new))
+    outcomes = []
+    for command in (["check", str(path)], ["build", str(path), "--out", str(tmp_path / "run"), "--no-progress"]):
+        code = main(command)
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("zoo: error: ")]
+        outcomes.append((code, errors))
+    (check_code, check_errors), (build_code, build_errors) = outcomes
+    assert build_code == 2 and build_errors and not (tmp_path / "run").exists()
+    assert check_code == 2 and check_errors[0] == build_errors[0]
+    assert re.search(r"recipe\.yaml:\d+:\d+: ", check_errors[0]), check_errors[0]
+
+
+def _mutations(text: str, rng) -> list[tuple[str, str]]:
+    """Randomly damaged copies of a recipe: a line deleted or repeated, a value's type swapped,
+    random bytes inserted, the file cut short, a line's indentation changed."""
+    lines = text.splitlines(keepends=True)
+    valued = [i for i, line in enumerate(lines) if ": " in line and not line.lstrip().startswith("#")]
+
+    def with_line(i: int, line: str) -> str:
+        return "".join(lines[:i] + [line] + lines[i + 1:])
+
+    i, j, k = rng.randrange(len(lines)), rng.choice(valued), rng.randrange(len(lines))
+    cut = rng.randrange(len(text))
+    key = lines[j].split(": ")[0]
+    return [
+        ("delete a line", with_line(i, "")),
+        ("repeat a line", with_line(i, lines[i] * 2)),
+        ("value to a list", with_line(j, f"{key}: [1, x]\n")),
+        ("value to text", with_line(j, f"{key}: 'seven'\n")),
+        ("value to a mapping", with_line(j, f"{key}: {{a: 1}}\n")),
+        ("random bytes", text[:cut] + "".join(chr(rng.choice([0, 7, 9, 10, 34, 39, 58, 91, 123, 125, 0xFFFD]))
+                                               for _ in range(rng.randint(1, 4))) + text[cut:]),
+        ("cut short", text[:cut]),
+        ("indent changed", with_line(k, " " * rng.choice([1, 3, 5]) + lines[k])),
+    ]
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(zoo.__file__).parent / "recipes").glob("*.yaml")))
+def test_randomly_damaged_recipes_give_exit_0_or_a_located_error_never_a_traceback(tmp_path, capsys, recipe):
+    import random
+
+    from zoo.catalog import recipe_path
+    from zoo.cli import main
+
+    source = recipe_path(recipe)
+    rng = random.Random(recipe)  # a fixed sequence per recipe: a failure reproduces
+    outcomes = []
+    for what, text in (m for _ in range(4) for m in _mutations(source.read_text(), rng)):
+        path = tmp_path / source.name
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
+        for base in source.parent.glob("*.yaml"):  # an 'extends' finds its base beside the copy
+            if base != source:
+                shutil.copy(base, tmp_path / base.name)
+        code = main(["check", str(path)])
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("zoo: error: ")]
+        assert code in (0, 2), (what, code)
+        outcomes.append(code)
+        if code == 2:
+            assert errors, what
+            for error in errors:
+                found = re.match(r"zoo: error: (.+?\.yaml):(\d+):(\d+): ", error)
+                assert found, (what, error)
+                assert 1 <= int(found.group(2)) <= Path(found.group(1)).read_text(errors="replace").count("\n") + 1
+    assert outcomes.count(2) >= 8  # most damage is caught; some (a deleted comment) is harmless

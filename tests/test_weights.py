@@ -268,17 +268,22 @@ def test_url_weights_download_checksummed_from_a_local_server(private_catalog, t
         server.close()
 
 
-def test_concurrent_builds_of_one_recipe_leave_a_sound_store_entry(tmp_path):
+def test_concurrent_builds_of_one_recipe_take_their_own_folders_and_versions(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("extends: " + str(catalog.RECIPES / "mnist-mlp.yaml") + "\nname: race\ntrain: {epochs: 2}\n")
-    procs = [subprocess.Popen([str(Path(sys.executable).parent / "zoo"), "build", str(recipe), "--out",
-                               str(tmp_path / f"run{i}"), "--no-progress"], stdout=subprocess.DEVNULL,
+    procs = [subprocess.Popen([str(Path(sys.executable).parent / "zoo"), "build", str(recipe), "--no-progress",
+                               "--set", f"train.seed={i}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE) for i in range(2)]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
-    model = zoo.load("race", source="local")
-    assert model.zoo_meta["name"] == "race"
-    assert [p.name for p in (tmp_path / "zoo-home" / "models" / "race").iterdir() if p.name.startswith(".")] == []
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert folders == ["race", "race-2"]
+    seeds = sorted(read_meta(tmp_path / "runs" / f / "weights.safetensors")["seed"] for f in folders)
+    assert seeds == [0, 1]  # each run wrote its own folder, whole
+    builds = store.builds("race")
+    assert [b.version for b in builds] == [1, 2] and len({b.sha256 for b in builds}) == 2
+    assert {zoo.load(f"race@{b.version}").zoo_meta["seed"] for b in builds} == {0, 1}
+    assert [p.name for p in (tmp_path / "zoo-home" / "models" / "race").rglob(".*")] == []
 
 
 def test_no_pickle_anywhere_in_the_code():
@@ -360,7 +365,7 @@ def test_a_store_load_checks_the_file_sha256_and_the_content_digest_once(tmp_pat
     import zoo.weights
 
     path, _ = _saved_encoder(tmp_path)
-    recorded = store.record("encoder", path)
+    recorded = store.record("encoder", path).path
     streamed = []
     sha = zoo.weights.stream_sha256
     monkeypatch.setattr(zoo.weights, "stream_sha256", lambda p: streamed.append(p) or sha(p))

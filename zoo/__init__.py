@@ -23,9 +23,10 @@ def create(name: str, /, *, kind: str | None = None, **params: object) -> object
     return default_registry().get(name, kind).build(**params)
 
 
-def load(name_or_path, *, device=None, dtype=None, source: str | None = None):
-    """A ready ``torch.nn.Module`` in eval mode: a local build or catalog model by name, or a weights
-    file, verified; ``model.zoo_meta`` holds its metadata. See :func:`zoo.loading.load`."""
+def load(name_or_path, *, device=None, dtype=None, source: str | None = None, version=None):
+    """A ready ``torch.nn.Module`` in eval mode: a local build (``NAME``, ``NAME@3``) or catalog model
+    by name, or a weights file, verified; ``model.zoo_meta`` holds its metadata. See
+    :func:`zoo.loading.load`."""
     from zoo.loading import load as load_weights
 
-    return load_weights(name_or_path, device=device, dtype=dtype, source=source)
+    return load_weights(name_or_path, device=device, dtype=dtype, source=source, version=version)

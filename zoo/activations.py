@@ -65,6 +65,10 @@ def capture(model: nn.Module, module: nn.Module, inputs: Tensor) -> dict[str, Fe
     handle = module.register_forward_hook(hook)
     try:
         model(inputs)
+    except Exception as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise ZooError(f"the model fails on input of shape {tuple(inputs.shape)} ({type(exc).__name__}: {first}); "
+                       "give --input-shape a shape it accepts (see its docstring: zoo info NAME)") from None
     finally:
         handle.remove()
         model.train(was_training)
@@ -105,6 +109,11 @@ def subject(name: str, input_shape: tuple[int, ...] | None = None, batch: int = 
         origin = f"{name} ({located.source} weights {located.path})"
     device = next(model.parameters(), torch.empty(0)).device
     if input_shape is not None:
+        first = next((m for m in model.modules() if not any(True for _ in m.children())), None)
+        if isinstance(first, nn.Embedding):  # a token model: ids, not floats
+            inputs = torch.randint(1, first.num_embeddings, input_shape, generator=generator).to(device)
+            return Subject(model, inputs, f"{origin}, random token ids in [1, {first.num_embeddings}) "
+                                          f"of shape {tuple(input_shape)}")
         inputs = torch.randn(input_shape, generator=generator).to(device)
         return Subject(model, inputs, f"{origin}, standard-normal input {tuple(input_shape)}")
     settings = recorded(model.zoo_meta["recipe"], located.path)

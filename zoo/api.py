@@ -15,7 +15,7 @@ from zoo.files import atomic_write_bytes, digest, download, home
 from zoo.hookspecs import hookimpl
 from zoo.plots import INSTALL_HINT as PLOT_HINT
 from zoo.plots import curves as plot_curves
-from zoo.runs import Run, write_history
+from zoo.runs import Run, final_metrics, write_history
 from zoo.store import record as record_build
 
 # name -> "module:attribute", imported on first use because the module imports torch
@@ -24,8 +24,8 @@ _LAZY = {
     "save_checkpoint": "zoo.checkpoint:save_run",
 }
 
-__all__ = ["PLOT_HINT", "Run", "ZooError", "atomic_write_bytes", "digest", "download", "home", "hookimpl",
-           "plot_curves", "record_build", "write_history", *_LAZY]
+__all__ = ["PLOT_HINT", "Run", "ZooError", "atomic_write_bytes", "digest", "download", "final_metrics", "home",
+           "hookimpl", "plot_curves", "record_build", "write_history", *_LAZY]
 
 
 def __getattr__(name: str) -> object:

@@ -12,7 +12,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from zoo.errors import ZooError
-from zoo.recipe import KeyPath, Recipe, RecipeError
+from zoo.recipe import KeyPath, Recipe, RecipeError, raise_all
 from zoo.registry import Component, Registry
 from zoo.schema import Data, Node, Settings
 from zoo.signature import ParamError
@@ -159,18 +159,28 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
     ``steps_per_epoch(len(train_data))`` gives the schedule its ``total_steps``; with
     ``weights_follow`` (a resume) the model is built without random initialisation."""
     assembler = Assembler(registry)
+    problems: list[RecipeError] = []  # independent parts are all built, and all their errors reported
+
+    def attempt(build: Callable[[], object]) -> object:
+        try:
+            return build()
+        except RecipeError as exc:
+            if str(exc) not in map(str, problems):  # the train and eval splits share one dataset node
+                problems.append(exc)
+            return None
+
     try:
         device = resolve_device(device)
     except ZooError as exc:
-        raise settings.error(settings.train.path("device"), str(exc)) from None
+        problems.append(settings.error(settings.train.path("device"), str(exc)))
     torch.manual_seed(settings.train.seed)
     with NoInit() if weights_follow else contextlib.nullcontext():
-        model = assembler.model(settings.model)
-    data = settings.data
-    train_data = assembler.dataset(data, data.train_split, "train_split")
-    eval_data = None if data.eval_split is None else assembler.dataset(data, data.eval_split)
-    train = settings.train
-    loss = assembler.build(train.loss, ("loss",))
+        model = attempt(lambda: assembler.model(settings.model))
+    data, train = settings.data, settings.train
+    train_data = attempt(lambda: assembler.dataset(data, data.train_split, "train_split"))
+    eval_data = None if data.eval_split is None else attempt(lambda: assembler.dataset(data, data.eval_split))
+    loss = attempt(lambda: assembler.build(train.loss, ("loss",)))
+    raise_all(problems)
     model = model.to(device)
     optimizer = assembler.build(train.optimizer, ("optimizer",), {"params": model.parameters()})
     schedule = None
@@ -242,7 +252,24 @@ def trace(parts: Parts, settings: Settings) -> tuple[list[Row], int]:
         raise loss_node.error(
             f"cannot compare the model's output {tuple(out.shape)} with the targets {tuple(y.shape)}: {exc}",
         ) from None
+    if not y.is_floating_point() and out.dim() == y.dim() + 1 and out.shape[:-1] == y.shape:
+        _check_classes(out.shape[-1], [parts.train_data, parts.eval_data], model_node)
     return rows, sum(p.numel() for p in model.parameters())
+
+
+def _check_classes(outputs: int, datasets: list, model: Node) -> None:
+    """A classifier needs an output for every class its data has; one batch may show only a few
+    (the bundled MNIST is sorted by class), so look at the datasets' labels and declared classes."""
+    for data in datasets:
+        if data is None:
+            continue
+        declared = len(getattr(data, "info", {}).get("classes", ()))
+        top = int(data.tensors()[1].max()) if hasattr(data, "tensors") else -1
+        needed = max(declared, top + 1)
+        if needed > outputs:
+            name = getattr(data, "info", {}).get("name", "the dataset")
+            raise model.error(f"the model has {outputs} outputs per prediction but {name} has {needed} classes "
+                              f"(labels 0..{needed - 1}): give its last layer {needed} outputs")
 
 
 def _located(model: Node, assembler: Assembler, stack: list, names: dict, message: str) -> RecipeError:

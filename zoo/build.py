@@ -13,15 +13,16 @@ from pathlib import Path
 import torch
 import yaml
 
-from zoo import checkpoint, distributed, schema, weights
+from zoo import checkpoint, distributed, runs, schema, weights
 from zoo.assembly import Parts, Row, assemble, trace
 from zoo.catalog import recipe_path
 from zoo.distributed import Context
 from zoo.errors import ZooError
+from zoo.recipe import RecipeError, raise_all
 from zoo.files import atomic_write_bytes
 from zoo.registry import Registry, default_registry
 from zoo.runs import Run, final_metrics
-from zoo.sweep import run_sweep
+from zoo.sweep import run_sweep, variants
 from zoo.schema import Settings
 from zoo.text import table
 from zoo.training import Plan, Position, fit
@@ -51,6 +52,19 @@ def check(settings: Settings, registry: Registry | None = None, context: Context
     return Checked(settings, parts, rows, total, context)
 
 
+def check_all(settings: Settings, registry: Registry | None = None, context: Context = Context()) -> Checked:
+    """:func:`check` the recipe and each variant of its sweep: everything ``zoo build`` would refuse
+    before training is refused here."""
+    checked = check(settings, registry, context)
+    for label, _, _, variant in variants(settings) if settings.sweep else ():
+        try:
+            check(variant, registry, context)
+        except RecipeError as exc:
+            raise_all([RecipeError(f"sweep variant {label}: {e.reason}", e.mark, e.path)
+                       for e in getattr(exc, "errors", [exc])])
+    return checked
+
+
 def summary(checked: Checked) -> str:
     """Each leaf layer with its output shape and parameter count, then the totals."""
     parts, data, context = checked.parts, checked.settings.data, checked.context
@@ -65,27 +79,58 @@ def summary(checked: Checked) -> str:
 
 
 def build(recipe_arg: str, overrides: Sequence[str] = (), out: Path | None = None, resume: bool = False,
-          disable: Collection[str] = (), log: Log = print) -> list[Path]:
+          overwrite: bool = False, disable: Collection[str] = (), log: Log = print) -> list[Path]:
     """Train the recipe (each variant, for a sweep) with the plugins in ``disable`` switched off;
-    return the run folders."""
+    return the run folders.
+
+    A new run never writes into a folder that holds another run: without ``out`` it takes the first
+    free one of runs/NAME, runs/NAME-2, ...; an ``out`` that holds a run is refused unless
+    ``overwrite``. ``resume`` continues ``out`` (default: the newest runs/NAME-N)."""
     settings = schema.read(recipe_path(recipe_arg), overrides)
-    out = Path(out) if out else Path("runs") / settings.name
-    if settings.sweep is None:
-        return [train_run(settings, out, resume=resume, disable=disable, log=log).folder]
-    if resume:
+    if resume and settings.sweep is not None:
         raise ZooError("--resume is for single runs; a sweep reruns its variants")
-    return run_sweep(settings, out, partial(train_run, disable=disable, log=log), default_registry().hooks(disable), log)
+    context = distributed.from_environment(settings.train.backend, settings.train.device)
+    try:
+        if settings.sweep is not None:
+            check_all(settings, context=context)  # no variant fails after others have trained
+        folder = _folder(settings.name, out, resume, overwrite, context, log)
+        try:
+            if settings.sweep is None:
+                return [train_run(settings, folder, resume=resume, disable=disable, log=log, context=context).folder]
+            return run_sweep(settings, folder, partial(train_run, disable=disable, log=log, context=context),
+                             default_registry().hooks(disable), log)
+        except BaseException:
+            if context.is_main and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # refused before anything was written: leave no empty folder behind
+            raise
+    finally:
+        distributed.close(context)
 
 
-def train_run(settings: Settings, out: Path, *, resume: bool = False, disable: Collection[str] = (),
+def _folder(name: str, out: Path | None, resume: bool, overwrite: bool, context: Context, log: Log) -> Path:
+    """The run folder, chosen by rank 0 and shared with the other processes under torchrun."""
+    base = Path("runs") / name
+    if resume:
+        return Path(out) if out else runs.newest(base)
+    if out is not None:
+        if runs.holds_run(out) and not overwrite:
+            raise ZooError(f"{out} holds an earlier run: --resume continues it, --overwrite replaces it, "
+                           "or choose another --out")
+        return Path(out)
+    if overwrite:
+        return base
+    folder = runs.claim(base) if context.is_main else None
+    folder = Path(context.gather_object(str(folder) if folder else None)[0])
+    if folder != base:
+        log(f"{base} holds an earlier run: this one writes to {folder}")
+    return folder
+
+
+def train_run(settings: Settings, out: Path, *, context: Context, resume: bool = False, disable: Collection[str] = (),
               log: Log = print, sweep: str | None = None) -> Run:
     """Check, train, evaluate and save one recipe into ``out``. Under torchrun every process trains
     its shard; only rank 0 logs and writes."""
-    context = distributed.from_environment(settings.train.backend, settings.train.device)
-    try:
-        return _train(settings, out, resume, disable, log if context.is_main else _quiet, sweep, context)
-    finally:
-        distributed.close(context)
+    return _train(settings, out, resume, disable, log if context.is_main else _quiet, sweep, context)
 
 
 def _quiet(message: str) -> None:

@@ -79,9 +79,51 @@ def describe_pretrained(name: str, entry, local) -> None:
         print(f"  weights {weights} (sha256 {entry.sha256[:16]}...), {entry.params:,} parameters")
         print(f"  recipe {entry.recipe}; license {entry.license}; tags {', '.join(entry.tags)}")
     if local is not None:
-        print(f"local build: {local.path} (recorded {local.recorded}, from {local.run})")
-    used = "the local build" if local is not None else "the catalog weights"
+        print(f"latest local build: {local.label} {local.path} (recorded {local.recorded}, from {local.run}); "
+              f"all of them: zoo builds {name}")
+    used = f"the local build {local.label}" if local is not None else "the catalog weights"
     print(f"zoo.load('{name}') uses {used}; source='catalog' or 'local' picks one")
+
+
+def cmd_builds(args: argparse.Namespace) -> int:
+    from zoo import store
+
+    known = store.builds(args.name)
+    if not known:
+        raise ZooError(f"no local builds of '{args.name}'{did_you_mean(args.name, store.names())}")
+    latest = store.latest(args.name)
+    rows = []
+    for before, build in zip([None, *known], known):
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(build.metrics.items()))
+        rows.append((f"@{build.version}" + (" latest" if build.version == latest.version else ""), build.recorded,
+                     build.sha256[:12], metrics, recipe_changes(before.recipe, build.recipe) if before else "",
+                     build.run))
+    print_table(("BUILD", "RECORDED", "SHA256", "METRICS", "RECIPE CHANGES", "RUN"), rows)
+    return 0
+
+
+def recipe_changes(before: dict, after: dict) -> str:
+    """What changed from one recorded recipe to the next, as 'key: old -> new' items."""
+    old, new = flatten(before), flatten(after)
+    changed = [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in sorted(old.keys() | new.keys())
+               if old.get(k) != new.get(k)]
+    return "; ".join(changed) if before or not after else ""
+
+
+def flatten(data: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in flatten(value, f"{prefix}.{key}" if prefix else key).items()}
+    return {prefix: data}
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from zoo import store
+
+    gone = store.prune(args.name, args.keep)
+    for build in gone:
+        print(f"deleted {build.label} ({build.sha256[:12]}, recorded {build.recorded})")
+    print(f"{args.name}: {len(store.builds(args.name))} build(s) kept, {len(gone)} deleted")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -128,10 +170,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from zoo import schema
-    from zoo.build import check, summary
+    from zoo.build import check_all, summary
     from zoo.catalog import recipe_path
 
-    checked = check(schema.read(recipe_path(args.recipe), args.set))
+    checked = check_all(schema.read(recipe_path(args.recipe), args.set))
     print(summary(checked))
     print(f"ok: {checked.settings.recipe.source} is a valid recipe")
     return 0
@@ -145,7 +187,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         return relaunch_with_torchrun(args)
 
     try:
-        build(args.recipe, args.set, out=args.out, resume=args.resume, disable=["progress"] if args.no_progress else [])
+        build(args.recipe, args.set, out=args.out, resume=args.resume, overwrite=args.overwrite,
+              disable=["progress"] if args.no_progress else [])
     except Interrupted as exc:
         print(f"zoo: {exc}; checkpoint saved. Continue with: zoo build {args.recipe} --resume"
               + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
@@ -235,6 +278,7 @@ def relaunch_with_torchrun(args: argparse.Namespace) -> int:
                "-m", "zoo", "build", args.recipe, *(f"--set={s}" for s in args.set)]
     command += [f"--out={args.out}"] if args.out else []
     command += ["--resume"] if args.resume else []
+    command += ["--overwrite"] if args.overwrite else []
     command += ["--no-progress"] if args.no_progress else []
     return subprocess.call(command)
 
@@ -278,11 +322,27 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe key, value parsed as YAML (repeatable): --set train.epochs=3")
         p.set_defaults(handler=cmd_check if name == "check" else cmd_build)
-    p.add_argument("--out", type=Path, help="run folder (default: runs/NAME)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--out", type=Path, help="run folder (default: the first free one of runs/NAME, runs/NAME-2, ...)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's last checkpoint (default folder: the newest runs/NAME-N)")
+    p.add_argument("--overwrite", action="store_true", help="write into the run folder even if it holds an earlier run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the same as -p no:progress)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train data-parallel in N processes on this machine (relaunches through torchrun)")
+
+    p = sub.add_parser("builds", help="list the local builds of a model, with metrics and recipe changes",
+                       description="List every build of NAME in the local store, oldest first: its version "
+                                   "(load one with zoo.load('NAME@3')), sha256, metrics and what its recipe "
+                                   "changed from the build before.")
+    p.add_argument("name", help="model name (a recipe's name)")
+    p.set_defaults(handler=cmd_builds)
+
+    p = sub.add_parser("prune", help="delete old local builds of a model",
+                       description="Delete all but the newest --keep builds of NAME from the local store "
+                                   "(the latest is always kept). Run folders are not touched.")
+    p.add_argument("name", help="model name")
+    p.add_argument("--keep", type=int, required=True, metavar="K", help="how many of the newest builds to keep")
+    p.set_defaults(handler=cmd_prune)
 
     p = sub.add_parser("verify", help="re-score a catalog model against its declared figure",
                        description="Re-score a catalog model on its declared dataset and split; exit 1 on a "
@@ -354,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.handler(args)
     except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
+        for error in getattr(exc, "errors", [exc]):  # a recipe's independent errors, one line each
+            print(f"zoo: error: {error}", file=sys.stderr)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)

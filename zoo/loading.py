@@ -29,18 +29,20 @@ class Located:
 
 
 def load(name_or_path: str | Path, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
-         source: str | None = None) -> nn.Module:
+         source: str | None = None, version: str | int | None = None) -> nn.Module:
     """A model in eval mode with its weights; ``model.zoo_meta`` holds the file's metadata.
 
     A name resolves to the latest local build (``zoo build``) first, then to the catalog;
-    ``source="local"`` or ``"catalog"`` forces one. A path loads that file alone. ``device`` and
-    ``dtype`` (a floating-point dtype, applied to floating-point weights) say where the weights go.
+    ``source="local"`` or ``"catalog"`` forces one. ``version`` (or ``NAME@VERSION``) picks one
+    local build: its number, or 4+ hex digits of its sha256. A path loads that file alone.
+    ``device`` and ``dtype`` (a floating-point dtype, applied to floating-point weights) say where
+    the weights go.
     """
-    located = locate(name_or_path, source)
+    located = locate(name_or_path, source, version)
     return load_file_verified(located, device, dtype)
 
 
-def locate(name_or_path: str | Path, source: str | None = None) -> Located:
+def locate(name_or_path: str | Path, source: str | None = None, version: str | int | None = None) -> Located:
     """Resolve a name or path to a weights file, without reading it."""
     if source not in (None, *SOURCES):
         raise ZooError(f"source must be one of {', '.join(SOURCES)} (or None for local, then catalog), got {source!r}")
@@ -50,6 +52,15 @@ def locate(name_or_path: str | Path, source: str | None = None) -> Located:
         if not path.is_file():
             raise ZooError(f"no weights file at {path}")
         return Located(path, "path")
+    text, tagged = store.split(text)
+    if tagged is not None and version is not None:
+        raise ZooError(f"'{name_or_path}' names a version and version={version!r} another: give one")
+    version = version if tagged is None else tagged
+    if version is not None:
+        if source == "catalog":
+            raise ZooError(f"catalog models have no versions: load '{text}' without one, or use source='local'")
+        build = store.get(text, version)
+        return Located(build.path, "local", build.sha256)
     if not NAME.match(text):
         raise ZooError(f"'{text}' is not a valid model name (kebab-case like mnist-mlp; names are never paths)")
     if source in (None, "local"):

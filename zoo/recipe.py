@@ -63,6 +63,24 @@ class RecipeError(ZooError):
         self.mark, self.path, self.reason = mark, path, message
 
 
+class RecipeErrors(RecipeError):
+    """Several independent recipe problems, reported together as a compiler does; ``errors`` holds
+    each (the first one's mark and path are this error's)."""
+
+    def __init__(self, errors: Sequence[RecipeError]):
+        ZooError.__init__(self, "\n".join(str(e) for e in errors))
+        self.errors = list(errors)
+        self.mark, self.path, self.reason = errors[0].mark, errors[0].path, errors[0].reason
+
+
+def raise_all(errors: Sequence[RecipeError]) -> None:
+    """Raise the one error, or all of them together in file order; nothing when there are none."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise RecipeErrors(sorted(errors, key=lambda e: (e.mark.file, e.mark.line, e.mark.column) if e.mark else ("", 0, 0)))
+
+
 def format_path(path: Sequence) -> str:
     text = ""
     for part in path:
@@ -100,11 +118,12 @@ class Recipe:
     def get(self, path: KeyPath, default: object = None) -> object:
         return value_at(self.data, path, default)
 
-    def with_overrides(self, overrides: Iterable[tuple[str, object]]) -> Recipe:
-        """A copy with ``(key path, value)`` pairs set, as sweeps do; paths must exist."""
+    def with_overrides(self, overrides: Iterable[tuple[str, object]], source: KeyPath = ("sweep",)) -> Recipe:
+        """A copy with ``(key path, value)`` pairs set, as sweeps do; each set value is marked where
+        ``source + (key path,)`` was written. Paths must exist."""
         data, marks = copy.deepcopy(self.data), dict(self.marks)
         for text, value in overrides:
-            _set(data, marks, parse_path(text), value, Mark(f"sweep {text}"))
+            _set(data, marks, parse_path(text), value, self.mark((*source, text)))
         return Recipe(data, marks, self.source, self.files)
 
 

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,6 +84,43 @@ class Run:
 
     def implemented(self, event: str) -> bool:
         return self.hooks.implemented(event)
+
+
+RUN_FILES = (WEIGHTS, CHECKPOINT, METRICS, SWEEP)  # a folder with one of these holds a run
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` (or a sweep variant inside it) holds a run's results or checkpoint."""
+    folder = Path(folder)
+    return any((folder / name).exists() for name in RUN_FILES) or (
+        folder.is_dir() and any(holds_run(sub) for sub in folder.iterdir() if sub.is_dir() and sub.name[0] != "."))
+
+
+def numbered(base: Path) -> Iterator[Path]:
+    """``base``, then ``base-2``, ``base-3``, ...: the folders the runs of one recipe name take."""
+    yield base
+    for number in itertools.count(2):
+        yield base.with_name(f"{base.name}-{number}")
+
+
+def claim(base: Path) -> Path:
+    """A new folder for a run: the first of :func:`numbered` that does not exist, created here (one
+    mkdir), so two builds started together never share one."""
+    return next(folder for folder in numbered(Path(base)) if _created(folder))
+
+
+def _created(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True)
+        return True
+    except FileExistsError:
+        return False
+
+
+def newest(base: Path) -> Path:
+    """The last of :func:`numbered` that exists (``base`` when none does): the run ``--resume`` continues."""
+    existing = list(itertools.takewhile(Path.exists, numbered(Path(base))))
+    return existing[-1] if existing else Path(base)
 
 
 def final_metrics(history: list[dict]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from zoo.recipe import COMPONENT, KeyPath, Recipe, RecipeError, format_path, load
+from zoo.recipe import COMPONENT, KeyPath, Recipe, RecipeError, format_path, load, raise_all
 from zoo.errors import ZooError
 from zoo.registry import NAME
 from zoo.text import did_you_mean
@@ -218,47 +218,52 @@ def read(path: str | Path, overrides: Sequence[str] = ()) -> Settings:
 
 
 def validate(recipe: Recipe) -> Settings:
-    """Check every key of ``recipe`` against the schema; raise RecipeError at the first bad one."""
-    return Settings(**_section(recipe, Settings, ()), recipe=recipe)
+    """Check every key of ``recipe`` against the schema; raise every bad one (RecipeError or RecipeErrors)."""
+    problems: list[RecipeError] = []
+    values = _section(recipe, Settings, (), problems)
+    raise_all(problems)
+    return Settings(**values, recipe=recipe)
 
 
-def _section(recipe: Recipe, cls: type, prefix: KeyPath) -> dict:
+def _section(recipe: Recipe, cls: type, prefix: KeyPath, problems: list[RecipeError]) -> dict:
+    """The section's typed values; each problem found is added to ``problems`` and the key skipped."""
     given = recipe.get(prefix) if prefix else recipe.data
     fields = _keys(cls)
     for name in given:
         if name not in fields:
             where = format_path(prefix) or "A recipe"
-            raise recipe.error((*prefix, name), f"unknown key '{name}'.{did_you_mean(name, fields)} "
-                                                 f"{where} takes: {', '.join(fields)}")
+            problems.append(recipe.error((*prefix, name), f"unknown key '{name}'.{did_you_mean(name, fields)} "
+                                                          f"{where} takes: {', '.join(fields)}"))
     result: dict[str, object] = {}
     for name, f in fields.items():
         path = (*prefix, name)
-        if "section" in f.metadata:
-            if name not in given:
-                raise recipe.error(prefix, f"missing required key '{name}'")
-            if not isinstance(given[name], dict):
-                raise recipe.error(path, f"expects a mapping, got {given[name]!r}")
-            result[name] = SECTIONS[name](**_section(recipe, SECTIONS[name], path))
-            continue
         if name not in given:
-            if f.default is MISSING:
-                raise recipe.error(prefix, f"missing required key '{name}'")
-            result[name] = f.default
+            if "section" in f.metadata or f.default is MISSING:
+                problems.append(recipe.error(prefix, f"missing required key '{name}'"))
+            else:
+                result[name] = f.default
             continue
         value = given[name]
+        if "section" in f.metadata:
+            if not isinstance(value, dict):
+                problems.append(recipe.error(path, f"expects a mapping, got {value!r}"))
+                continue
+            before = len(problems)
+            section = _section(recipe, SECTIONS[name], path, problems)
+            if len(problems) == before:
+                result[name] = SECTIONS[name](**section)
+            continue
         problem = f.metadata["check"].problem(value)
         if problem:
-            raise recipe.error(path, problem)
-        if f.metadata["node"] and value is not None:
-            value = node(value, path, recipe)
-        elif f.metadata["convert"] is not None:
-            value = f.metadata["convert"](value)
-        result[name] = value
+            problems.append(recipe.error(path, problem))
+        elif f.metadata["node"] and value is not None:
+            result[name] = node(value, path, recipe)
+        else:
+            result[name] = value if f.metadata["convert"] is None else f.metadata["convert"](value)
     for name, value in result.items():
-        if isinstance(value, SameAs):
-            result[name] = result[value.key]
-        elif value is None and isinstance(fields[name].default, SameAs):
-            result[name] = result[fields[name].default.key]
+        default = fields[name].default
+        if isinstance(value, SameAs) or value is None and isinstance(default, SameAs):
+            result[name] = result.get((value if isinstance(value, SameAs) else default).key)
     return result
 
 

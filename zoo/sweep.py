@@ -10,7 +10,7 @@ from pathlib import Path
 
 from zoo import runs, schema
 from zoo.files import atomic_write_bytes
-from zoo.recipe import RecipeError
+from zoo.recipe import RecipeError, raise_all
 from zoo.registry import Hooks
 from zoo.runs import Run, final_metrics
 from zoo.schema import Settings
@@ -26,10 +26,11 @@ def variants(settings: Settings) -> list[tuple[str, str, dict, Settings]]:
         slug = "-".join(f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in zip(keys, combo)).replace("_", "-")
         try:
             recipe = settings.recipe.with_overrides(zip(keys, combo))
-        except RecipeError as exc:
-            raise settings.error(settings.path("sweep"), f"sweep {label}: {exc.reason}") from None
-        del recipe.data["sweep"]
-        found.append((label, slug, dict(zip(keys, combo)), schema.validate(recipe)))
+            del recipe.data["sweep"]
+            found.append((label, slug, dict(zip(keys, combo)), schema.validate(recipe)))
+        except RecipeError as exc:  # located where the sweep sets the key
+            raise_all([RecipeError(f"sweep variant {label}: {e.reason}", e.mark, e.path)
+                       for e in getattr(exc, "errors", [exc])])
     return found
 
 
