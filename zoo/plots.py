@@ -35,20 +35,25 @@ def _figure(path: Path, columns: int, width: float, height: float = 4.5) -> Iter
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, columns, figsize=(width, height), squeeze=False)
+    fig, axes = plt.subplots(1, columns, figsize=(width, height), squeeze=False, layout="constrained")
     try:
         yield list(axes[0])
-        fig.tight_layout()
         with atomic_path(Path(path)) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(fig)
 
 
-def _finish(ax, xlabel: str, ylabel: str, title: str) -> None:
+def _finish(ax, xlabel: str, ylabel: str, title: str, whole_x: bool = False) -> None:
+    """Labels, a light grid, and a legend (when there are curves to tell apart) outside the data."""
+    from matplotlib.ticker import MaxNLocator
+
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    if whole_x:  # epochs: 1, 2, 3, never 1.25
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(ax.get_lines()) > 1:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="small")
 
 
 def curves(path: Path, runs: Mapping[str, Sequence[dict]], title: str = "") -> bool:
@@ -68,9 +73,10 @@ def curves(path: Path, runs: Mapping[str, Sequence[dict]], title: str = "") -> b
                 axes[0].plot(epochs, [r[eval_loss] for r in history], marker=".", label=eval_loss.replace("_", " "))
             if accuracy:
                 axes[1].plot(epochs, [r.get(accuracy) for r in history], marker=".", label=label)
-        _finish(axes[0], "epoch", "mean loss", title or "loss")
+        _finish(axes[0], "epoch", "mean loss per sample" if single else "train loss (mean per sample)",
+                title or "loss", whole_x=True)
         if accuracy:
-            _finish(axes[1], "epoch", "accuracy", accuracy.replace("_", " "))
+            _finish(axes[1], "epoch", "accuracy", accuracy.replace("_", " "), whole_x=True)
     return True
 
 

@@ -172,7 +172,7 @@ def plot(folder: Path, out: Path | None = None) -> Path | None:
     name, histories = read(folder)
     sweep = (folder / SWEEP).is_file()
     out = Path(out) if out else folder / ("sweep.png" if sweep else "loss.png")
-    return out if plots.curves(out, histories, f"{name}: loss against epoch" if sweep else name) else None
+    return out if plots.curves(out, histories, f"{name}: train loss against epoch" if sweep else name) else None
 
 
 def _recipe_name(run: Path) -> str:
