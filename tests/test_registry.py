@@ -109,7 +109,6 @@ def test_object_factories_are_described_live():
         ("fx_import_error", "RuntimeError: this plugin cannot be imported"),
         ("fx_hook_raises", "hook register_layers raised ValueError: hook exploded"),
         ("fx_bad_signature", "register_layers"),
-        ("fx_unknown_hook", "register_widgets"),
         ("fx_bad_name", "'Bad_Name' is not kebab-case"),
     ],
 )
@@ -188,3 +187,27 @@ def test_a_plugin_of_2000_components_lists_every_name_summary_and_parameter(tmp_
     assert layer.summary == "Generated layer number 1234: width times scale."
     assert [str(p) for p in layer.params] == ["width: int = 1235", "scale: float = 0.5", "name: str = 'l1234'"]
     assert [c.name for c in registry.components("layer", "big-199?")] == [f"big-199{i}" for i in range(10)]
+
+
+def test_a_plugin_with_hooks_this_zoo_does_not_know_loads_its_known_ones_with_a_warning():
+    registry = make_registry(fixture_plugin("fx-newer", "fx_unknown_hook"), fixture_plugin("fx-good", "fx_good"))
+    plugins = {p.name: p for p in registry.plugins}
+    assert plugins["fx-newer"].status == "loaded" and plugins["fx-good"].status == "loaded"
+    assert registry.get("fx-known").plugin.name == "fx-newer"
+    assert "unknown hook 'register_widgets'" in plugins["fx-newer"].warning
+    assert "written for a newer zoo" in plugins["fx-newer"].warning
+
+
+def test_a_misspelt_hook_is_named_with_a_did_you_mean(tmp_path):
+    module = tmp_path / "fx_misspelt.py"
+    module.write_text("from zoo import hookimpl\n\n\n@hookimpl\ndef zoo_epoch_ends(run, epoch, metrics):\n    pass\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        registry = make_registry(fixture_plugin("fx-misspelt", "fx_misspelt"))
+        [plugin] = [p for p in registry.plugins if p.name == "fx-misspelt"]
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert plugin.status == "loaded"
+    assert "unknown hook 'zoo_epoch_ends'. Did you mean 'zoo_epoch_end'?" in plugin.warning

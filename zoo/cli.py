@@ -163,8 +163,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     ]
     print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "MODULE", "COMPONENTS"), rows)
     for p in registry.plugins:
-        if p.error:
-            print(f"\n{p.name}: {p.error}")
+        if p.error or p.warning:
+            print(f"\n{p.name}: {p.error or 'warning: ' + p.warning}")
     return 0
 
 

@@ -38,6 +38,7 @@ class Plugin:
     version: str = ""
     status: str = "loaded"  # loaded | broken | disabled
     error: str = ""
+    warning: str = ""  # loaded, but with hooks this zoo does not know (never called)
 
     def __str__(self) -> str:
         shipped = f"{self.dist} {self.version}".strip()
@@ -230,12 +231,18 @@ class Registry:
         self._plugins[ep.name] = plugin
         try:
             manager.register(ep.load(), name=ep.name)
-            manager.check_pending()
             _name_failures(manager, plugin)
         except (Exception, SystemExit) as exc:
             if manager.has_plugin(ep.name):
                 manager.unregister(name=ep.name)
             self._fail(plugin, f"{type(exc).__name__}: {exc}")
+            return
+        unknown = _unknown_hooks(manager, ep.name)
+        if unknown:  # written for a newer zoo, or misspelt: its known hooks still work
+            known = [name for name in vars(hookspecs) if name.startswith(("register_", "zoo_"))]
+            notes = " ".join(f"unknown hook '{name}'.{did_you_mean(name, known)}" for name in unknown)
+            self._plugins[ep.name] = replace(plugin, warning=f"{notes} This zoo never calls it (the plugin is "
+                                                            "written for a newer zoo, or the name is misspelt)")
 
     def _register_components(self, manager: pluggy.PluginManager, plugin: Plugin) -> None:
         staged: dict[tuple[str, str], Component] = {}
@@ -273,6 +280,13 @@ class Hooks:
     def implemented(self, event: str) -> bool:
         """Whether any plugin implements ``event`` (so a caller can skip preparing its arguments)."""
         return bool(getattr(self, event).get_hookimpls())
+
+
+def _unknown_hooks(manager: pluggy.PluginManager, plugin: str) -> list[str]:
+    """The hooks ``plugin`` implements that no hook specification declares."""
+    return sorted(name for name, caller in vars(manager.hook).items()
+                  if isinstance(caller, pluggy.HookCaller) and not caller.has_spec()
+                  and any(impl.plugin_name == plugin for impl in caller.get_hookimpls()))
 
 
 class HookError(ZooError):
