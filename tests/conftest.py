@@ -140,7 +140,31 @@ def assert_png(path: Path, size: tuple[int, int], min_bytes: int = 10_000) -> No
 @pytest.fixture
 def no_matplotlib(tmp_path) -> dict:
     """Environment in which importing matplotlib fails, as when the 'plot' extra is not installed."""
-    blocker = tmp_path / "no-matplotlib" / "matplotlib"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('matplotlib is blocked for this test')\n")
-    return {"PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])}
+    folder = tmp_path / "no-matplotlib"
+    folder.mkdir()
+    # as if not installed: no module for import or importlib.util.find_spec, no distribution metadata
+    # (torchmetrics asks importlib.metadata whether matplotlib is there)
+    (folder / "sitecustomize.py").write_text("""\
+import importlib.metadata
+import sys
+
+
+class NoMatplotlib:
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked for this test)", name=name)
+
+
+def hiding(function):
+    def hidden(name, *args, **kwargs):
+        if str(name).lower() == "matplotlib":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return function(name, *args, **kwargs)
+    return hidden
+
+
+sys.meta_path.insert(0, NoMatplotlib())
+importlib.metadata.version = hiding(importlib.metadata.version)
+importlib.metadata.distribution = hiding(importlib.metadata.distribution)
+""")
+    return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}

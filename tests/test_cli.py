@@ -15,11 +15,10 @@ PKGS = ROOT / "tests" / "plugin_pkgs"
 def test_list_shows_every_builtin_with_kind_and_plugin():
     result = run_zoo("list")
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split()[1:3] for line in result.stdout.splitlines()[1:] if line.strip()}
-    for kind, names in BUILTIN.items():
-        for name in names:
-            assert rows[name][0] == kind
-    assert rows["feed-forward"][1] == "layers" and rows["mnist"][1] == "datasets"
+    rows = {tuple(line.split()[:2]): line.split()[2] for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert {(name, kind) for kind, names in BUILTIN.items() for name in names} == set(rows)
+    assert rows[("feed-forward", "layer")] == "layers" and rows[("mnist", "dataset")] == "datasets"
+    assert rows[("mse", "loss")] == rows[("mse", "metric")] == "training"  # one name, two kinds
 
 
 def test_list_filters_by_pattern_and_kind():

@@ -12,7 +12,7 @@ import pytest
 from conftest import BIN, ROOT, assert_png, make_registry, run_zoo
 
 from zoo.cli import parser
-from zoo.reference import render
+from zoo.reference import render, title
 
 DOCS = ROOT / "docs"
 EXAMPLE_PLUGIN = DOCS / "examples" / "zoo-plugin-example"
@@ -57,8 +57,11 @@ def test_zoo_docs_recipes_replaces_only_the_generated_key_tables(tmp_path):
 def test_component_reference_lists_every_component_with_its_parameters():
     text = (DOCS / "components.md").read_text()
     registry = make_registry()
+    names = [c.name for c in registry.components()]
+    shared = {name for name in names if names.count(name) > 1}
+    assert shared == {"mse"}  # a loss and a metric: their headings say which is which
     for component in registry.components():
-        section = text.split(f"\n### {component.name}\n", 1)[1].split("\n### ", 1)[0]
+        section = text.split(f"\n### {title(component, shared)}\n", 1)[1].split("\n### ", 1)[0]
         assert component.summary.split("*")[0] in section.replace("\\*", "*")
         for param in component.params:
             assert f"| `{param.name}` |" in section, (component.name, param.name)

@@ -13,9 +13,11 @@ BUILTIN = {
     "layer": ["linear", "relu", "flatten", "dropout", "layer-norm", "embedding", "sequential", "feed-forward",
               "positional-encoding", "split-heads", "merge-heads", "multi-head-attention"],
     "model": ["mnist-mlp", "simple-net", "transformer-encoder"],
-    "dataset": ["mnist", "fashion-mnist", "synthetic-regression", "random-tokens"],
-    "optimizer": ["adam", "sgd"],
+    "dataset": ["mnist", "fashion-mnist", "synthetic-regression", "random-tokens", "image-folder"],
+    "optimizer": ["adam", "adamw", "sgd"],
+    "scheduler": ["cosine", "one-cycle"],
     "loss": ["cross-entropy", "mse"],
+    "metric": ["accuracy", "top-k-accuracy", "macro-f1", "micro-f1", "mse", "mae"],
 }
 
 

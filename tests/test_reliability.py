@@ -273,7 +273,7 @@ def test_a_merge_key_can_be_overridden_but_own_keys_cannot_repeat(tmp_path, merg
 
 def test_check_reports_every_independent_error_in_file_order(tmp_path):
     text = (recipe_text().replace("name: small-mlp", "name: Small_MLP").replace("  batch_size: 1000", "  batch_size: -3")
-            .replace("  epochs: 1", "  epochs: 0\n  epoch: 2").replace("metrics: [accuracy]", "metrics: [acc]"))
+            .replace("  epochs: 1", "  epochs: 0\n  epoch: 2").replace("metrics: [accuracy]", "metrics: 7"))
     path = write_recipe(tmp_path, text)
     result = run_zoo("check", str(path))
     errors = [line for line in result.stderr.splitlines() if line.startswith("zoo: error: ")]
@@ -281,7 +281,7 @@ def test_check_reports_every_independent_error_in_file_order(tmp_path):
     expected = [("Small_MLP", "name: expects a kebab-case name"), ("batch_size: -3", "data.batch_size: expects a positive"),
                 ("epochs: 0", "train.epochs: expects a positive integer"),
                 ("epoch: 2", "train.epoch: unknown key 'epoch'. Did you mean 'epochs'?"),
-                ("metrics:", "metrics: expects a list of accuracy")]
+                ("metrics:", "metrics: expects a list of metric components, got 7")]
     assert len(errors) == len(expected)
     for error, (needle, message) in zip(errors, expected):
         line, _ = line_col(text, needle)

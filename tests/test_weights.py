@@ -25,7 +25,7 @@ SHIPPED = catalog.PACKAGE / "pretrained" / "mnist-mlp.safetensors"
 
 def accuracy(model) -> float:
     test = zoo.create("mnist", split="test")
-    return evaluate(model, test, torch.nn.CrossEntropyLoss(), 1000, ("accuracy",))["accuracy"]
+    return evaluate(model, test, torch.nn.CrossEntropyLoss(), 1000, {"accuracy": zoo.create("accuracy", num_classes=10)})["accuracy"]
 
 
 def test_the_shipped_mnist_mlp_loads_offline_and_scores_its_catalog_figure():

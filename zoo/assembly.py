@@ -132,6 +132,7 @@ class Parts:
     schedule: object | None
     device: torch.device
     assembler: Assembler
+    metrics: dict[str, object] = field(default_factory=dict)  # by record name; built by trace()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -208,7 +209,8 @@ class Row:
 
 
 def trace(parts: Parts, settings: Settings) -> tuple[list[Row], int]:
-    """Run one batch through the model and the loss; the leaf layers with their output shapes.
+    """Run one batch through the model, the loss and the metrics (built here: they are told the
+    model's output width); the leaf layers with their output shapes.
 
     A layer that fails is reported at the recipe node it was built from.
     """
@@ -254,7 +256,36 @@ def trace(parts: Parts, settings: Settings) -> tuple[list[Row], int]:
         ) from None
     if not y.is_floating_point() and out.dim() == y.dim() + 1 and out.shape[:-1] == y.shape:
         _check_classes(out.shape[-1], [parts.train_data, parts.eval_data], model_node)
+    parts.metrics.update(build_metrics(settings.metrics, parts.assembler, parts.device, out, y))
     return rows, sum(p.numel() for p in model.parameters())
+
+
+def build_metrics(nodes: tuple[Node, ...], assembler: Assembler, device: torch.device, out: torch.Tensor,
+                  y: torch.Tensor) -> dict[str, object]:
+    """Metrics by record name (the component's name, snake_case), each tried on a batch's output
+    ``out`` and targets ``y``; errors at the metric's node."""
+    built: dict[str, object] = {}
+    problems = []
+    for node in nodes:
+        component = assembler.lookup(node, ("metric",))
+        name = component.name.replace("-", "_")
+        if name in built:
+            raise node.error(f"metric '{component.name}' is listed twice")
+        wants = {p.name for p in component.params} - set(node.params)
+        supplied = {"num_classes": out.shape[-1]} if "num_classes" in wants else {}
+        metric = assembler.build(node, ("metric",), supplied)
+        try:
+            metric = metric.to(device)
+            metric.update(out, y)
+            metric.compute()
+            metric.reset()
+        except Exception as exc:
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            problems.append(node.error(f"metric '{component.name}' fails on a batch of the model's output "
+                                       f"{tuple(out.shape)} and targets {tuple(y.shape)}: {type(exc).__name__}: {first}"))
+        built[name] = metric
+    raise_all(problems)
+    return built
 
 
 def _check_classes(outputs: int, datasets: list, model: Node) -> None:

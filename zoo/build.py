@@ -155,7 +155,7 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
         atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(settings.recipe.data, sort_keys=False).encode())
     plan = Plan(optimizer=parts.optimizer, loss=parts.loss, epochs=train.epochs, batch_size=settings.data.batch_size,
                 schedule=parts.schedule, shuffle=settings.data.shuffle, grad_clip=train.grad_clip,
-                eval_batch_size=settings.data.eval_batch_size, metrics=settings.metrics, log_every=train.log_every,
+                eval_batch_size=settings.data.eval_batch_size, metrics=parts.metrics, log_every=train.log_every,
                 workers=settings.data.workers, prefetch=settings.data.prefetch)
     run.emit("zoo_run_start")
     forward = distributed.wrap(parts.model, parts.device, context)

@@ -49,6 +49,14 @@ def register_losses(register):
 
 
 @hookspec
+def register_metrics(register):
+    """Register evaluation metrics: factories returning an object with ``update(output, target)``
+    (per batch, on the device, no host sync), ``compute()`` (a number, combined over torchrun
+    processes) and ``reset()``, and ``to(device)``; a torchmetrics metric is one. zoo supplies
+    ``num_classes`` (the model's last output dimension) to a factory that takes it."""
+
+
+@hookspec
 def zoo_run_start(run):
     """The run is assembled (and restored, with ``--resume``: ``run.resumed``); training starts next."""
 
@@ -111,6 +119,7 @@ KINDS = {
     "optimizer": "register_optimizers",
     "scheduler": "register_schedulers",
     "loss": "register_losses",
+    "metric": "register_metrics",
 }
 
 # The lifecycle hooks, in the order a run meets them.

@@ -57,26 +57,30 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, whole_x: bool = False) -> 
 
 
 def curves(path: Path, runs: Mapping[str, Sequence[dict]], title: str = "") -> bool:
-    """Loss against epoch, one curve per run (train and evaluation loss for a single run), plus
-    accuracy when recorded. Returns False, writing nothing, when matplotlib is missing."""
+    """Loss against epoch, one curve per run (train and evaluation loss for a single run), and the
+    evaluation metrics on a second panel when recorded (every one for a single run, the first for a
+    sweep's runs). Returns False, writing nothing, when matplotlib is missing."""
     if not available():
         return False
     first = next(iter(runs.values()))[0]
     eval_loss = next((k for k in first if k.endswith("_loss") and k != "train_loss"), None)
-    accuracy = next((k for k in first if k.endswith("_accuracy")), None)
+    scores = [k for k in first if k not in ("epoch", "seconds") and not k.endswith("_loss")]
     single = len(runs) == 1
-    with _figure(path, 2 if accuracy else 1, 12 if accuracy else 7) as axes:
+    with _figure(path, 2 if scores else 1, 12 if scores else 7) as axes:
         for label, history in runs.items():
             epochs = [r["epoch"] for r in history]
             axes[0].plot(epochs, [r["train_loss"] for r in history], marker=".", label="train loss" if single else label)
             if single and eval_loss:
                 axes[0].plot(epochs, [r[eval_loss] for r in history], marker=".", label=eval_loss.replace("_", " "))
-            if accuracy:
-                axes[1].plot(epochs, [r.get(accuracy) for r in history], marker=".", label=label)
+            for score in scores if single else scores[:1]:
+                axes[1].plot(epochs, [r.get(score) for r in history], marker=".",
+                             label=score.replace("_", " ") if single else label)
         _finish(axes[0], "epoch", "mean loss per sample" if single else "train loss (mean per sample)",
                 title or "loss", whole_x=True)
-        if accuracy:
-            _finish(axes[1], "epoch", "accuracy", accuracy.replace("_", " "), whole_x=True)
+        if scores:
+            shown = scores if single else scores[:1]
+            _finish(axes[1], "epoch", "metric" if len(shown) > 1 else shown[0].replace("_", " "),
+                    ", ".join(s.replace("_", " ") for s in shown), whole_x=True)
     return True
 
 

@@ -15,9 +15,18 @@ every parameter keeps its default; parameters marked *required* must be given.
 """
 
 
+def title(component: Component, shared: set[str]) -> str:
+    """A component's heading: its name, and its kind when the name is shared by several kinds."""
+    return f"{component.name} ({component.kind})" if component.name in shared else component.name
+
+
 def render(registry: Registry) -> str:
     """Markdown for every component of ``registry``, grouped by kind, in name order."""
     found = registry.components()
+    kinds_of: dict[str, set[str]] = {}
+    for c in found:
+        kinds_of.setdefault(c.name, set()).add(c.kind)
+    shared = {name for name, kinds in kinds_of.items() if len(kinds) > 1}
     parts = [HEADER]
     plugins = sorted({c.plugin for c in found}, key=lambda p: p.name)
     parts.append("Plugins: " + ", ".join(f"`{p.name}` ({p.dist} {p.version}, module `{p.module}`)" for p in plugins)
@@ -27,13 +36,14 @@ def render(registry: Registry) -> str:
         if not members:
             continue
         plural = kind + ("es" if kind.endswith("s") else "s")
-        parts.append(f"## {plural.capitalize()}\n\n" + " · ".join(f"[{c.name}](#{c.name})" for c in members) + "\n")
-        parts.extend(_component(c) for c in members)
+        links = (f"[{c.name}](#{title(c, shared).replace(' (', '-').rstrip(')')})" for c in members)
+        parts.append(f"## {plural.capitalize()}\n\n" + " · ".join(links) + "\n")
+        parts.extend(_component(c, title(c, shared)) for c in members)
     return "\n".join(parts)
 
 
-def _component(component: Component) -> str:
-    lines = [f"### {component.name}", "", _prose(component.doc) or "(no description)", ""]
+def _component(component: Component, heading: str) -> str:
+    lines = [f"### {heading}", "", _prose(component.doc) or "(no description)", ""]
     factory = component.factory if isinstance(component.factory, str) else component.factory.__qualname__
     lines += [f"*{component.kind}* from plugin `{component.plugin.name}`; factory `{factory}`", ""]
     if component.params:

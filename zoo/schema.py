@@ -21,7 +21,6 @@ from zoo.registry import NAME
 from zoo.text import did_you_mean
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-METRICS = ("accuracy",)
 
 
 @dataclass(frozen=True)
@@ -185,9 +184,10 @@ class Settings:
     model: Node = key(component, doc="the model: a model or layer component", node=True)
     data: Data = _section_field("the data section")
     train: Train = _section_field("the train section")
-    metrics: tuple[str, ...] = key(
-        Check(lambda v: isinstance(v, list) and all(m in METRICS for m in v), f"a list of {', '.join(METRICS)}"),
-        (), "what evaluation reports besides the loss", convert=tuple)
+    metrics: tuple[Node, ...] = key(
+        Check(lambda v: isinstance(v, list) and all(_is_node(m) for m in v), "a list of metric components"),
+        (), "metric components evaluation reports besides the loss (`zoo list --kind metric`); zoo supplies "
+            "`num_classes`", node=True)
     sweep: dict | None = key(
         Check(lambda v: isinstance(v, dict) and bool(v) and all(isinstance(x, list) and x for x in v.values()),
               "a mapping of key path -> non-empty list of values").or_null(),
@@ -256,6 +256,8 @@ def _section(recipe: Recipe, cls: type, prefix: KeyPath, problems: list[RecipeEr
         problem = f.metadata["check"].problem(value)
         if problem:
             problems.append(recipe.error(path, problem))
+        elif f.metadata["node"] and isinstance(value, list):
+            result[name] = tuple(node(v, (*path, i), recipe) for i, v in enumerate(value))
         elif f.metadata["node"] and value is not None:
             result[name] = node(value, path, recipe)
         else:

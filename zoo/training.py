@@ -6,7 +6,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.distributed import Context
 
-IGNORE = -100  # targets with this value count in no metric
 
 
 @dataclass
@@ -31,7 +30,7 @@ class Plan:
     shuffle: bool = True
     grad_clip: float | None = None
     eval_batch_size: int | None = None
-    metrics: tuple[str, ...] = ()
+    metrics: Mapping[str, Metric] = field(default_factory=dict)  # evaluation metrics by record name
     log_every: int = 50
     workers: int = 0  # DataLoader worker processes for datasets without tensors()
     prefetch: int = 2  # batches each worker prepares ahead
@@ -282,33 +281,42 @@ class _Order(Sampler[int]):
         return len(self.indices)
 
 
+class Metric(Protocol):
+    """A streaming evaluation metric (see zoo.hookspecs.register_metrics); torchmetrics metrics are."""
+
+    def update(self, output: Tensor, target: Tensor) -> None: ...
+
+    def compute(self) -> Tensor | float: ...
+
+    def reset(self) -> None: ...
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int, metrics=(), device="cpu",
-             context: Context = Context(), batches: Batches | None = None) -> dict:
-    """Mean loss over samples, and each requested metric, with the model in eval mode; under torchrun
-    each rank scores its share and the sums are combined. ``batches`` reuses a :class:`Batches` of
-    ``data`` (and its worker processes)."""
+def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int,
+             metrics: Mapping[str, Metric] | None = None, device="cpu", context: Context = Context(),
+             batches: Batches | None = None) -> dict:
+    """Mean loss over samples and each metric's value, with the model in eval mode; under torchrun
+    each rank scores its share, the loss sums are combined and each metric combines its own states.
+    ``batches`` reuses a :class:`Batches` of ``data`` (and its worker processes)."""
     device = torch.device(device)
+    metrics = metrics or {}
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    counted = torch.zeros((), device=device)
     samples = torch.zeros((), device=device)
+    for metric in metrics.values():
+        metric.reset()
     try:
         batches = batches or Batches(data, batch_size, device)
         for x, y in batches(context.shard(torch.arange(len(data)), pad=False)):
             out = model(x)
             total += loss(out, y) * len(y)
             samples += len(y)
-            if "accuracy" in metrics:
-                valid = y != IGNORE
-                correct += ((out.argmax(-1) == y) & valid).sum()
-                counted += valid.sum()
+            for metric in metrics.values():
+                metric.update(out, y)
     finally:
         model.train(was_training)
-    total, correct, counted, samples = context.sum(torch.stack([total, correct, counted, samples])).tolist()
+    total, samples = context.sum(torch.stack([total, samples])).tolist()
     scores = {"loss": total / max(1.0, samples)}
-    if "accuracy" in metrics:
-        scores["accuracy"] = correct / max(1.0, counted)
+    scores.update({name: float(metric.compute()) for name, metric in metrics.items()})
     return scores

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoo import catalog
-from zoo.assembly import Assembler
+import torch
+
+from zoo.assembly import Assembler, build_metrics, first_batch
 from zoo.errors import ZooError
 from zoo.loading import load
 from zoo.registry import default_registry
@@ -34,11 +36,17 @@ def verify(name: str) -> list[Check]:
     settings = recorded(model.zoo_meta["recipe"], entry.folder / entry.recipe)
     assembler = Assembler(default_registry())
     loss = assembler.build(settings.train.loss, ("loss",))
+    device = next(model.parameters()).device
     checks = []
     for metric in entry.metrics:
         data = assembler.dataset(settings.data, metric.split)
-        scores = evaluate(model, data, loss, batch_size=1000, metrics=(metric.metric,))
-        if metric.metric not in scores:
-            raise ZooError(f"zoo cannot measure metric '{metric.metric}' of {name}")
-        checks.append(Check(metric, scores[metric.metric]))
+        node = next((n for n in settings.metrics if n.name == metric.metric), None)
+        if node is None:
+            raise ZooError(f"the catalog declares metric '{metric.metric}' of {name}, which its recipe does not list")
+        x, y = first_batch(data, 8)
+        with torch.no_grad():
+            out = model(x.to(device))
+        built = build_metrics((node,), assembler, device, out, y.to(device))
+        scores = evaluate(model, data, loss, batch_size=1000, metrics=built, device=device)
+        checks.append(Check(metric, scores[metric.metric.replace("-", "_")]))
     return checks

@@ -1,4 +1,4 @@
-"""Built-in optimizers, LR schedules and losses."""
+"""Built-in optimizers, LR schedules, losses and metrics."""
 
 from zoo.api import hookimpl
 
@@ -20,3 +20,13 @@ def register_schedulers(register):
 def register_losses(register):
     register("cross-entropy", "zoo_training.losses:CrossEntropy")
     register("mse", "zoo_training.losses:mse")
+
+
+@hookimpl
+def register_metrics(register):
+    register("accuracy", "zoo_training.metrics:accuracy")
+    register("top-k-accuracy", "zoo_training.metrics:top_k_accuracy")
+    register("macro-f1", "zoo_training.metrics:macro_f1")
+    register("micro-f1", "zoo_training.metrics:micro_f1")
+    register("mse", "zoo_training.metrics:mse")
+    register("mae", "zoo_training.metrics:mae")
