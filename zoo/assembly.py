@@ -11,8 +11,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from zoo.callbacks import Callback
 from zoo.errors import ZooError
-from zoo.recipe import KeyPath, Recipe, RecipeError, raise_all
+from zoo.recipe import KeyPath, Recipe, RecipeError, format_path, raise_all
 from zoo.registry import Component, Registry
 from zoo.schema import Data, Node, Settings
 from zoo.signature import ParamError
@@ -132,6 +133,7 @@ class Parts:
     schedule: object | None
     device: torch.device
     assembler: Assembler
+    callbacks: list[Callback] = field(default_factory=list)
     metrics: dict[str, object] = field(default_factory=dict)  # by record name; built by trace()
 
 
@@ -181,6 +183,7 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
     train_data = attempt(lambda: assembler.dataset(data, data.train_split, "train_split"))
     eval_data = None if data.eval_split is None else attempt(lambda: assembler.dataset(data, data.eval_split))
     loss = attempt(lambda: assembler.build(train.loss, ("loss",)))
+    callbacks = [attempt(lambda node=node: _callback(assembler, node)) for node in train.callbacks]
     raise_all(problems)
     model = model.to(device)
     optimizer = assembler.build(train.optimizer, ("optimizer",), {"params": model.parameters()})
@@ -188,7 +191,17 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
     if train.schedule is not None:
         total = steps_per_epoch(len(train_data)) * train.epochs
         schedule = assembler.build(train.schedule, ("scheduler",), {"optimizer": optimizer, "total_steps": total})
-    return Parts(model, train_data, eval_data, loss, optimizer, schedule, device, assembler)
+    return Parts(model, train_data, eval_data, loss, optimizer, schedule, device, assembler, callbacks)
+
+
+def _callback(assembler: Assembler, node: Node) -> Callback:
+    component = assembler.lookup(node, ("callback",))
+    where = f"{node.recipe.mark(node.path)}: {format_path(node.path)}"
+    callback = Callback(component.name, where, assembler.build(node, ("callback",)))
+    problem = callback.problem()
+    if problem:
+        raise node.error(problem)
+    return callback
 
 
 def first_batch(data: object, size: int) -> tuple[torch.Tensor, torch.Tensor]:

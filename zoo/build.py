@@ -146,7 +146,7 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
     generator = torch.Generator().manual_seed(train.seed)  # the same permutation on every rank
     torch.manual_seed(train.seed + context.rank)  # each rank its own dropout stream
     run = Run(settings, out, parts.model, parts.optimizer, parts.schedule, generator, Position(), context,
-              registry.hooks(disable), log, sweep)
+              registry.hooks(disable), log, sweep, callbacks=parts.callbacks)
     if resume:
         checkpoint.resume(run)
         log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")

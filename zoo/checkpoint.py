@@ -78,11 +78,13 @@ def snapshot(run: Run, rng: list[torch.Tensor]) -> dict:
             "epoch": position.epoch, "step": position.step, "shuffle_state": position.shuffle_state,
             "loss_sum": position.loss_sum, "seen": position.seen, "history": position.history,
         },
+        "callbacks": [callback.state() for callback in run.callbacks],
     }
 
 
 def restore(run: Run, state: dict) -> None:
-    """Put a snapshot back into the run: weights, optimizer, schedule, RNG states and position."""
+    """Put a snapshot back into the run: weights, optimizer, schedule, RNG states, position and the
+    callbacks' states."""
     context = run.context
     if len(state["rng"]) != context.world:
         raise ZooError(f"the checkpoint was written by {len(state['rng'])} process(es), this run has "
@@ -96,6 +98,8 @@ def restore(run: Run, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     run.generator.set_state(state["shuffle"])
     run.position = Position(**state["position"])
+    for callback, kept in zip(run.callbacks, state.get("callbacks", [])):
+        callback.restore(kept)
 
 
 def save_run(run: Run) -> None:

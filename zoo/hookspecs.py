@@ -57,6 +57,14 @@ def register_metrics(register):
 
 
 @hookspec
+def register_callbacks(register):
+    """Register callbacks, which a recipe names in ``train.callbacks``: factories returning an object
+    whose methods named after lifecycle events (``zoo_epoch_end(self, run, epoch, metrics)`` ...) are
+    called before the plugins' hooks, with any subset of that event's arguments by name. Optional
+    ``state_dict()`` / ``load_state_dict(state)`` keep its state in checkpoints across ``--resume``."""
+
+
+@hookspec
 def zoo_run_start(run):
     """The run is assembled (and restored, with ``--resume``: ``run.resumed``); training starts next."""
 
@@ -120,6 +128,7 @@ KINDS = {
     "scheduler": "register_schedulers",
     "loss": "register_losses",
     "metric": "register_metrics",
+    "callback": "register_callbacks",
 }
 
 # The lifecycle hooks, in the order a run meets them.

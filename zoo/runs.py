@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from zoo.files import SUFFIX, atomic_write_bytes
 if TYPE_CHECKING:
     import torch
 
+    from zoo.callbacks import Callback
     from zoo.distributed import Context
     from zoo.registry import Hooks
     from zoo.schema import Settings
@@ -48,6 +49,7 @@ class Run:
     log: Callable[[str], None]  # prints on rank 0, nothing elsewhere
     sweep: str | None = None  # the variant's label, when the run is one variant of a sweep
     resumed: bool = False
+    callbacks: list[Callback] = field(default_factory=list)  # the recipe's train.callbacks, in order
 
     @property
     def name(self) -> str:
@@ -79,11 +81,15 @@ class Run:
         return hashlib.sha256(data.encode()).hexdigest()
 
     def emit(self, event: str, **arguments: object) -> None:
-        """Call lifecycle hook ``event`` of every plugin enabled for this run."""
+        """Call each callback's method for ``event``, then the hook of every plugin enabled for this run
+        (callbacks first, as Lightning calls its callbacks before checkpointing: a checkpoint written
+        at an epoch's end holds the callbacks' state after that epoch)."""
+        for callback in self.callbacks:
+            callback.call(event, {"run": self, **arguments})
         getattr(self.hooks, event)(run=self, **arguments)
 
     def implemented(self, event: str) -> bool:
-        return self.hooks.implemented(event)
+        return self.hooks.implemented(event) or any(event in c.methods for c in self.callbacks)
 
 
 RUN_FILES = (WEIGHTS, CHECKPOINT, METRICS, SWEEP)  # a folder with one of these holds a run

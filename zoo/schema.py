@@ -161,6 +161,10 @@ class Train:
     grad_clip: float | None = key(Check(lambda v: _number(v) and v > 0, "a positive number").or_null(), None,
                                   "max global L2 norm of the gradients")
     log_every: int = key(positive_int, 50, "batches between host syncs (progress bar and loss)")
+    callbacks: tuple[Node, ...] = key(
+        Check(lambda v: isinstance(v, list) and all(_is_node(c) for c in v), "a list of callback components"), (),
+        "callback components that receive the run's lifecycle events, in this order (`zoo list --kind callback`)",
+        node=True)
 
     def path(self, name: str) -> KeyPath:
         return (self.SECTION, name)
