@@ -34,7 +34,7 @@ def events(log):
 
 def test_the_package_provides_a_metric_and_a_callback(extras):
     plugins = run_zoo("plugins", env=extras).stdout
-    assert re.search(r"^extras +loaded +zoo-extras 0.3.0 +zoo_extras +2$", plugins, re.M)
+    assert re.search(r"^extras +loaded +zoo-extras 0.3.0 +zoo_extras +1 metric, 1 callback$", plugins, re.M)
     listing = run_zoo("list", "--kind", "callback", env=extras).stdout
     assert listing.splitlines()[1].split()[:3] == ["event-log", "callback", "extras"]
 

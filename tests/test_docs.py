@@ -146,7 +146,8 @@ def example_plugin(tmp_path_factory):
 
 def test_the_example_plugin_installs_and_its_recipe_builds(example_plugin, tmp_path):
     plugins = run_zoo("plugins", env=example_plugin).stdout
-    assert re.search(r"^example +loaded +zoo-plugin-example 0\.1\.0 +zoo_example +2$", plugins, re.MULTILINE), plugins
+    assert re.search(r"^example +loaded +zoo-plugin-example 0\.1\.0 +zoo_example +1 layer, 1 dataset$", plugins,
+                     re.MULTILINE), plugins
     listed = run_zoo("list", "--kind", "dataset", env=example_plugin).stdout
     assert "two-spirals" in listed and "example" in listed
     result = run_zoo("build", str(EXAMPLE_PLUGIN / "recipe.yaml"), "--no-progress", env=example_plugin, cwd=tmp_path)

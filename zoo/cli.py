@@ -14,7 +14,7 @@ from pathlib import Path
 from zoo import hookspecs
 from zoo.errors import ZooError
 from zoo.registry import ENTRY_POINT_GROUP, NAME, default_registry
-from zoo.text import did_you_mean, table
+from zoo.text import did_you_mean, plural, table
 
 EXIT_USAGE = 2
 
@@ -154,14 +154,16 @@ def describe_component(component) -> None:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     registry = default_registry()
-    counts: dict[str, int] = {}
+    provides: dict[str, dict[str, int]] = {}
     for c in registry.components():
-        counts[c.plugin.name] = counts.get(c.plugin.name, 0) + 1
+        kinds = provides.setdefault(c.plugin.name, {})
+        kinds[c.kind] = kinds.get(c.kind, 0) + 1
     rows = [
-        (p.name, p.status, f"{p.dist} {p.version}".strip(), p.module, str(counts.get(p.name, 0)))
+        (p.name, p.status, f"{p.dist} {p.version}".strip(), p.module,
+         ", ".join(f"{n} {plural(kind, n)}" for kind, n in provides.get(p.name, {}).items()))
         for p in registry.plugins
     ]
-    print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "MODULE", "COMPONENTS"), rows)
+    print_table(("PLUGIN", "STATUS", "DISTRIBUTION", "MODULE", "PROVIDES"), rows)
     for p in registry.plugins:
         if p.error or p.warning:
             print(f"\n{p.name}: {p.error or 'warning: ' + p.warning}")

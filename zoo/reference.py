@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zoo.hookspecs import KINDS
 from zoo.registry import Component, Registry
+from zoo.text import plural
 
 HEADER = """\
 # Component reference

@@ -28,3 +28,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], right: Seque
             padded[-1] = row[-1]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
+
+
+def plural(word: str, count: int = 2) -> str:
+    """``word`` for ``count`` things: 'layer' -> 'layers', 'loss' -> 'losses'."""
+    return word if count == 1 else word + ("es" if word.endswith("s") else "s")
