@@ -168,3 +168,11 @@ importlib.metadata.version = hiding(importlib.metadata.version)
 importlib.metadata.distribution = hiding(importlib.metadata.distribution)
 """)
     return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
+def pip_installed(target: Path, *packages: Path) -> dict:
+    """``packages`` pip-installed into ``target`` (no dependencies, no network); the environment that
+    puts them on PYTHONPATH."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), *map(str, packages)], check=True, capture_output=True)
+    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}

@@ -1,13 +1,10 @@
 """Callbacks and metrics from a pip-installed third-party package, used from a recipe through the CLI."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, SMALL_MLP, run_zoo, write_recipe
+from conftest import ROOT, SMALL_MLP, pip_installed, run_zoo, write_recipe
 from safetensors.torch import load_file
 
 PKG = ROOT / "tests" / "plugin_pkgs" / "zoo-extras"
@@ -16,10 +13,7 @@ PKG = ROOT / "tests" / "plugin_pkgs" / "zoo-extras"
 @pytest.fixture(scope="module")
 def extras(tmp_path_factory):
     """zoo-extras pip-installed into a folder of its own, put on PYTHONPATH."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PKG)], check=True, capture_output=True)
-    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    return pip_installed(tmp_path_factory.mktemp("site"), PKG)
 
 
 def recipe(tmp_path, log, epochs=3):

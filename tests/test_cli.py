@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_zoo
+from conftest import ROOT, pip_installed, run_zoo
 from test_registry import BUILTIN
 
 PKGS = ROOT / "tests" / "plugin_pkgs"
@@ -93,14 +93,7 @@ def test_python_dash_m_zoo_works():
 @pytest.fixture(scope="module")
 def third_party(tmp_path_factory):
     """zoo-hello and zoo-broken pip-installed into a folder of their own, put on PYTHONPATH."""
-    target = tmp_path_factory.mktemp("site")
-    for pkg in ("zoo-hello", "zoo-broken"):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-             "--target", str(target), str(PKGS / pkg)],
-            check=True, capture_output=True,
-        )
-    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    return pip_installed(tmp_path_factory.mktemp("site"), PKGS / "zoo-hello", PKGS / "zoo-broken")
 
 
 def test_a_pip_installed_plugin_is_listed_and_builds(third_party):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import BIN, ROOT, assert_png, make_registry, run_zoo
+from conftest import BIN, ROOT, assert_png, make_registry, pip_installed, run_zoo
 
 from zoo.cli import parser
 from zoo.reference import render, title
@@ -138,10 +138,7 @@ def test_links_in_the_docs_resolve():
 @pytest.fixture(scope="module")
 def example_plugin(tmp_path_factory):
     """docs/examples/zoo-plugin-example pip-installed into a folder of its own, put on PYTHONPATH."""
-    target = tmp_path_factory.mktemp("example-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE_PLUGIN)], check=True, capture_output=True)
-    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    return pip_installed(tmp_path_factory.mktemp("example-site"), EXAMPLE_PLUGIN)
 
 
 def test_the_example_plugin_installs_and_its_recipe_builds(example_plugin, tmp_path):

@@ -36,9 +36,8 @@ def render(registry: Registry) -> str:
         members = [c for c in found if c.kind == kind]
         if not members:
             continue
-        plural = kind + ("es" if kind.endswith("s") else "s")
         links = (f"[{c.name}](#{title(c, shared).replace(' (', '-').rstrip(')')})" for c in members)
-        parts.append(f"## {plural.capitalize()}\n\n" + " · ".join(links) + "\n")
+        parts.append(f"## {plural(kind).capitalize()}\n\n" + " · ".join(links) + "\n")
         parts.extend(_component(c, title(c, shared)) for c in members)
     return "\n".join(parts)
 
