@@ -18,12 +18,12 @@ from zoo.assembly import Parts, Row, assemble, trace
 from zoo.catalog import recipe_path
 from zoo.distributed import Context
 from zoo.errors import ZooError
-from zoo.recipe import RecipeError, raise_all
 from zoo.files import atomic_write_bytes
+from zoo.recipe import RecipeError, raise_all
 from zoo.registry import Registry, default_registry
 from zoo.runs import Run, final_metrics
-from zoo.sweep import run_sweep, variants
 from zoo.schema import Settings
+from zoo.sweep import run_sweep, variants
 from zoo.text import table
 from zoo.training import Plan, Position, fit
 
