@@ -239,7 +239,7 @@ class Registry:
             return
         unknown = _unknown_hooks(manager, ep.name)
         if unknown:  # written for a newer zoo, or misspelt: its known hooks still work
-            known = [name for name in vars(hookspecs) if name.startswith(("register_", "zoo_"))]
+            known = [*hookspecs.KINDS.values(), *hookspecs.EVENTS]
             notes = " ".join(f"unknown hook '{name}'.{did_you_mean(name, known)}" for name in unknown)
             self._plugins[ep.name] = replace(plugin, warning=f"{notes} This zoo never calls it (the plugin is "
                                                             "written for a newer zoo, or the name is misspelt)")

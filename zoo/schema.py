@@ -59,6 +59,11 @@ text = Check(lambda v: isinstance(v, str), "a string")
 component = Check(_is_node, f"a component: a name, or a mapping with '{COMPONENT}: NAME' and its parameters")
 
 
+def components(kind: str) -> Check:
+    """A list of component nodes of ``kind``."""
+    return Check(lambda v: isinstance(v, list) and all(_is_node(c) for c in v), f"a list of {kind} components")
+
+
 @dataclass(frozen=True)
 class SameAs:
     """A default that is the value of another key of the same section."""
@@ -162,7 +167,7 @@ class Train:
                                   "max global L2 norm of the gradients")
     log_every: int = key(positive_int, 50, "batches between host syncs (progress bar and loss)")
     callbacks: tuple[Node, ...] = key(
-        Check(lambda v: isinstance(v, list) and all(_is_node(c) for c in v), "a list of callback components"), (),
+        components("callback"), (),
         "callback components that receive the run's lifecycle events, in this order (`zoo list --kind callback`)",
         node=True)
 
@@ -189,7 +194,7 @@ class Settings:
     data: Data = _section_field("the data section")
     train: Train = _section_field("the train section")
     metrics: tuple[Node, ...] = key(
-        Check(lambda v: isinstance(v, list) and all(_is_node(m) for m in v), "a list of metric components"),
+        components("metric"),
         (), "metric components evaluation reports besides the loss (`zoo list --kind metric`); zoo supplies "
             "`num_classes`", node=True)
     sweep: dict | None = key(

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from zoo.distributed import Context
 
 
-
 @dataclass
 class Plan:
     """How to train: everything besides the model and the data."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zoo import catalog
 import torch
 
+from zoo import catalog
 from zoo.assembly import Assembler, build_metrics, first_batch
 from zoo.errors import ZooError
 from zoo.loading import load
