@@ -176,3 +176,10 @@ def pip_installed(target: Path, *packages: Path) -> dict:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(target), *map(str, packages)], check=True, capture_output=True)
     return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="session")
+def extras(tmp_path_factory) -> dict:
+    """The test package zoo-extras (a metric, a callback, a transform) pip-installed into a folder of
+    its own; the environment that puts it on PYTHONPATH."""
+    return pip_installed(tmp_path_factory.mktemp("site"), ROOT / "tests" / "plugin_pkgs" / "zoo-extras")

@@ -4,16 +4,8 @@ import json
 import re
 
 import pytest
-from conftest import ROOT, SMALL_MLP, pip_installed, run_zoo, write_recipe
+from conftest import SMALL_MLP, run_zoo, write_recipe
 from safetensors.torch import load_file
-
-PKG = ROOT / "tests" / "plugin_pkgs" / "zoo-extras"
-
-
-@pytest.fixture(scope="module")
-def extras(tmp_path_factory):
-    """zoo-extras pip-installed into a folder of its own, put on PYTHONPATH."""
-    return pip_installed(tmp_path_factory.mktemp("site"), PKG)
 
 
 def recipe(tmp_path, log, epochs=3):
@@ -28,7 +20,7 @@ def events(log):
 
 def test_the_package_provides_a_metric_and_a_callback(extras):
     plugins = run_zoo("plugins", env=extras).stdout
-    assert re.search(r"^extras +loaded +zoo-extras 0.3.0 +zoo_extras +1 metric, 1 callback$", plugins, re.M)
+    assert re.search(r"^extras +loaded +zoo-extras 0.4.0 +zoo_extras +1 metric, 1 callback, 1 transform$", plugins, re.M)
     listing = run_zoo("list", "--kind", "callback", env=extras).stdout
     assert listing.splitlines()[1].split()[:3] == ["event-log", "callback", "extras"]
 

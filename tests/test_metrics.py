@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_MLP, run_zoo, write_recipe
+from conftest import SMALL_MLP, assert_png, run_zoo, write_recipe
 
 import zoo
 from zoo.assembly import Assembler, build_metrics
@@ -51,6 +51,23 @@ def test_classification_metrics_match_an_independent_computation(tmp_path):
     assert zoo.load(out / "weights.safetensors").zoo_meta["metrics"]["test_macro_f1"] == record["test_macro_f1"]
 
 
+def test_a_confusion_matrix_is_saved_as_csv_and_plot_and_matches_the_predictions(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP.replace("metrics: [accuracy]", "metrics: [accuracy, confusion-matrix]"),
+                          epochs=1, batch=250)
+    out = tmp_path / "run"
+    result = run_zoo("build", str(recipe), "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    rows = (out / "test_confusion_matrix.csv").read_text().splitlines()
+    assert rows[0] == "true \\ predicted," + ",".join(str(d) for d in range(10))
+    matrix = torch.tensor([[int(v) for v in row.split(",")[1:]] for row in rows[1:]])
+    logits, y = predictions(zoo.load(out / "weights.safetensors"), zoo.create("mnist", split="test"))
+    expected = torch.bincount(y * 10 + logits.argmax(-1), minlength=100).reshape(10, 10)
+    assert torch.equal(matrix, expected)
+    assert last_record(out)["test_accuracy"] == pytest.approx(matrix.diag().sum().item() / 10_000, abs=1e-4)
+    assert "test_confusion_matrix" not in last_record(out)  # not a number: the CSV and the plot hold it
+    assert_png(out / "test_confusion_matrix.png", (650, 800), min_bytes=5_000)
+
+
 def test_per_token_accuracy_leaves_padding_out_and_regression_metrics_are_exact():
     registry = zoo.default_registry()
     assembler = Assembler(registry)
@@ -88,10 +105,11 @@ context = distributed.from_environment()
 model = zoo.load("mnist-mlp")
 data = zoo.create("mnist", split="test")
 recipe = zoo.schema.read(zoo.catalog.recipe_path("mnist-mlp")).recipe
-nodes = tuple(node(n, ("metrics", i), recipe) for i, n in enumerate(["accuracy", "macro-f1"]))
+nodes = tuple(node(n, ("metrics", i), recipe) for i, n in enumerate(["accuracy", "macro-f1", "confusion-matrix"]))
 x, y = data.batch(torch.arange(8))
 metrics = build_metrics(nodes, Assembler(zoo.default_registry()), torch.device("cpu"), model(x), y)
 scores = evaluate(model, data, torch.nn.CrossEntropyLoss(), 999, metrics, context=context)
+scores["confusion_matrix"] = scores["confusion_matrix"].tolist()
 if context.is_main:
     print(json.dumps(scores))
 distributed.close(context)
@@ -104,6 +122,8 @@ distributed.close(context)
     assert together["accuracy"] == pytest.approx(alone["accuracy"], abs=1e-6)  # summed states, 10,000 samples
     assert together["macro_f1"] == pytest.approx(alone["macro_f1"], abs=1e-6)
     assert together["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+    assert together["confusion_matrix"] == alone["confusion_matrix"]  # counts summed over the two processes
+    assert sum(map(sum, together["confusion_matrix"])) == 10_000
 
 
 @pytest.mark.parametrize("metrics, message", [

@@ -13,11 +13,13 @@ BUILTIN = {
     "layer": ["linear", "relu", "flatten", "dropout", "layer-norm", "embedding", "sequential", "feed-forward",
               "positional-encoding", "split-heads", "merge-heads", "multi-head-attention"],
     "model": ["mnist-mlp", "simple-net", "transformer-encoder"],
-    "dataset": ["mnist", "fashion-mnist", "synthetic-regression", "random-tokens", "image-folder"],
+    "dataset": ["mnist", "fashion-mnist", "synthetic-regression", "random-tokens", "image-folder", "subset",
+                "random-split", "concat", "transformed"],
     "optimizer": ["adam", "adamw", "sgd"],
     "scheduler": ["cosine", "one-cycle"],
     "loss": ["cross-entropy", "mse"],
-    "metric": ["accuracy", "top-k-accuracy", "macro-f1", "micro-f1", "mse", "mae"],
+    "metric": ["accuracy", "top-k-accuracy", "macro-f1", "micro-f1", "confusion-matrix", "mse", "mae"],
+    "transform": ["normalize", "random-shift", "horizontal-flip", "random-erasing", "token-dropout"],
 }
 
 

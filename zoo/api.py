@@ -15,6 +15,7 @@ from zoo.files import atomic_write_bytes, digest, download, home
 from zoo.hookspecs import hookimpl
 from zoo.plots import INSTALL_HINT as PLOT_HINT
 from zoo.plots import curves as plot_curves
+from zoo.plots import matrix as plot_matrix
 from zoo.runs import Run, final_metrics, write_history
 from zoo.store import record as record_build
 
@@ -22,10 +23,11 @@ from zoo.store import record as record_build
 _LAZY = {
     "InMemoryDataset": "zoo.data:InMemoryDataset",
     "save_checkpoint": "zoo.checkpoint:save_run",
+    "Transform": "zoo.transforms:Transform",
 }
 
 __all__ = ["PLOT_HINT", "Run", "ZooError", "atomic_write_bytes", "digest", "download", "final_metrics", "home",
-           "hookimpl", "plot_curves", "record_build", "write_history", *_LAZY]
+           "hookimpl", "plot_curves", "plot_matrix", "record_build", "write_history", *_LAZY]
 
 
 def __getattr__(name: str) -> object:

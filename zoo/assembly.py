@@ -18,6 +18,7 @@ from zoo.registry import Component, Registry
 from zoo.schema import Data, Node, Settings
 from zoo.signature import ParamError
 from zoo.text import with_article
+from zoo.transforms import Pipeline, Step, TransformError, batch_generator
 
 MODEL_KINDS = ("model", "layer")
 
@@ -28,18 +29,26 @@ class Assembler:
 
     registry: Registry
     origins: dict[int, Node] = field(default_factory=dict)
+    handed: dict[str, object] = field(default_factory=dict)  # the handed parameters some node took
 
     def build(self, node: Node, kinds: tuple[str, ...], supplied: dict[str, object] | None = None,
-              supplied_from: dict[str, KeyPath] | None = None) -> object:
-        """Build ``node``; ``supplied`` parameters come from zoo, ``supplied_from`` says which keys set them."""
-        supplied, supplied_from = supplied or {}, supplied_from or {}
+              supplied_from: dict[str, KeyPath] | None = None, handed: dict[str, object] | None = None) -> object:
+        """Build ``node``; ``supplied`` parameters come from zoo, ``supplied_from`` says which keys set them.
+        ``handed`` parameters go to the first node down each branch that takes them and does not set
+        them (a dataset wrapper hands the split to the dataset it wraps)."""
+        supplied, supplied_from, handed = supplied or {}, supplied_from or {}, handed or {}
         component = self.lookup(node, kinds)
         for key in node.params:
             if key in supplied:
                 where = f" (set it with {supplied_from[key][-1]})" if key in supplied_from else ""
                 raise node.error(f"'{key}' is supplied by zoo{where}; remove it here", key)
-        takes_modules = {p.name for p in component.params if "Module" in p.type}  # where a bare name is a node
-        values = {**{key: self._value(value, (*node.path, key), node.recipe, key in takes_modules)
+        names = {p.name for p in component.params}
+        taken = {k: v for k, v in handed.items() if k in names and k not in node.params}
+        self.handed.update(taken)
+        supplied = {**supplied, **taken}
+        onward = {k: v for k, v in handed.items() if k not in names}
+        kinds_of = {p.name: _param_kinds(p.type) for p in component.params}
+        values = {**{key: self._value(value, (*node.path, key), node.recipe, kinds_of.get(key), onward)
                      for key, value in node.params.items()}, **supplied}
         try:
             component.check(values)
@@ -60,13 +69,17 @@ class Assembler:
             self.origins.setdefault(id(result), node)
         return result
 
-    def _value(self, value: object, path: KeyPath, recipe: Recipe, modules: bool) -> object:
-        if isinstance(value, str) and modules:
+    def _value(self, value: object, path: KeyPath, recipe: Recipe, kinds: tuple[str, ...] | None,
+               handed: dict[str, object]) -> object:
+        """A parameter's value with its nodes built; a bare name is a node where the parameter's type
+        says which kinds it takes."""
+        if isinstance(value, str) and kinds:
             value = Node(value, {}, path, value, recipe)
         if isinstance(value, Node):
-            return self.build(value, MODEL_KINDS)
+            kinds = kinds or MODEL_KINDS
+            return self.build(value, kinds, handed=handed if kinds == ("dataset",) else None)
         if isinstance(value, list):
-            return [self._value(v, (*path, i), recipe, modules) for i, v in enumerate(value)]
+            return [self._value(v, (*path, i), recipe, kinds, handed) for i, v in enumerate(value)]
         return value
 
     def lookup(self, node: Node, kinds: tuple[str, ...]) -> Component:
@@ -94,15 +107,39 @@ class Assembler:
         return model
 
     def dataset(self, data: Data, split: str, role: str = "eval_split") -> object:
-        """``data.dataset`` built for ``split`` (which the key ``role`` of the data section sets)."""
+        """``data.dataset`` built for ``split`` (which the key ``role`` of the data section sets): the
+        dataset node takes it, or a wrapper hands it to the datasets it wraps."""
         component = self.lookup(data.dataset, ("dataset",))
-        if "split" not in {p.name for p in component.params}:
+        takes = "split" in {p.name for p in component.params}
+        self.handed = {}
+        built = self.build(data.dataset, ("dataset",), {"split": split} if takes else {}, {"split": data.path(role)},
+                           handed=None if takes else {"split": split})
+        if not takes and "split" not in self.handed:
             raise data.dataset.recipe.error(
-                data.path(role), f"dataset '{component.name}' has no 'split' parameter; set data.eval_split: null")
-        built = self.build(data.dataset, ("dataset",), {"split": split}, {"split": data.path(role)})
+                data.path(role), f"no dataset in data.dataset takes a 'split' parameter; set data.eval_split: null")
         if len(built) == 0:
             raise data.dataset.recipe.error(data.path(role), f"split '{split}' is empty")
         return built
+
+    def transforms(self, nodes: tuple[Node, ...]) -> Pipeline | None:
+        """The pipeline of transform ``nodes``; None for none."""
+        steps = []
+        for node in nodes:
+            component = self.lookup(node, ("transform",))
+            transform = self.build(node, ("transform",))
+            if not callable(transform):
+                raise node.error(f"transform '{component.name}' builds a {type(transform).__name__}, which is not "
+                                 "callable as transform(x, y, generator)")
+            steps.append(Step(component.name, f"{node.recipe.mark(node.path)}: {format_path(node.path)}", transform))
+        return Pipeline(tuple(steps)) if steps else None
+
+
+def _param_kinds(type_text: str) -> tuple[str, ...] | None:
+    """The kinds of component a parameter of this type takes, by its hint: None for plain values."""
+    for word, kinds in (("Dataset", ("dataset",)), ("Transform", ("transform",)), ("Module", MODEL_KINDS)):
+        if word in type_text:
+            return kinds
+    return None
 
 
 class NoInit(TorchFunctionMode):
@@ -135,6 +172,8 @@ class Parts:
     assembler: Assembler
     callbacks: list[Callback] = field(default_factory=list)
     metrics: dict[str, object] = field(default_factory=dict)  # by record name; built by trace()
+    transform: Pipeline | None = None
+    eval_transform: Pipeline | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -183,6 +222,8 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
     train_data = attempt(lambda: assembler.dataset(data, data.train_split, "train_split"))
     eval_data = None if data.eval_split is None else attempt(lambda: assembler.dataset(data, data.eval_split))
     loss = attempt(lambda: assembler.build(train.loss, ("loss",)))
+    transform = attempt(lambda: assembler.transforms(data.transform))
+    eval_transform = attempt(lambda: assembler.transforms(data.eval_transform))
     callbacks = [attempt(lambda node=node: _callback(assembler, node)) for node in train.callbacks]
     raise_all(problems)
     model = model.to(device)
@@ -191,7 +232,8 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
     if train.schedule is not None:
         total = steps_per_epoch(len(train_data)) * train.epochs
         schedule = assembler.build(train.schedule, ("scheduler",), {"optimizer": optimizer, "total_steps": total})
-    return Parts(model, train_data, eval_data, loss, optimizer, schedule, device, assembler, callbacks)
+    return Parts(model, train_data, eval_data, loss, optimizer, schedule, device, assembler, callbacks,
+                 transform=transform, eval_transform=eval_transform)
 
 
 def _callback(assembler: Assembler, node: Node) -> Callback:
@@ -231,6 +273,7 @@ def trace(parts: Parts, settings: Settings) -> tuple[list[Row], int]:
     model_node, loss_node = settings.model, settings.train.loss
     x, y = first_batch(parts.train_data, settings.data.batch_size)
     x, y = x.to(parts.device), y.to(parts.device)
+    x, y = _transformed(parts, settings, x, y)
     names = {id(m): n for n, m in model.named_modules()}
     rows: list[Row] = []
     stack: list[tuple[nn.Module, tuple]] = []
@@ -271,6 +314,21 @@ def trace(parts: Parts, settings: Settings) -> tuple[list[Row], int]:
         _check_classes(out.shape[-1], [parts.train_data, parts.eval_data], model_node)
     parts.metrics.update(build_metrics(settings.metrics, parts.assembler, parts.device, out, y))
     return rows, sum(p.numel() for p in model.parameters())
+
+
+def _transformed(parts: Parts, settings: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch through the training transforms (to check them) and the evaluation transforms (what
+    the model is traced on); errors at the transform's node."""
+    data = settings.data
+    checks = ((parts.transform, data.transform, batch_generator(parts.device, settings.train.seed, 1, 1)),
+              (parts.eval_transform, data.eval_transform, None))
+    for pipeline, nodes, generator in checks:
+        if pipeline is not None:
+            try:
+                out = pipeline(x.clone(), y.clone(), generator)
+            except TransformError as exc:
+                raise nodes[pipeline.steps.index(exc.step)].error(exc.reason) from None
+    return (x, y) if parts.eval_transform is None else out
 
 
 def build_metrics(nodes: tuple[Node, ...], assembler: Assembler, device: torch.device, out: torch.Tensor,

@@ -146,7 +146,8 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
     generator = torch.Generator().manual_seed(train.seed)  # the same permutation on every rank
     torch.manual_seed(train.seed + context.rank)  # each rank its own dropout stream
     run = Run(settings, out, parts.model, parts.optimizer, parts.schedule, generator, Position(), context,
-              registry.hooks(disable), log, sweep, callbacks=parts.callbacks)
+              registry.hooks(disable), log, sweep, callbacks=parts.callbacks,
+              classes=getattr(parts.eval_data or parts.train_data, "info", {}).get("classes"))
     if resume:
         checkpoint.resume(run)
         log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")
@@ -156,7 +157,8 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
     plan = Plan(optimizer=parts.optimizer, loss=parts.loss, epochs=train.epochs, batch_size=settings.data.batch_size,
                 schedule=parts.schedule, shuffle=settings.data.shuffle, grad_clip=train.grad_clip,
                 eval_batch_size=settings.data.eval_batch_size, metrics=parts.metrics, log_every=train.log_every,
-                workers=settings.data.workers, prefetch=settings.data.prefetch)
+                workers=settings.data.workers, prefetch=settings.data.prefetch, transform=parts.transform,
+                eval_transform=parts.eval_transform)
     run.emit("zoo_run_start")
     forward = distributed.wrap(parts.model, parts.device, context)
     fit(parts.model, parts.train_data, plan, eval_data=parts.eval_data, eval_name=settings.data.eval_split or "eval",

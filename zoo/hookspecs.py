@@ -65,6 +65,15 @@ def register_callbacks(register):
 
 
 @hookspec
+def register_transforms(register):
+    """Register transforms, which a recipe lists in ``data.transform`` / ``data.eval_transform``:
+    factories returning a callable ``transform(x, y, generator) -> (x, y)`` that changes a batch of
+    inputs ``x`` and targets ``y`` as whole tensors on the device, keeping the batch size and dtypes;
+    random choices draw from ``generator`` (seeded per batch), and with ``generator=None``
+    (evaluation) an augmentation returns the batch unchanged. See zoo.transforms."""
+
+
+@hookspec
 def zoo_run_start(run):
     """The run is assembled (and restored, with ``--resume``: ``run.resumed``); training starts next."""
 
@@ -88,7 +97,9 @@ def zoo_train_progress(run, epoch, step, steps, loss):
 
 @hookspec
 def zoo_evaluation_end(run, epoch, split, metrics):
-    """Evaluation on ``split`` after epoch ``epoch`` ended; ``metrics`` maps 'loss' etc. to floats."""
+    """Evaluation on ``split`` after epoch ``epoch`` ended; ``metrics`` maps 'loss' etc. to floats, and
+    a metric whose value is not one number (a confusion matrix) to a CPU tensor, which the epoch's
+    record leaves out."""
 
 
 @hookspec
@@ -129,6 +140,7 @@ KINDS = {
     "loss": "register_losses",
     "metric": "register_metrics",
     "callback": "register_callbacks",
+    "transform": "register_transforms",
 }
 
 # The lifecycle hooks, in the order a run meets them.

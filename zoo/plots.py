@@ -84,6 +84,28 @@ def curves(path: Path, runs: Mapping[str, Sequence[dict]], title: str = "") -> b
     return True
 
 
+def matrix(path: Path, values, labels: Sequence[str], title: str) -> bool:
+    """A confusion matrix as a heat map, rows true classes and columns predicted ones, each cell
+    written out when there are at most 20 classes. Returns False, writing nothing, without matplotlib."""
+    if not available():
+        return False
+    size = max(5.0, 0.45 * len(labels) + 2)
+    with _figure(path, 1, size + 1.5, size) as (ax,):
+        shown = ax.imshow(values, cmap="Blues", interpolation="nearest")
+        ax.figure.colorbar(shown, ax=ax)
+        ticks = range(len(labels))
+        ax.set_xticks(ticks, labels, rotation=45 if max(map(len, labels)) > 2 else 0, ha="right")
+        ax.set_yticks(ticks, labels)
+        ax.set(xlabel="predicted class", ylabel="true class", title=title)
+        if len(labels) <= 20:
+            top = float(values.max()) or 1.0
+            for (row, col), value in zip(((r, c) for r in ticks for c in ticks), values.flatten().tolist()):
+                text = f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+                ax.text(col, row, text, ha="center", va="center", fontsize="small",
+                        color="white" if value > top / 2 else "black")
+    return True
+
+
 def feature_stats(path: Path, stats: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str) -> None:
     """Per-feature mean (left) and standard deviation (right), one curve per entry of ``stats``."""
     with _figure(path, 2, 12, 5) as (mean_ax, std_ax):

@@ -50,6 +50,7 @@ class Run:
     sweep: str | None = None  # the variant's label, when the run is one variant of a sweep
     resumed: bool = False
     callbacks: list[Callback] = field(default_factory=list)  # the recipe's train.callbacks, in order
+    classes: list[str] | None = None  # the class names of the data, when it declares them
 
     @property
     def name(self) -> str:

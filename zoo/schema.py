@@ -141,6 +141,13 @@ class Data:
     workers: int = key(natural, 0, "DataLoader worker processes for a dataset read sample by sample (one "
                        "without `tensors()`); 0 reads in the training process. Same batches, same order")
     prefetch: int = key(positive_int, 2, "batches each worker prepares ahead (with `workers` > 0)")
+    transform: tuple[Node, ...] = key(
+        components("transform"), (),
+        "transform components applied in order to each training batch on the device (`zoo list --kind transform`)",
+        node=True)
+    eval_transform: tuple[Node, ...] = key(
+        components("transform"), SameAs("transform"),
+        "transforms applied to each evaluation batch; random augmentations in it leave batches unchanged", node=True)
 
     def path(self, name: str) -> KeyPath:
         """The key path of this section's key ``name``."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.distributed import Context
+from zoo.transforms import Pipeline, batch_generator
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Plan:
     log_every: int = 50
     workers: int = 0  # DataLoader worker processes for datasets without tensors()
     prefetch: int = 2  # batches each worker prepares ahead
+    transform: Pipeline | None = None  # applied to each training batch
+    eval_transform: Pipeline | None = None  # applied to each evaluation batch
 
 
 @dataclass
@@ -148,13 +151,13 @@ def fit(
             try:
                 model.train()
                 events.emit("zoo_epoch_start", epoch=epoch)
-                _epoch(forward, model, plan, batches, order, position, stop, context, events)
+                _epoch(forward, model, plan, batches, order, position, stop, context, events, generator.initial_seed())
                 record = {"epoch": epoch, "train_loss": position.loss_sum / max(1, position.seen)}
                 if eval_batches is not None:
                     scores = evaluate(model, eval_data, plan.loss, eval_batches.batch_size, plan.metrics, device,
-                                      context, batches=eval_batches)
+                                      context, batches=eval_batches, transform=plan.eval_transform)
                     events.emit("zoo_evaluation_end", epoch=epoch, split=eval_name, metrics=scores)
-                    record.update({f"{eval_name}_{k}": v for k, v in scores.items()})
+                    record.update({f"{eval_name}_{k}": v for k, v in scores.items() if isinstance(v, float)})
                 record["seconds"] = round(time.perf_counter() - started, 3)
                 position.history.append(record)
                 position.epoch, position.step, position.loss_sum, position.seen = epoch, 0, 0.0, 0
@@ -178,7 +181,7 @@ def _stop_agreed(stop: StopRequest, context: Context, device: torch.device) -> b
 
 
 def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tensor, position: Position,
-           stop: StopRequest, context: Context, events: Events) -> None:
+           stop: StopRequest, context: Context, events: Events, seed: int) -> None:
     steps = batches.steps(len(order))
     epoch = position.epoch + 1
     each_step = events.implemented("zoo_train_step")
@@ -187,6 +190,8 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
     parameters = [p for p in model.parameters() if p.requires_grad]
     try:
         for step, (x, y) in enumerate(batches(order, position.step), start=position.step + 1):
+            if plan.transform is not None:
+                x, y = plan.transform(x, y, batch_generator(batches.device, seed, epoch, step, context.rank))
             loss = plan.loss(forward(x), y)
             plan.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -293,10 +298,12 @@ class Metric(Protocol):
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int,
              metrics: Mapping[str, Metric] | None = None, device="cpu", context: Context = Context(),
-             batches: Batches | None = None) -> dict:
-    """Mean loss over samples and each metric's value, with the model in eval mode; under torchrun
+             batches: Batches | None = None, transform: Pipeline | None = None) -> dict:
+    """Mean loss over samples and each metric's value (a float, or a tensor for a metric such as a
+    confusion matrix), with the model in eval mode; under torchrun
     each rank scores its share, the loss sums are combined and each metric combines its own states.
-    ``batches`` reuses a :class:`Batches` of ``data`` (and its worker processes)."""
+    ``batches`` reuses a :class:`Batches` of ``data`` (and its worker processes); ``transform`` changes
+    each batch first (its augmentations are off)."""
     device = torch.device(device)
     metrics = metrics or {}
     was_training = model.training
@@ -308,6 +315,8 @@ def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int,
     try:
         batches = batches or Batches(data, batch_size, device)
         for x, y in batches(context.shard(torch.arange(len(data)), pad=False)):
+            if transform is not None:
+                x, y = transform(x, y, None)
             out = model(x)
             total += loss(out, y) * len(y)
             samples += len(y)
@@ -317,5 +326,7 @@ def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int,
         model.train(was_training)
     total, samples = context.sum(torch.stack([total, samples])).tolist()
     scores = {"loss": total / max(1.0, samples)}
-    scores.update({name: float(metric.compute()) for name, metric in metrics.items()})
+    for name, metric in metrics.items():
+        value = torch.as_tensor(metric.compute())
+        scores[name] = float(value) if value.numel() == 1 else value.cpu()
     return scores

@@ -37,6 +37,7 @@ def verify(name: str) -> list[Check]:
     assembler = Assembler(default_registry())
     loss = assembler.build(settings.train.loss, ("loss",))
     device = next(model.parameters()).device
+    transform = assembler.transforms(settings.data.eval_transform)
     checks = []
     for metric in entry.metrics:
         data = assembler.dataset(settings.data, metric.split)
@@ -44,9 +45,12 @@ def verify(name: str) -> list[Check]:
         if node is None:
             raise ZooError(f"the catalog declares metric '{metric.metric}' of {name}, which its recipe does not list")
         x, y = first_batch(data, 8)
+        x, y = x.to(device), y.to(device)
+        if transform is not None:
+            x, y = transform(x, y, None)
         with torch.no_grad():
-            out = model(x.to(device))
-        built = build_metrics((node,), assembler, device, out, y.to(device))
-        scores = evaluate(model, data, loss, batch_size=1000, metrics=built, device=device)
+            out = model(x)
+        built = build_metrics((node,), assembler, device, out, y)
+        scores = evaluate(model, data, loss, batch_size=1000, metrics=built, device=device, transform=transform)
         checks.append(Check(metric, scores[metric.metric.replace("-", "_")]))
     return checks

@@ -28,5 +28,6 @@ def register_metrics(register):
     register("top-k-accuracy", "zoo_training.metrics:top_k_accuracy")
     register("macro-f1", "zoo_training.metrics:macro_f1")
     register("micro-f1", "zoo_training.metrics:micro_f1")
+    register("confusion-matrix", "zoo_training.metrics:confusion_matrix")
     register("mse", "zoo_training.metrics:mse")
     register("mae", "zoo_training.metrics:mae")

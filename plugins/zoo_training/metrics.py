@@ -8,6 +8,8 @@ shape, as zoo's losses take them; a sequence model's positions are samples, and 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
@@ -63,6 +65,17 @@ def micro_f1(num_classes: int) -> Flat:
     from torchmetrics.classification import MulticlassF1Score
 
     return Flat(MulticlassF1Score(num_classes, average="micro", ignore_index=IGNORE, validate_args=False), True)
+
+
+def confusion_matrix(num_classes: int, normalize: Literal["none", "true", "pred", "all"] = "none") -> Flat:
+    """Counts of each (true class, predicted class) pair; saved as CSV and a plot in the run folder.
+
+    Rows are true classes, columns predicted ones; ``normalize`` divides by the row (``true``), column
+    (``pred``) or grand total (``all``)."""
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    return Flat(MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE, normalize=normalize,
+                                          validate_args=False), classes=True)
 
 
 def mse() -> Flat:

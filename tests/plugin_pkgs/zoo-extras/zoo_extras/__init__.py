@@ -1,4 +1,4 @@
-"""zoo-extras: an error-rate metric and an event-log callback."""
+"""zoo-extras: an error-rate metric, an event-log callback and a shift-labels transform."""
 
 from zoo.api import hookimpl
 
@@ -11,3 +11,8 @@ def register_metrics(register):
 @hookimpl
 def register_callbacks(register):
     register("event-log", "zoo_extras.parts:EventLog")
+
+
+@hookimpl
+def register_transforms(register):
+    register("shift-labels", "zoo_extras.parts:shift_labels")

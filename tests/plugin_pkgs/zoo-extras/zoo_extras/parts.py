@@ -1,7 +1,8 @@
-"""The metric and the callback."""
+"""The metric, the callback and the transform."""
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import torch
@@ -26,7 +27,8 @@ class ErrorRate(Metric):
 
 class EventLog:
     """Appends each event it hears to ``path`` (one JSON line) with the count of epochs it has seen,
-    which it keeps in checkpoints; with $EVENT_LOG_FAIL=EVENT:EPOCH it raises there."""
+    which it keeps in checkpoints; with $EVENT_LOG_FAIL=EVENT:EPOCH it raises there, and with
+    $EVENT_LOG_INTERRUPT=EPOCH:STEP it presses Ctrl-C after that training step."""
 
     def __init__(self, path: str):
         self.path, self.epochs_seen = Path(path), 0
@@ -40,6 +42,10 @@ class EventLog:
     def zoo_run_start(self, run):
         self._log("zoo_run_start", resumed=run.resumed)
 
+    def zoo_train_step(self, epoch, step):
+        if os.environ.get("EVENT_LOG_INTERRUPT") == f"{epoch}:{step}":
+            os.kill(os.getpid(), signal.SIGINT)
+
     def zoo_epoch_end(self, epoch, metrics):
         self.epochs_seen += 1
         self._log("zoo_epoch_end", epoch=epoch, error_rate=metrics.get("test_error_rate"))
@@ -52,3 +58,17 @@ class EventLog:
 
     def load_state_dict(self, state):
         self.epochs_seen = state["epochs_seen"]
+
+
+def shift_labels(by: int = 1, classes: int = 10, misbehave: str = "no"):
+    """Relabel each training sample as class (label + by) mod classes, so a model trained with it
+    predicts the next class; misbehave: "batch-size" drops a sample, "dtype" returns float targets."""
+
+    def apply(x, y, generator):
+        if misbehave == "batch-size":
+            return x[1:], y[1:]
+        if misbehave == "dtype":
+            return x, y.float()
+        return x, (y + by) % classes
+
+    return apply
