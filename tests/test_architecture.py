@@ -123,11 +123,12 @@ def test_a_plugin_receives_the_lifecycle_events_in_order_during_zoo_build(tmp_pa
         ("zoo_run_start", None),
         ("zoo_epoch_start", 1), ("zoo_evaluation_end", 1), ("zoo_epoch_end", 1),
         ("zoo_epoch_start", 2), ("zoo_evaluation_end", 2), ("zoo_epoch_end", 2),
-        ("zoo_run_end", None),
+        ("zoo_train_end", None), ("zoo_run_end", None),
     ]
     saved = [(i, e["epoch"], e["step"]) for i, e in enumerate(events) if e["event"] == "zoo_checkpoint_saved"]
     assert [(epoch, step) for _, epoch, step in saved] == [(2, 0), (3, 0)]  # after epoch 1, after epoch 2
     assert 3 <= saved[0][0] <= 4 and 7 <= saved[1][0] <= 8
+    assert events[-2] == {"event": "zoo_train_end", "rank": 0, "resumed": False, "epochs": 2, "stop": None}
     start, end = events[0], events[-1]
     assert start["epochs"] == 2 and start["folder"] == str(out) and start["resumed"] is False
     epoch_ends = [e for e in events if e["event"] == "zoo_epoch_end"]
@@ -173,7 +174,7 @@ def test_under_torchrun_every_rank_gets_the_events_and_only_rank_0_a_weights_fil
     for rank, events in enumerate(ranks):
         assert [e["event"] for e in events if e["event"] != "zoo_checkpoint_saved"] == [
             "zoo_run_start", "zoo_epoch_start", "zoo_evaluation_end", "zoo_epoch_end",
-            "zoo_epoch_start", "zoo_evaluation_end", "zoo_epoch_end", "zoo_run_end"]
+            "zoo_epoch_start", "zoo_evaluation_end", "zoo_epoch_end", "zoo_train_end", "zoo_run_end"]
         assert {e["rank"] for e in events} == {rank}
     assert [e["steps"] for e in ranks[0] if e["event"] == "zoo_epoch_end"] == [5, 5]  # 2500 samples each
     # metrics are summed over ranks, so both see the same figures

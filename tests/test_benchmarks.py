@@ -14,6 +14,8 @@ from conftest import ROOT
         ("train_throughput.py", ["--epochs", "1", "--rows", "640"], r"zoo/hand: \d+\.\d\d  notebook/zoo: \d+\.\d\d"),
         ("startup.py", ["--repeat", "1"], r"list/torch: \d+\.\d\d  load_ms: \d+"),
         ("attention.py", ["--iterations", "1", "--repeat", "1"], r"notebook/zoo: \d+\.\d\d"),
+        ("precision.py", ["--epochs", "2", "--repeat", "1"],
+         r"bf16/fp32 seconds per epoch: mnist-mlp \d+\.\d\d, transformer-encoder-reverse \d+\.\d\d"),
         ("scale.py", ["--small", "20", "--large", "200", "--repeat", "1"], r"list_s@200: \d+\.\d\d  200/20: \d+\.\d\d"),
     ],
 )

@@ -105,10 +105,11 @@ def test_info_and_list_pretrained_read_the_catalog_without_torch():
     assert "zoo.load('fashion-mnist-mlp') uses the catalog weights" in result.stdout
 
 
-def test_verify_rescores_the_catalog_model():
-    result = run_zoo("verify", "mnist-mlp")
+@pytest.mark.parametrize("name, data", [("mnist-mlp", "mnist"), ("transformer-encoder-reverse", "random-tokens")])
+def test_verify_rescores_the_catalog_model(name, data):
+    result = run_zoo("verify", name)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"accuracy on mnist test: measured 0\.9\d{3}, catalog 0\.9\d{3}  ok", result.stdout)
+    assert re.search(rf"accuracy on {data} test: measured 0\.9\d{{3}}, catalog 0\.9\d{{3}}  ok", result.stdout)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from zoo.plots import curves as plot_curves
 from zoo.plots import matrix as plot_matrix
 from zoo.runs import Run, final_metrics, write_history
 from zoo.store import record as record_build
+from zoo.text import did_you_mean
 
 # name -> "module:attribute", imported on first use because the module imports torch
 _LAZY = {
@@ -26,7 +27,7 @@ _LAZY = {
     "Transform": "zoo.transforms:Transform",
 }
 
-__all__ = ["PLOT_HINT", "Run", "ZooError", "atomic_write_bytes", "digest", "download", "final_metrics", "home",
+__all__ = ["PLOT_HINT", "Run", "ZooError", "atomic_write_bytes", "did_you_mean", "digest", "download", "final_metrics", "home",
            "hookimpl", "plot_curves", "plot_matrix", "record_build", "write_history", *_LAZY]
 
 

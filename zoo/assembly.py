@@ -13,6 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from zoo.callbacks import Callback
 from zoo.errors import ZooError
+from zoo.precision import Precision, precision
 from zoo.recipe import KeyPath, Recipe, RecipeError, format_path, raise_all
 from zoo.registry import Component, Registry
 from zoo.schema import Data, Node, Settings
@@ -174,6 +175,7 @@ class Parts:
     metrics: dict[str, object] = field(default_factory=dict)  # by record name; built by trace()
     transform: Pipeline | None = None
     eval_transform: Pipeline | None = None
+    precision: Precision | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -215,6 +217,12 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
         device = resolve_device(device)
     except ZooError as exc:
         problems.append(settings.error(settings.train.path("device"), str(exc)))
+    numerics = None
+    if isinstance(device, torch.device):
+        try:
+            numerics = precision(settings.train.precision, device)
+        except ZooError as exc:
+            problems.append(settings.error(settings.train.path("precision"), str(exc)))
     torch.manual_seed(settings.train.seed)
     with NoInit() if weights_follow else contextlib.nullcontext():
         model = attempt(lambda: assembler.model(settings.model))
@@ -224,7 +232,8 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
     loss = attempt(lambda: assembler.build(train.loss, ("loss",)))
     transform = attempt(lambda: assembler.transforms(data.transform))
     eval_transform = attempt(lambda: assembler.transforms(data.eval_transform))
-    callbacks = [attempt(lambda node=node: _callback(assembler, node)) for node in train.callbacks]
+    recorded = record_names(settings, assembler)
+    callbacks = [attempt(lambda node=node: _callback(assembler, node, recorded)) for node in train.callbacks]
     raise_all(problems)
     model = model.to(device)
     optimizer = assembler.build(train.optimizer, ("optimizer",), {"params": model.parameters()})
@@ -233,13 +242,28 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
         total = steps_per_epoch(len(train_data)) * train.epochs
         schedule = assembler.build(train.schedule, ("scheduler",), {"optimizer": optimizer, "total_steps": total})
     return Parts(model, train_data, eval_data, loss, optimizer, schedule, device, assembler, callbacks,
-                 transform=transform, eval_transform=eval_transform)
+                 transform=transform, eval_transform=eval_transform, precision=numerics)
 
 
-def _callback(assembler: Assembler, node: Node) -> Callback:
+def record_names(settings: Settings, assembler: Assembler) -> tuple[str, ...]:
+    """The numbers each epoch's record will hold: ``train_loss``, then the evaluation loss and metrics."""
+    split = settings.data.eval_split
+    if split is None:
+        return ("train_loss",)
+    metrics = []
+    for node in settings.metrics:
+        try:
+            metrics.append(assembler.lookup(node, ("metric",)).name.replace("-", "_"))
+        except RecipeError:
+            continue  # reported where the metrics are built
+    return ("train_loss", f"{split}_loss", *(f"{split}_{name}" for name in metrics))
+
+
+def _callback(assembler: Assembler, node: Node, recorded: tuple[str, ...]) -> Callback:
     component = assembler.lookup(node, ("callback",))
     where = f"{node.recipe.mark(node.path)}: {format_path(node.path)}"
-    callback = Callback(component.name, where, assembler.build(node, ("callback",)))
+    takes = "recorded" in {p.name for p in component.params}
+    callback = Callback(component.name, where, assembler.build(node, ("callback",), {"recorded": recorded} if takes else {}))
     problem = callback.problem()
     if problem:
         raise node.error(problem)
@@ -292,7 +316,7 @@ def trace(parts: Parts, settings: Settings) -> tuple[list[Row], int]:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), parts.precision.autocast() if parts.precision else contextlib.nullcontext():
             out = model(x)
     except ZooError as exc:
         raise _located(model_node, parts.assembler, stack, names, str(exc)) from None

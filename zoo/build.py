@@ -21,7 +21,7 @@ from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes
 from zoo.recipe import RecipeError, raise_all
 from zoo.registry import Registry, default_registry
-from zoo.runs import Run, final_metrics
+from zoo.runs import Run
 from zoo.schema import Settings
 from zoo.sweep import run_sweep, variants
 from zoo.text import table
@@ -46,7 +46,8 @@ def check(settings: Settings, registry: Registry | None = None, context: Context
     """Build everything the recipe names and run one batch through model and loss (``weights_follow``:
     see :func:`zoo.assembly.assemble`)."""
     device = distributed.device_for(context, settings.train.device)
-    parts = assemble(settings, registry or default_registry(), device, lambda n: steps(n, settings, context),
+    parts = assemble(settings, registry or default_registry(), device,
+                     lambda n: math.ceil(steps(n, settings, context) / settings.train.accumulate),
                      weights_follow=weights_follow)
     rows, total = trace(parts, settings)
     return Checked(settings, parts, rows, total, context)
@@ -147,7 +148,8 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
     torch.manual_seed(train.seed + context.rank)  # each rank its own dropout stream
     run = Run(settings, out, parts.model, parts.optimizer, parts.schedule, generator, Position(), context,
               registry.hooks(disable), log, sweep, callbacks=parts.callbacks,
-              classes=getattr(parts.eval_data or parts.train_data, "info", {}).get("classes"))
+              classes=getattr(parts.eval_data or parts.train_data, "info", {}).get("classes"),
+              data_sha256=weights.data_digest(parts.train_data), precision=parts.precision)
     if resume:
         checkpoint.resume(run)
         log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")
@@ -158,21 +160,23 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
                 schedule=parts.schedule, shuffle=settings.data.shuffle, grad_clip=train.grad_clip,
                 eval_batch_size=settings.data.eval_batch_size, metrics=parts.metrics, log_every=train.log_every,
                 workers=settings.data.workers, prefetch=settings.data.prefetch, transform=parts.transform,
-                eval_transform=parts.eval_transform)
+                eval_transform=parts.eval_transform, precision=run.precision, accumulate=train.accumulate)
     run.emit("zoo_run_start")
     forward = distributed.wrap(parts.model, parts.device, context)
     fit(parts.model, parts.train_data, plan, eval_data=parts.eval_data, eval_name=settings.data.eval_split or "eval",
         device=parts.device, generator=generator, position=run.position,
         forward=torch.compile(forward) if train.compile else forward, context=context, events=run)
     forward = None  # release DistributedDataParallel (and its hold on the process group) before teardown
+    if run.position.stop:
+        log(f"stopped after epoch {run.position.epoch} of {train.epochs}: {run.position.stop}")
+    run.emit("zoo_train_end")
+    if run.chosen:
+        log(f"keeping the weights of epoch {run.chosen['epoch']}: {run.chosen['reason']}")
     if context.active:
         digest = distributed.same_weights(parts.model, context)
         log(f"weights identical on all {context.world} processes (sha256 {digest[:16]}...)")
-    metrics = final_metrics(run.history)
-    if context.is_main:
-        weights.save(parts.model, run.weights,
-                     weights.build_metadata(settings, parts.train_data, metrics, default_registry().plugins, context.world))
-    run.emit("zoo_run_end", metrics=metrics, weights=run.weights if context.is_main else None)
+    run.save_weights(run.weights)
+    run.emit("zoo_run_end", metrics=run.metrics, weights=run.weights if context.is_main else None)
     return run
 
 

@@ -77,7 +77,9 @@ def snapshot(run: Run, rng: list[torch.Tensor]) -> dict:
         "position": {
             "epoch": position.epoch, "step": position.step, "shuffle_state": position.shuffle_state,
             "loss_sum": position.loss_sum, "seen": position.seen, "history": position.history,
+            "stop": position.stop,
         },
+        "scaler": run.precision.state_dict() if run.precision is not None else None,
         "callbacks": [callback.state() for callback in run.callbacks],
     }
 
@@ -98,6 +100,8 @@ def restore(run: Run, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     run.generator.set_state(state["shuffle"])
     run.position = Position(**state["position"])
+    if run.precision is not None:
+        run.precision.load_state_dict(state.get("scaler"))
     for callback, kept in zip(run.callbacks, state.get("callbacks", [])):
         callback.restore(kept)
 

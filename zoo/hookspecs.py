@@ -119,9 +119,15 @@ def zoo_interrupted(run, epoch, step):
 
 
 @hookspec
+def zoo_train_end(run):
+    """The last epoch ended (or ``run.stop`` was asked for); the weights are saved next. A callback may
+    put other weights into ``run.model`` here (the best epoch's) and say which with ``run.choose``."""
+
+
+@hookspec
 def zoo_run_end(run, metrics, weights):
-    """Training finished; ``metrics`` are the final epoch's; ``weights`` is the saved weights file on
-    rank 0 (None on other ranks)."""
+    """Training finished; ``metrics`` are those of the saved weights (the final epoch's, or the chosen
+    one's); ``weights`` is the saved weights file on rank 0 (None on other ranks)."""
 
 
 @hookspec
@@ -146,5 +152,5 @@ KINDS = {
 # The lifecycle hooks, in the order a run meets them.
 EVENTS = (
     "zoo_run_start", "zoo_epoch_start", "zoo_train_step", "zoo_train_progress", "zoo_evaluation_end",
-    "zoo_epoch_end", "zoo_checkpoint_saved", "zoo_interrupted", "zoo_run_end", "zoo_sweep_end",
+    "zoo_epoch_end", "zoo_checkpoint_saved", "zoo_interrupted", "zoo_train_end", "zoo_run_end", "zoo_sweep_end",
 )

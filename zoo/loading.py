@@ -140,7 +140,8 @@ def build_model(node: object, origin: Path, *, empty: bool = False) -> nn.Module
 
 
 def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
-    """Raise ZooError naming every missing or unexpected key and every shape or dtype mismatch."""
+    """Raise ZooError naming every missing or unexpected key and every shape or dtype mismatch (a file
+    saved in another floating-point dtype fits: the model takes the file's, or ``dtype=``)."""
     expected = model.state_dict()
     problems = [f"missing key {k} {tuple(v.shape)}" for k, v in expected.items() if k not in tensors]
     problems += [f"unexpected key {k} {tuple(v.shape)}" for k, v in tensors.items() if k not in expected]
@@ -148,7 +149,7 @@ def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], origin: Path
         want, got = expected[key], tensors[key]
         if want.shape != got.shape:
             problems.append(f"{key}: the model has shape {tuple(want.shape)}, the file {tuple(got.shape)}")
-        elif want.dtype != got.dtype:
+        elif want.dtype != got.dtype and not (want.is_floating_point() and got.is_floating_point()):
             problems.append(f"{key}: the model has dtype {want.dtype}, the file {got.dtype}")
     if problems:
         raise ZooError(f"{origin}: weights do not fit the model: " + "; ".join(sorted(problems)))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from zoo.callbacks import Callback
     from zoo.distributed import Context
+    from zoo.precision import Precision
     from zoo.registry import Hooks
     from zoo.schema import Settings
     from zoo.training import Position
@@ -51,6 +52,9 @@ class Run:
     resumed: bool = False
     callbacks: list[Callback] = field(default_factory=list)  # the recipe's train.callbacks, in order
     classes: list[str] | None = None  # the class names of the data, when it declares them
+    data_sha256: str | None = None  # of the training data, recorded in the weights
+    chosen: dict | None = None  # the epoch whose weights the run keeps, when a callback chose one (choose)
+    precision: Precision | None = None  # train.precision on this device (its gradient scaler is checkpointed)
 
     @property
     def name(self) -> str:
@@ -80,6 +84,39 @@ class Run:
         """sha256 of the resolved recipe: a checkpoint resumes only the run that wrote it."""
         data = json.dumps(self.settings.recipe.data, sort_keys=True, default=str)
         return hashlib.sha256(data.encode()).hexdigest()
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The metrics of the weights the run keeps: the chosen epoch's, else the last epoch's."""
+        return final_metrics(self.history[: self.chosen["epoch"] if self.chosen else len(self.history)])
+
+    def stop(self, reason: str) -> None:
+        """End training after this epoch (early stopping); ``reason`` is logged and kept in the weights."""
+        if self.position.stop is None:
+            self.position.stop = reason
+
+    def choose(self, epoch: int, reason: str, **facts: object) -> None:
+        """Say that ``run.model`` now holds the weights it had after ``epoch``, kept for ``reason``;
+        ``facts`` (JSON values: the monitored number and its value) are recorded with it."""
+        self.chosen = {"epoch": epoch, "reason": reason, **facts}
+
+    def save_weights(self, path: Path, epoch: int | None = None) -> None:
+        """Write ``run.model`` as a weights file (on rank 0 only) recording the metrics after ``epoch``
+        (default: the chosen or the last epoch), why training stopped, and which epoch was chosen."""
+        from zoo import weights
+        from zoo.registry import default_registry
+
+        if not self.is_main:
+            return
+        epoch = epoch or (self.chosen["epoch"] if self.chosen else len(self.history))
+        meta = weights.build_metadata(self.settings, self.data_sha256, final_metrics(self.history[:epoch]),
+                                      default_registry().plugins, self.context.world)
+        meta["epoch"] = epoch
+        if self.position.stop:
+            meta["stopped"] = {"after_epoch": len(self.history), "reason": self.position.stop}
+        if self.chosen and self.chosen["epoch"] == epoch:
+            meta["chosen"] = self.chosen
+        weights.save(self.model, path, meta, dtype=self.settings.train.weights_dtype)
 
     def emit(self, event: str, **arguments: object) -> None:
         """Call each callback's method for ``event``, then the hook of every plugin enabled for this run

@@ -21,6 +21,9 @@ from zoo.registry import NAME
 from zoo.text import did_you_mean
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+PRECISIONS = ("32", "bf16", "16-mixed")  # see zoo.precision
+PRECISION_ALIASES = {32: "32", "32-true": "32", "bf16-mixed": "bf16"}  # also accepted: Lightning's spellings
+WEIGHTS_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,14 @@ class Train:
     grad_clip: float | None = key(Check(lambda v: _number(v) and v > 0, "a positive number").or_null(), None,
                                   "max global L2 norm of the gradients")
     log_every: int = key(positive_int, 50, "batches between host syncs (progress bar and loss)")
+    precision: str = key(
+        Check(lambda v: PRECISION_ALIASES.get(v, v) in PRECISIONS, "32, bf16 or 16-mixed"), "32",
+        "32: float32; bf16: bfloat16 autocast (CPU, CUDA); 16-mixed: float16 autocast with a gradient scaler "
+        "(CUDA). Parameters stay float32", convert=lambda v: PRECISION_ALIASES.get(v, v))
+    accumulate: int = key(positive_int, 1, "batches whose gradients add up before each optimizer step (an "
+                          "effective batch of accumulate x batch_size)")
+    weights_dtype: str = key(Check(lambda v: v in WEIGHTS_DTYPES, "float32, bfloat16 or float16"), "float32",
+                             "dtype of the saved weights file")
     callbacks: tuple[Node, ...] = key(
         components("callback"), (),
         "callback components that receive the run's lifecycle events, in this order (`zoo list --kind callback`)",

@@ -12,7 +12,7 @@ from zoo import runs, schema
 from zoo.files import atomic_write_bytes
 from zoo.recipe import RecipeError, raise_all
 from zoo.registry import Hooks
-from zoo.runs import Run, final_metrics
+from zoo.runs import Run
 from zoo.schema import Settings
 from zoo.text import table
 
@@ -43,7 +43,7 @@ def run_sweep(settings: Settings, out: Path, train: Callable[..., Run], hooks: H
         log(f"--- {settings.name}: {label}")
         run = train(variant, out / slug, sweep=label)
         done.append(run)
-        metrics = final_metrics(run.history)
+        metrics = run.metrics
         index.append({"label": label, "run": slug, "values": values})
         rows.append({**values, **metrics})
     runs.write_sweep(out, settings.name, index)

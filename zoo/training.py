@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.distributed import Context
+from zoo.precision import Precision
 from zoo.transforms import Pipeline, batch_generator
 
 
@@ -36,6 +38,8 @@ class Plan:
     prefetch: int = 2  # batches each worker prepares ahead
     transform: Pipeline | None = None  # applied to each training batch
     eval_transform: Pipeline | None = None  # applied to each evaluation batch
+    precision: Precision | None = None  # None: float32
+    accumulate: int = 1  # batches per optimizer step
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Position:
     loss_sum: float = 0.0  # over the current epoch's completed batches, weighted by batch size
     seen: int = 0
     history: list[dict] = field(default_factory=list)
+    stop: str | None = None  # why training ended before its last epoch (early stopping), once decided
 
 
 class StopRequest:
@@ -134,12 +139,13 @@ def fit(
     generator = generator or torch.Generator().manual_seed(0)
     position = position or Position()
     forward = forward or model
+    precision = plan.precision or Precision("32", device)
     loading = {"workers": plan.workers, "prefetch": plan.prefetch, "seed": generator.initial_seed()}
     batches = Batches(train_data, plan.batch_size, device, **loading)
     eval_batches = None if eval_data is None else Batches(eval_data, plan.eval_batch_size or plan.batch_size,
                                                           device, **loading)
     with StopRequest() as stop:
-        while position.epoch < plan.epochs:
+        while position.epoch < plan.epochs and position.stop is None:
             if position.shuffle_state is None:
                 position.shuffle_state = generator.get_state()
             else:
@@ -151,11 +157,13 @@ def fit(
             try:
                 model.train()
                 events.emit("zoo_epoch_start", epoch=epoch)
-                _epoch(forward, model, plan, batches, order, position, stop, context, events, generator.initial_seed())
+                _epoch(forward, model, plan, precision, batches, order, position, stop, context, events,
+                       generator.initial_seed())
                 record = {"epoch": epoch, "train_loss": position.loss_sum / max(1, position.seen)}
                 if eval_batches is not None:
                     scores = evaluate(model, eval_data, plan.loss, eval_batches.batch_size, plan.metrics, device,
-                                      context, batches=eval_batches, transform=plan.eval_transform)
+                                      context, batches=eval_batches, transform=plan.eval_transform,
+                                      precision=precision)
                     events.emit("zoo_evaluation_end", epoch=epoch, split=eval_name, metrics=scores)
                     record.update({f"{eval_name}_{k}": v for k, v in scores.items() if isinstance(v, float)})
                 record["seconds"] = round(time.perf_counter() - started, 3)
@@ -180,33 +188,50 @@ def _stop_agreed(stop: StopRequest, context: Context, device: torch.device) -> b
     return context.sum(torch.tensor([float(stop.requested)], device=device)).item() > 0
 
 
-def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tensor, position: Position,
-           stop: StopRequest, context: Context, events: Events, seed: int) -> None:
+def _epoch(forward, model: nn.Module, plan: Plan, precision: Precision, batches: Batches, order: Tensor,
+           position: Position, stop: StopRequest, context: Context, events: Events, seed: int) -> None:
+    """One epoch from ``position.step``. With ``plan.accumulate`` = K the optimizer steps after every
+    K batches (and the epoch's last), each batch's mean loss weighted by its share of the group's
+    samples: the gradient of one batch K times as large. A run stops (Ctrl-C) and syncs only
+    between optimizer steps, so a checkpoint never holds half-accumulated gradients."""
     steps = batches.steps(len(order))
     epoch = position.epoch + 1
     each_step = events.implemented("zoo_train_step")
     loss_sum = torch.zeros((), device=batches.device)
     seen = 0
     parameters = [p for p in model.parameters() if p.requires_grad]
+    group = plan.accumulate * batches.batch_size  # samples per optimizer step
+    sync_due = False
+    plan.optimizer.zero_grad(set_to_none=True)
     try:
         for step, (x, y) in enumerate(batches(order, position.step), start=position.step + 1):
             if plan.transform is not None:
                 x, y = plan.transform(x, y, batch_generator(batches.device, seed, epoch, step, context.rank))
-            loss = plan.loss(forward(x), y)
-            plan.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if plan.grad_clip is not None:
-                nn.utils.clip_grad_norm_(parameters, plan.grad_clip)
-            plan.optimizer.step()
-            if plan.schedule is not None:
-                plan.schedule.step()
+            boundary = step % plan.accumulate == 0 or step == steps
+            with contextlib.nullcontext() if boundary else _no_sync(forward):
+                with precision.autocast():
+                    loss = plan.loss(forward(x), y)
+                if plan.accumulate == 1:
+                    precision.backward(loss)
+                else:
+                    first = (step - 1) // plan.accumulate * group
+                    precision.backward(loss * (len(y) / (min(len(order), first + group) - first)))
+            if boundary:
+                precision.step(plan.optimizer, parameters, plan.grad_clip)
+                plan.optimizer.zero_grad(set_to_none=True)
+                if plan.schedule is not None:
+                    plan.schedule.step()
             loss_sum.add_(loss.detach(), alpha=len(y))
             seen += len(y)
             position.step = step
             if each_step:
                 events.emit("zoo_train_step", epoch=epoch, step=step, loss=loss.detach())
-            if step % plan.log_every == 0 or step == steps:
+            sync_due = sync_due or step % plan.log_every == 0 or step == steps
+            if not boundary:
+                continue
+            if sync_due:
                 # the one host sync, every log_every steps: losses summed over ranks, and whether to stop
+                sync_due = False
                 totals = context.sum(torch.stack([loss_sum, loss_sum.new_tensor(float(seen)),
                                                   loss_sum.new_tensor(float(stop.requested))])).tolist()
                 position.loss_sum += totals[0]
@@ -223,6 +248,12 @@ def _epoch(forward, model: nn.Module, plan: Plan, batches: Batches, order: Tenso
         if seen:
             position.loss_sum += loss_sum.item()
             position.seen += seen
+
+
+def _no_sync(forward) -> contextlib.AbstractContextManager:
+    """DistributedDataParallel's context that skips the gradient all-reduce (nothing for one process)."""
+    module = getattr(forward, "_orig_mod", forward)  # under torch.compile
+    return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
 
 
 class Batches:
@@ -298,18 +329,20 @@ class Metric(Protocol):
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int,
              metrics: Mapping[str, Metric] | None = None, device="cpu", context: Context = Context(),
-             batches: Batches | None = None, transform: Pipeline | None = None) -> dict:
+             batches: Batches | None = None, transform: Pipeline | None = None,
+             precision: Precision | None = None) -> dict:
     """Mean loss over samples and each metric's value (a float, or a tensor for a metric such as a
     confusion matrix), with the model in eval mode; under torchrun
     each rank scores its share, the loss sums are combined and each metric combines its own states.
     ``batches`` reuses a :class:`Batches` of ``data`` (and its worker processes); ``transform`` changes
-    each batch first (its augmentations are off)."""
+    each batch first (its augmentations are off); ``precision`` autocasts the forward passes."""
     device = torch.device(device)
     metrics = metrics or {}
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
     samples = torch.zeros((), device=device)
+    autocast = precision.autocast() if precision is not None else contextlib.nullcontext()
     for metric in metrics.values():
         metric.reset()
     try:
@@ -317,8 +350,9 @@ def evaluate(model: nn.Module, data: Dataset, loss: Callable, batch_size: int,
         for x, y in batches(context.shard(torch.arange(len(data)), pad=False)):
             if transform is not None:
                 x, y = transform(x, y, None)
-            out = model(x)
-            total += loss(out, y) * len(y)
+            with autocast:
+                out = model(x)
+                total += loss(out, y) * len(y)
             samples += len(y)
             for metric in metrics.values():
                 metric.update(out, y)

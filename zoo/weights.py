@@ -84,22 +84,29 @@ def read_meta(path: Path) -> dict:
         return json.loads((f.metadata() or {}).get(META_KEY, "{}"))
 
 
-def save(model: torch.nn.Module, path: Path, meta: Mapping[str, object]) -> None:
-    """Write the model's state dict with ``meta``, its format, its layout fingerprint and content digest."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+def save(model: torch.nn.Module, path: Path, meta: Mapping[str, object], dtype: str = "float32") -> None:
+    """Write the model's state dict with ``meta``, its format, its layout fingerprint and content digest;
+    floating-point tensors as ``dtype``."""
+    cast = getattr(torch, dtype)
+    state = {k: v.detach().to("cpu", dtype=cast if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
     write(path, state, {**meta, "format": FORMAT, "fingerprint": fingerprint(state), "tensors_sha256": content_digest(state)})
 
 
-def build_metadata(settings: Settings, train_data: object, metrics: Mapping[str, float], plugins: Sequence[Plugin],
-                   processes: int) -> dict:
-    """What a build's weights file records: the model node, the resolved recipe, the final metrics, the
+def data_digest(data: object) -> str | None:
+    """sha256 of an in-memory dataset's tensors (None for a dataset read sample by sample)."""
+    if not hasattr(data, "tensors"):
+        return None
+    digest = hashlib.sha256()
+    for tensor in data.tensors():
+        digest.update(_bytes(tensor))
+    return digest.hexdigest()
+
+
+def build_metadata(settings: Settings, data_sha256: str | None, metrics: Mapping[str, float],
+                   plugins: Sequence[Plugin], processes: int) -> dict:
+    """What a build's weights file records: the model node, the resolved recipe, the metrics, the
     evaluation split, the seed, the training data's sha256 and the versions of zoo, torch and plugins."""
-    data = None
-    if hasattr(train_data, "tensors"):
-        digest = hashlib.sha256()
-        for tensor in train_data.tensors():
-            digest.update(_bytes(tensor))
-        data = digest.hexdigest()
     return {
         "name": settings.name,
         "model": settings.model.raw,
@@ -108,7 +115,7 @@ def build_metadata(settings: Settings, train_data: object, metrics: Mapping[str,
         "evaluation": {"dataset": settings.data.dataset.raw, "split": settings.data.eval_split},
         "seed": settings.train.seed,
         "processes": processes,
-        "data_sha256": data,
+        "data_sha256": data_sha256,
         "versions": {
             "zoo": zoo.__version__,
             "torch": torch.__version__,

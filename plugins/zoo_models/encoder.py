@@ -32,7 +32,8 @@ class TransformerEncoder(nn.Module):
     """Token embedding -> positional encoding -> ``layers`` x (attention -> dropout -> feed-forward).
 
     Input: token ids (batch, length), 0 = padding. Output: (batch, length, dim). Padded positions are
-    masked as keys, so they never change the output at real positions.
+    masked as keys, so they never change the output at real positions. ``dropout`` applies to the
+    attention and after it; ``position_dropout`` after the positional encoding (the notebook's 0.05).
     """
 
     def __init__(
@@ -44,10 +45,11 @@ class TransformerEncoder(nn.Module):
         layers: int = 3,
         scale: int = 4,
         dropout: float = 0.1,
+        position_dropout: float = 0.05,
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
-        self.position = PositionalEncoding(dim, max_len)
+        self.position = PositionalEncoding(dim, max_len, position_dropout)
         self.layers = nn.ModuleList(EncoderLayer(dim, heads, scale, dropout) for _ in range(layers))
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
