@@ -197,11 +197,12 @@ def test_bad_transforms_are_located_errors(tmp_path, extras, transform, message)
 def test_subset_and_random_split_are_seeded_disjoint_and_complete():
     mnist = zoo.create("mnist", split="test")
     inputs, targets = mnist.tensors()
-    few = make("subset", dataset=mnist, count=300, seed=1)
-    again = make("subset", dataset=mnist, count=300, seed=1)
+    few = make("subset", dataset=mnist, split="test", count=300, seed=1)
+    again = make("subset", dataset=mnist, split="test", count=300, seed=1)
     assert len(few) == 300 and torch.equal(few.tensors()[0], again.tensors()[0])
-    assert not torch.equal(few.tensors()[0], make("subset", dataset=mnist, count=300, seed=2).tensors()[0])
-    assert len(make("subset", dataset=mnist, fraction=0.25)) == 2500
+    assert not torch.equal(few.tensors()[0], make("subset", dataset=mnist, split="test", count=300, seed=2).tensors()[0])
+    assert len(make("subset", dataset=mnist, split="test", fraction=0.25)) == 2500
+    assert make("subset", dataset=mnist, split="test", count=300, splits=["train"]) is mnist  # other splits whole
     parts = {"train": 0.7, "val": 0.2, "rest": 0.1}
     split = {name: make("random-split", dataset=mnist, split=name, parts=parts, seed=3) for name in parts}
     assert [len(split[n]) for n in parts] == [7000, 2000, 1000]
@@ -228,7 +229,7 @@ CARVED = SMALL_MLP.replace("""\
   dataset: {component: mnist}""", """\
   dataset:
     component: random-split
-    dataset: {component: subset, dataset: mnist, count: 2000}
+    dataset: {component: subset, dataset: {component: mnist, split: train}, count: 2000}
     parts: {train: 0.8, val: 0.2}
   train_split: train
   eval_split: val""")

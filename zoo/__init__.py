@@ -10,7 +10,8 @@ from zoo.hookspecs import hookimpl
 from zoo.registry import Component, Plugin, Registry, default_registry
 
 __version__ = "0.1.0"
-__all__ = ["Component", "Plugin", "Registry", "ZooError", "components", "create", "default_registry", "hookimpl", "load"]
+__all__ = ["Component", "Plugin", "Registry", "ZooError", "components", "create", "default_registry", "hookimpl", "load",
+           "predict"]
 
 
 def components(kind: str | None = None, pattern: str | None = None) -> list[Component]:
@@ -30,3 +31,12 @@ def load(name_or_path, *, device=None, dtype=None, source: str | None = None, ve
     from zoo.loading import load as load_weights
 
     return load_weights(name_or_path, device=device, dtype=dtype, source=source, version=version)
+
+
+def predict(model, inputs, *, top_k: int = 5) -> list[dict]:
+    """Predictions of ``model`` (a module from :func:`load`, or what ``load`` takes) on raw ``inputs``:
+    image files, arrays, token id lists, one or a list. One dict per input: ``top`` (labels with
+    probabilities) for a classifier, ``tokens`` for a sequence model. See :mod:`zoo.prediction`."""
+    from zoo.prediction import predict as run
+
+    return run(model if hasattr(model, "zoo_meta") else load(model), inputs, top_k)

@@ -13,6 +13,7 @@ from torch.overrides import TorchFunctionMode
 
 from zoo.callbacks import Callback
 from zoo.errors import ZooError
+from zoo.finetune import InitReport, parameter_groups, start
 from zoo.precision import Precision, precision
 from zoo.recipe import KeyPath, Recipe, RecipeError, format_path, raise_all
 from zoo.registry import Component, Registry
@@ -35,8 +36,8 @@ class Assembler:
     def build(self, node: Node, kinds: tuple[str, ...], supplied: dict[str, object] | None = None,
               supplied_from: dict[str, KeyPath] | None = None, handed: dict[str, object] | None = None) -> object:
         """Build ``node``; ``supplied`` parameters come from zoo, ``supplied_from`` says which keys set them.
-        ``handed`` parameters go to the first node down each branch that takes them and does not set
-        them (a dataset wrapper hands the split to the dataset it wraps)."""
+        ``handed`` parameters go to every node below of the same kind that takes them and does not set
+        them (a dataset wrapper hands the split on to the datasets it wraps)."""
         supplied, supplied_from, handed = supplied or {}, supplied_from or {}, handed or {}
         component = self.lookup(node, kinds)
         for key in node.params:
@@ -47,9 +48,8 @@ class Assembler:
         taken = {k: v for k, v in handed.items() if k in names and k not in node.params}
         self.handed.update(taken)
         supplied = {**supplied, **taken}
-        onward = {k: v for k, v in handed.items() if k not in names}
         kinds_of = {p.name: _param_kinds(p.type) for p in component.params}
-        values = {**{key: self._value(value, (*node.path, key), node.recipe, kinds_of.get(key), onward)
+        values = {**{key: self._value(value, (*node.path, key), node.recipe, kinds_of.get(key), handed)
                      for key, value in node.params.items()}, **supplied}
         try:
             component.check(values)
@@ -109,12 +109,12 @@ class Assembler:
 
     def dataset(self, data: Data, split: str, role: str = "eval_split") -> object:
         """``data.dataset`` built for ``split`` (which the key ``role`` of the data section sets): the
-        dataset node takes it, or a wrapper hands it to the datasets it wraps."""
+        dataset node takes it, and wrappers hand it on to the datasets they wrap that do not set one."""
         component = self.lookup(data.dataset, ("dataset",))
         takes = "split" in {p.name for p in component.params}
         self.handed = {}
         built = self.build(data.dataset, ("dataset",), {"split": split} if takes else {}, {"split": data.path(role)},
-                           handed=None if takes else {"split": split})
+                           handed={"split": split})
         if not takes and "split" not in self.handed:
             raise data.dataset.recipe.error(
                 data.path(role), f"no dataset in data.dataset takes a 'split' parameter; set data.eval_split: null")
@@ -176,6 +176,7 @@ class Parts:
     transform: Pipeline | None = None
     eval_transform: Pipeline | None = None
     precision: Precision | None = None
+    init: InitReport | None = None  # what train.init took from its weights file
 
 
 def resolve_device(name: str) -> torch.device:
@@ -236,13 +237,15 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
     callbacks = [attempt(lambda node=node: _callback(assembler, node, recorded)) for node in train.callbacks]
     raise_all(problems)
     model = model.to(device)
-    optimizer = assembler.build(train.optimizer, ("optimizer",), {"params": model.parameters()})
+    init = start(model, settings)
+    optimizer = assembler.build(train.optimizer, ("optimizer",),
+                                {"params": parameter_groups(model, settings) or model.parameters()})
     schedule = None
     if train.schedule is not None:
         total = steps_per_epoch(len(train_data)) * train.epochs
         schedule = assembler.build(train.schedule, ("scheduler",), {"optimizer": optimizer, "total_steps": total})
     return Parts(model, train_data, eval_data, loss, optimizer, schedule, device, assembler, callbacks,
-                 transform=transform, eval_transform=eval_transform, precision=numerics)
+                 transform=transform, eval_transform=eval_transform, precision=numerics, init=init)
 
 
 def record_names(settings: Settings, assembler: Assembler) -> tuple[str, ...]:

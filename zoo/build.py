@@ -16,6 +16,7 @@ import yaml
 from zoo import checkpoint, distributed, runs, schema, weights
 from zoo.assembly import Parts, Row, assemble, trace
 from zoo.catalog import recipe_path
+from zoo.data import input_spec
 from zoo.distributed import Context
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes
@@ -76,7 +77,7 @@ def summary(checked: Checked) -> str:
     return (f"{layers}\ntotal parameters: {checked.total_params:,}\n"
             f"data: {len(parts.train_data):,} training samples ({data.train_split}){evaluation}; "
             f"{steps(len(parts.train_data), checked.settings, context)} batches of {data.batch_size} per epoch"
-            f"{processes}; device {parts.device}")
+            f"{processes}; device {parts.device}" + (f"\n{parts.init.lines()}" if parts.init else ""))
 
 
 def build(recipe_arg: str, overrides: Sequence[str] = (), out: Path | None = None, resume: bool = False,
@@ -149,13 +150,16 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
     run = Run(settings, out, parts.model, parts.optimizer, parts.schedule, generator, Position(), context,
               registry.hooks(disable), log, sweep, callbacks=parts.callbacks,
               classes=getattr(parts.eval_data or parts.train_data, "info", {}).get("classes"),
-              data_sha256=weights.data_digest(parts.train_data), precision=parts.precision)
+              data_sha256=weights.data_digest(parts.train_data), precision=parts.precision,
+              input=input_spec(parts.eval_data or parts.train_data), init=parts.init)
     if resume:
         checkpoint.resume(run)
         log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(settings.recipe.data, sort_keys=False).encode())
+        if parts.init:
+            parts.init.save(out)
     plan = Plan(optimizer=parts.optimizer, loss=parts.loss, epochs=train.epochs, batch_size=settings.data.batch_size,
                 schedule=parts.schedule, shuffle=settings.data.shuffle, grad_clip=train.grad_clip,
                 eval_batch_size=settings.data.eval_batch_size, metrics=parts.metrics, log_every=train.log_every,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from zoo import hookspecs
 from zoo.errors import ZooError
+from zoo.files import SUFFIX, atomic_write_bytes
 from zoo.registry import ENTRY_POINT_GROUP, NAME, default_registry
 from zoo.text import did_you_mean, plural, table
 
@@ -138,6 +141,69 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"zoo: {args.name} does not score its catalog figure (tolerance {TOLERANCE})", file=sys.stderr)
         return 1
     return 0
+
+
+MODEL_HELP = "model name (NAME, NAME@N) or weights file, as zoo.load takes it"
+TOKENS = re.compile(r"^\d+([, ]+\d+)*$")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from zoo.loading import load
+    from zoo.prediction import facts, predict
+
+    model = load(_model_arg(args.model))
+    known = facts(model)
+    results = []
+    for raw in args.inputs:
+        item = [int(t) for t in re.split(r"[, ]+", raw)] if TOKENS.match(raw) and not Path(raw).exists() else raw
+        try:
+            [result] = predict(model, item, args.top_k, known=known)
+        except ZooError as exc:
+            message = str(exc)
+            raise ZooError(message if message.startswith(raw) else f"{raw}: {message}") from None
+        results.append({"input": raw, **result})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        if "top" in result:
+            shown = "  ".join(f"{t['label']} ({t['probability']:.1%})" for t in result["top"])
+        elif "tokens" in result:
+            shown = " ".join(map(str, result["tokens"])) + f"  (lowest probability {min(result['probabilities']):.1%})"
+        else:
+            shown = " ".join(f"{v:.4g}" for v in result["values"])
+        print(f"{result['input']}: {shown}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from zoo.export import TOLERANCE, export
+    from zoo.loading import load
+
+    done = export(load(_model_arg(args.model)), args.format, args.out)
+    size = done.path.stat().st_size
+    print(f"wrote {done.path} ({size / 1e6:.1f} MB) and {done.facts}")
+    print(f"parity with the PyTorch model on batches of 1, 3 and 7: max abs difference {done.max_abs_diff:.2g} "
+          f"(tolerance {TOLERANCE:g})")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from zoo.card import card
+    from zoo.loading import load
+
+    text = card(load(_model_arg(args.model)), verify=not args.no_verify)
+    if args.out:
+        atomic_write_bytes(args.out, text.encode())
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _model_arg(text: str) -> str | Path:
+    """A model name (NAME, NAME@N) or a weights file path, as zoo.load takes them."""
+    return Path(text) if text.endswith(SUFFIX) or os.sep in text else text
 
 
 def describe_component(component) -> None:
@@ -351,6 +417,35 @@ def parser() -> argparse.ArgumentParser:
                                    "mismatch beyond 0.001.")
     p.add_argument("name", help="catalog model name (see zoo list --pretrained)")
     p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("predict", help="predict on image files, .npy arrays or token id lists",
+                       description="Load a model (a name as zoo.load takes it, or a weights file) and print its "
+                                   "top predictions for each input: an image file (converted and resized to what "
+                                   "the model takes), a .npy array, or token ids like 3,5,7.")
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, .npy file, or token ids (3,5,7)")
+    p.add_argument("--top-k", type=int, default=3, help="classes to show per input (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON: one object per input")
+    p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("export", help="export a model as ONNX, a torch.export program or TorchScript",
+                       description="Export a model with a dynamic batch dimension and its evaluation transforms "
+                                   "built in; write its input spec, labels and source sha256 beside it (FILE.json); "
+                                   "check the export against the PyTorch model first (onnxruntime for ONNX).")
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--format", required=True, choices=("onnx", "torch-export", "torchscript"))
+    p.add_argument("--out", type=Path, help="file to write (default: NAME.onnx, NAME.pt2 or NAME.torchscript.pt here)")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("card", help="write a model card (Markdown) made of the facts its weights record",
+                       description="Print (or write) a Markdown model card: architecture and parameter count, "
+                                   "metrics and how they were measured (re-measured by zoo verify for catalog "
+                                   "models), input and labels, training facts, fine-tuning provenance, license, "
+                                   "hashes, versions and the recipe. Sections without facts are left out.")
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--out", type=Path, help="file to write instead of printing")
+    p.add_argument("--no-verify", action="store_true", help="do not re-measure a catalog model's metrics")
+    p.set_defaults(handler=cmd_card)
 
     p = sub.add_parser("plot", help="draw a run's loss and metric curves",
                        description="Draw the loss and metric curves of a run folder (loss.png) or a sweep folder, "

@@ -1,4 +1,5 @@
-"""The dataset interface the trainer relies on: (input, target) pairs held as two tensors."""
+"""The dataset interface the trainer relies on: (input, target) pairs held as two tensors, and what
+one model input is (its spec), which trained weights record."""
 
 from __future__ import annotations
 
@@ -39,3 +40,15 @@ class InMemoryDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"InMemoryDataset({len(self)} x {tuple(self.inputs.shape[1:])}, {self.info.get('name', '')})"
+
+
+def input_spec(data: Dataset) -> dict:
+    """What one model input of ``data`` is: the spec its ``info["input"]`` declares, else what its
+    first sample shows. Keys: ``kind`` ("image", "tokens" or "tensor"), ``shape`` (one sample's),
+    ``dtype``; images add ``mode`` ("L" grey, "RGB") and ``range`` ([0.0, 1.0]: pixels / 255);
+    tokens add ``vocab_size`` and ``pad_id``."""
+    declared = getattr(data, "info", {}).get("input")
+    if declared:
+        return dict(declared)
+    x = data.batch(torch.arange(1))[0][0] if hasattr(data, "batch") else torch.as_tensor(data[0][0])
+    return {"kind": "tensor", "shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}

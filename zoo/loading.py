@@ -112,6 +112,8 @@ def load_file_verified(located: Located, device: str | torch.device | None = Non
     model.to(device=device, dtype=dtype)
     model.eval()
     model.zoo_meta = {**meta, "path": str(path), "source": located.source}
+    if located.sha256:
+        model.zoo_meta["sha256"] = located.sha256
     return model
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from zoo.callbacks import Callback
     from zoo.distributed import Context
+    from zoo.finetune import InitReport
     from zoo.precision import Precision
     from zoo.registry import Hooks
     from zoo.schema import Settings
@@ -52,6 +53,8 @@ class Run:
     resumed: bool = False
     callbacks: list[Callback] = field(default_factory=list)  # the recipe's train.callbacks, in order
     classes: list[str] | None = None  # the class names of the data, when it declares them
+    input: dict | None = None  # what one model input is (zoo.data.input_spec), recorded in the weights
+    init: InitReport | None = None  # what train.init took from its weights file
     data_sha256: str | None = None  # of the training data, recorded in the weights
     chosen: dict | None = None  # the epoch whose weights the run keeps, when a callback chose one (choose)
     precision: Precision | None = None  # train.precision on this device (its gradient scaler is checkpointed)
@@ -111,7 +114,11 @@ class Run:
         epoch = epoch or (self.chosen["epoch"] if self.chosen else len(self.history))
         meta = weights.build_metadata(self.settings, self.data_sha256, final_metrics(self.history[:epoch]),
                                       default_registry().plugins, self.context.world)
-        meta["epoch"] = epoch
+        meta.update(epoch=epoch, input=self.input, classes=self.classes)
+        if self.init:
+            meta["init"] = self.init.meta()
+        if self.settings.train.freeze:
+            meta["frozen"] = list(self.settings.train.freeze)
         if self.position.stop:
             meta["stopped"] = {"after_epoch": len(self.history), "reason": self.position.stop}
         if self.chosen and self.chosen["epoch"] == epoch:

@@ -62,6 +62,19 @@ text = Check(lambda v: isinstance(v, str), "a string")
 component = Check(_is_node, f"a component: a name, or a mapping with '{COMPONENT}: NAME' and its parameters")
 
 
+globs = Check(lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v),
+              "a list of glob patterns over parameter names")
+GROUP_OPTIONS = ("lr", "weight_decay", "momentum", "betas", "eps")
+
+
+def _group(v: object) -> bool:
+    if not isinstance(v, dict) or "params" not in v or not set(v) <= {"params", *GROUP_OPTIONS}:
+        return False
+    params = v["params"]
+    return (isinstance(params, str) or isinstance(params, list) and all(isinstance(p, str) for p in params)) and all(
+        _number(x) or isinstance(x, list) and all(map(_number, x)) for k, x in v.items() if k != "params")
+
+
 def components(kind: str) -> Check:
     """A list of component nodes of ``kind``."""
     return Check(lambda v: isinstance(v, list) and all(_is_node(c) for c in v), f"a list of {kind} components")
@@ -184,6 +197,18 @@ class Train:
                           "effective batch of accumulate x batch_size)")
     weights_dtype: str = key(Check(lambda v: v in WEIGHTS_DTYPES, "float32, bfloat16 or float16"), "float32",
                              "dtype of the saved weights file")
+    init: str | None = key(text.or_null(), None,
+                           "weights to start from: a model name (catalog or local build, NAME@N) or a weights file; "
+                           "tensors are copied where names and shapes match, and anything else is an error unless "
+                           "`init_skip` allows it")
+    init_skip: tuple[str, ...] = key(globs, (), "parameters `init` need not fill (a new head): missing from the file, "
+                                     "unexpected, or of another shape", convert=tuple)
+    freeze: tuple[str, ...] = key(globs, (), "parameters kept fixed during training", convert=tuple)
+    param_groups: tuple[dict, ...] = key(
+        Check(lambda v: isinstance(v, list) and all(map(_group, v)),
+              f"a list of mappings {{params: GLOB or [GLOBS], and any of {', '.join(GROUP_OPTIONS)}}}"), (),
+        "optimizer settings of some parameters (the first group that matches takes one); the rest keep the "
+        "optimizer's", convert=tuple)
     callbacks: tuple[Node, ...] = key(
         components("callback"), (),
         "callback components that receive the run's lifecycle events, in this order (`zoo list --kind callback`)",

@@ -66,7 +66,7 @@ def _kept(step: Step, x: Tensor, y: Tensor, result: object) -> tuple[Tensor, Ten
                                    "a transform returns the pair (inputs, targets)")
     new_x, new_y = result
     for what, before, after in (("inputs", x, new_x), ("targets", y, new_y)):
-        if len(after) != len(before) or after.dtype != before.dtype:
+        if after.shape[0] != before.shape[0] or after.dtype != before.dtype:  # shape[0]: symbolic under torch.export
             raise TransformError(step, f"transform '{step.name}' changed the {what} from {_describe(before)} "
                                        f"to {_describe(after)}; a transform keeps the batch size and the dtype")
     return new_x, new_y

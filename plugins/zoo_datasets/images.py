@@ -41,7 +41,10 @@ class ImageFolder(Dataset):
     def __init__(self, files: list[tuple[Path, int]], classes: list[str], mode: str, size: int | None, info: dict):
         self.files, self.mode, self.size = files, mode, size
         self.shape = None if size else _open(files[0][0], mode).size
-        self.info = {**info, "classes": classes}
+        width, height = (size, size) if size else self.shape
+        spec = {"kind": "image", "shape": [len(mode), height, width], "dtype": "float32", "mode": mode,
+                "range": [0.0, 1.0]}
+        self.info = {**info, "classes": classes, "input": spec}
 
     def __len__(self) -> int:
         return len(self.files)

@@ -128,7 +128,8 @@ def load(source: Source, root: Path, split: str, download: bool, mirror: str | N
         torch.from_numpy(images).unsqueeze(1),
         torch.from_numpy(labels).long(),
         divide_by=255,
-        info={"name": source.name, "split": split, "root": str(root), "classes": list(source.classes)},
+        info={"name": source.name, "split": split, "root": str(root), "classes": list(source.classes),
+              "input": {"kind": "image", "shape": [1, 28, 28], "dtype": "float32", "mode": "L", "range": [0.0, 1.0]}},
     )
 
 

@@ -57,4 +57,5 @@ def random_tokens(
     else:
         targets = tokens.clone()
     targets[~real] = IGNORE
-    return InMemoryDataset(tokens, targets, info={"name": "random-tokens", "split": split, "task": task})
+    spec = {"kind": "tokens", "shape": [seq_len], "dtype": "int64", "vocab_size": vocab_size, "pad_id": 0}
+    return InMemoryDataset(tokens, targets, info={"name": "random-tokens", "split": split, "task": task, "input": spec})

@@ -1,8 +1,9 @@
 """Datasets made from other datasets: a subset, a random split, a concatenation, a transformed copy.
 
-zoo hands the split it builds (``data.train_split`` / ``data.eval_split``) to the wrapped datasets
-unless a wrapper takes it itself (``random-split``) or the wrapped node sets its own. In-memory
-datasets stay in memory (whole-tensor batches); others are wrapped sample by sample.
+zoo hands the split it builds (``data.train_split`` / ``data.eval_split``) to every dataset node
+that does not set its own, wrapped ones included; ``random-split`` uses it to choose its part (so
+the dataset inside it names its own split). In-memory datasets stay in memory (whole-tensor
+batches); others are wrapped sample by sample.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from zoo.api import InMemoryDataset, Transform, ZooError
 CHUNK = 1024  # samples transformed at a time by `transformed`
 
 
-def subset(dataset: Dataset, count: int | None = None, fraction: float | None = None, seed: int = 0) -> Dataset:
+def subset(dataset: Dataset, split: str, count: int | None = None, fraction: float | None = None, seed: int = 0,
+           splits: list[str] | None = None) -> Dataset:
     """A random ``count`` (or ``fraction``) of a dataset's samples.
 
-    Drawn with ``seed``, kept in their original order."""
+    Drawn with ``seed``, kept in their original order. ``splits`` limits it to those splits (say
+    ``[train]``: few training samples, the whole test split); ``split`` is supplied by zoo."""
+    if splits is not None and split not in splits:
+        return dataset
     if (count is None) == (fraction is None):
         raise ZooError("give either count or fraction")
     n = len(dataset)
@@ -61,9 +66,10 @@ def concat(datasets: list[Dataset]) -> Dataset:
         raise ZooError("give at least one dataset")
     infos = [getattr(d, "info", {}) for d in datasets]
     info = {"name": "+".join(str(i.get("name", "?")) for i in infos)}
-    classes = [i.get("classes") for i in infos]
-    if classes[0] is not None and all(c == classes[0] for c in classes):
-        info["classes"] = classes[0]
+    for key in ("classes", "input"):
+        values = [i.get(key) for i in infos]
+        if values[0] is not None and all(v == values[0] for v in values):
+            info[key] = values[0]
     if all(hasattr(d, "tensors") for d in datasets):
         pairs = [d.tensors() for d in datasets]
         scales = {getattr(d, "divide_by", None) for d in datasets}
@@ -91,8 +97,8 @@ def transformed(dataset: Dataset, transform: list[Transform], seed: int = 0) -> 
             x, y = step(x, y, generator)
         inputs.append(x)
         targets.append(y)
-    return InMemoryDataset(torch.cat(inputs), torch.cat(targets), info={**getattr(dataset, "info", {}),
-                                                                          "transformed": True})
+    info = {k: v for k, v in getattr(dataset, "info", {}).items() if k != "input"}  # the inputs changed
+    return InMemoryDataset(torch.cat(inputs), torch.cat(targets), info={**info, "transformed": True})
 
 
 def _take(dataset: Dataset, indices: torch.Tensor, note: dict) -> Dataset:
