@@ -1,11 +1,14 @@
 """Built-in layers and models: the notebook's shapes, and equality with plain reference formulas."""
 
 import math
+import re
 
 import pytest
 import torch
+from conftest import fixture_plugin, make_registry
 
 import zoo
+from zoo.testing import check_component
 
 torch.manual_seed(0)
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -253,3 +256,19 @@ def test_transformer_encoder_is_deterministic_in_eval_mode():
     assert torch.equal(encoder(tokens), encoder(tokens))
     encoder.train()
     assert not torch.equal(encoder(tokens), encoder(tokens))
+
+
+@pytest.mark.parametrize("component", [c for c in zoo.components() if c.kind in ("layer", "model")],
+                         ids=lambda c: c.name)
+def test_every_builtin_module_passes_the_conformance_check(component):
+    check_component(component.name, component.kind)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("fx-unused", "'fx-unused': parameter unused.weight gets no gradient"),
+    ("fx-unseeded", "'fx-unseeded': the same seed built a different weight"),
+])
+def test_the_conformance_check_names_what_is_wrong(name, message):
+    registry = make_registry(fixture_plugin("fx-flawed", "fx_flawed"))
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        check_component(name, registry=registry)

@@ -137,6 +137,12 @@ def test_strict_mode_makes_plugin_errors_fatal():
         registry.components()
 
 
+def test_strict_mode_makes_a_name_clash_fatal():
+    registry = make_registry(fixture_plugin("fx-dup", "fx_dup"), strict=True)
+    with pytest.raises(zoo.ZooError, match=r"layer .linear. is registered by .*\(name clashes are fatal"):
+        registry.components()
+
+
 def test_disabled_plugins_are_skipped(monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS_DISABLE", "models, training")
     registry = zoo.Registry.from_environment()
@@ -148,16 +154,15 @@ def test_disabled_plugins_are_skipped(monkeypatch):
         registry.get("mnist-mlp", "model")
 
 
-def test_duplicate_names_error_naming_both_plugins_and_qualified_names_pick_one():
+def test_a_clash_with_a_builtin_keeps_the_bare_name_for_zoos_own_and_qualified_names_pick_either():
     registry = make_registry(fixture_plugin("fx-dup", "fx_dup"))
-    with pytest.warns(PluginWarning, match="layer 'linear' is registered by 'layers'"):
+    with pytest.warns(PluginWarning) as caught:
         registry.components()
-    with pytest.raises(zoo.ZooError) as info:
-        registry.get("linear")
-    message = str(info.value)
-    assert "'layers' (zoo 0.1.0, module zoo_layers)" in message
-    assert "'fx-dup' (unknown, module fx_dup)" in message
-    assert "'layers:linear' or 'fx-dup:linear'" in message
+    message = str(caught[0].message)
+    assert "layer 'linear' is registered by 'layers' (zoo 0.1.0, module zoo_layers)" in message
+    assert "and 'fx-dup' (unknown, module fx_dup)" in message
+    assert "'linear' means zoo's own 'layers:linear'; name the other 'fx-dup:linear'" in message
+    assert registry.get("linear").plugin.name == "layers"  # saved recipes and weights keep their meaning
     assert registry.get("fx-dup:linear").build() == ("other", 1, 1)
     assert tuple(registry.get("layers:linear").build(in_features=2, out_features=3).weight.shape) == (3, 2)
     assert [c.plugin.name for c in registry.conflicts()[0]] == ["layers", "fx-dup"]

@@ -101,7 +101,7 @@ def test_info_and_list_pretrained_read_the_catalog_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"mnist-mlp\s+accuracy 0\.9\d+ \(mnist test\)\s+327,618\s+shipped", result.stdout)
+    assert re.search(r"mnist-mlp\s+zoo\s+accuracy 0\.9\d+ \(mnist test\)\s+327,618\s+shipped", result.stdout)
     assert "zoo.load('fashion-mnist-mlp') uses the catalog weights" in result.stdout
 
 

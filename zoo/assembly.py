@@ -32,6 +32,9 @@ class Assembler:
     registry: Registry
     origins: dict[int, Node] = field(default_factory=dict)
     handed: dict[str, object] = field(default_factory=dict)  # the handed parameters some node took
+    pins: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> name -> plugin:name, from saved weights
+    saved_with: dict[str, str] = field(default_factory=dict)  # plugin -> "distribution version", from saved weights
+    resolved: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> name -> plugin:name looked up
 
     def build(self, node: Node, kinds: tuple[str, ...], supplied: dict[str, object] | None = None,
               supplied_from: dict[str, KeyPath] | None = None, handed: dict[str, object] | None = None) -> object:
@@ -88,11 +91,17 @@ class Assembler:
         name = node.name
         if not isinstance(name, str):
             raise node.recipe.error(node.name_path, f"a component name is a string, got {name!r}")
+        pinned = next((self.pins[k][name] for k in kinds if name in self.pins.get(k, {})), None)
         for kind in kinds:
             try:
-                return self.registry.get(name, kind)
+                component = self.registry.get(pinned or name, kind)
             except ZooError:
                 continue
+            self.resolved.setdefault(kind, {})[name] = component.qualified_name
+            return component
+        missing = self._missing_plugins(pinned)
+        if missing:
+            raise node.recipe.error(node.name_path, missing)
         try:
             found = self.registry.get(name)
         except ZooError as exc:
@@ -100,6 +109,27 @@ class Assembler:
             raise node.recipe.error(node.name_path, message) from None
         raise node.recipe.error(
             node.name_path, f"'{name}' is {with_article(found.kind)}; here {with_article(' or '.join(kinds))} is expected")
+
+    def _missing_plugins(self, pinned: str | None) -> str | None:
+        """Why a component of saved weights is not here: the plugin it came from (or, for weights
+        saved before zoo recorded that, the plugins they were saved with) is not installed."""
+        loaded = {p.name for p in self.registry.plugins if p.status == "loaded"}
+        absent = {p: shipped for p, shipped in self.saved_with.items() if p not in loaded}
+        if pinned:
+            plugin, _, bare = pinned.partition(":")
+            if plugin in loaded:
+                return None
+            shipped = absent.get(plugin, "")
+            dist, _, version = shipped.partition(" ")
+            install = f"pip install '{dist}=={version}'" if version else f"install the distribution that provides plugin '{plugin}'"
+            saved = f" ({shipped} when these weights were saved)" if shipped else ""
+            return f"'{bare}' comes from plugin '{plugin}'{saved}, which is not installed: {install}"
+        if not absent:
+            return None
+        listed = ", ".join(f"'{p}' ({shipped})" for p, shipped in sorted(absent.items()))
+        installs = " ".join(f"'{s.split(' ')[0]}=={s.split(' ')[1]}'" for s in absent.values() if " " in s)
+        return (f"unknown component; these weights were saved with plugins that are not installed now: {listed}. "
+                f"pip install {installs}")
 
     def model(self, node: Node) -> nn.Module:
         model = self.build(node, MODEL_KINDS)

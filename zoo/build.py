@@ -151,7 +151,8 @@ def _train(settings: Settings, out: Path, resume: bool, disable: Collection[str]
               registry.hooks(disable), log, sweep, callbacks=parts.callbacks,
               classes=getattr(parts.eval_data or parts.train_data, "info", {}).get("classes"),
               data_sha256=weights.data_digest(parts.train_data), precision=parts.precision,
-              input=input_spec(parts.eval_data or parts.train_data), init=parts.init)
+              input=input_spec(parts.eval_data or parts.train_data), init=parts.init,
+              components=parts.assembler.resolved)
     if resume:
         checkpoint.resume(run)
         log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")

@@ -1,9 +1,11 @@
-"""The catalog of pretrained models (registry.yaml) and the recipes that ship with zoo. No torch here."""
+"""The catalog of pretrained models and shipped recipes: zoo's registry.yaml and those plugins ship
+(hookspecs.register_catalogs), merged, each entry naming its plugin. No torch here."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -42,6 +44,7 @@ class Entry:
     license: str = ""
     tags: tuple[str, ...] = field(default=())
     folder: Path = PACKAGE
+    plugin: str = "zoo"  # whose catalog lists it
 
     @property
     def weights_path(self) -> Path | None:
@@ -49,26 +52,80 @@ class Entry:
         return self.folder / self.file if self.file else None
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe a catalog ships: ``zoo build NAME`` finds it."""
+
+    name: str
+    path: Path
+    summary: str = ""
+    plugin: str = "zoo"
+
+
 def registry_file() -> Path:
     """$ZOO_CATALOG, else the registry.yaml that ships inside the package."""
     return Path(os.environ.get("ZOO_CATALOG") or PACKAGE / "registry.yaml")
 
 
+def sources() -> list[tuple[str, Path]]:
+    """The catalog files: zoo's own, then each plugin's, with the plugin's name."""
+    from zoo.registry import default_registry
+
+    return [("zoo", registry_file()), *((plugin.name, path) for plugin, path in default_registry().catalogs())]
+
+
+def _merged(index: int) -> dict[str, list]:
+    """Models (index 0) or recipes (1) of every catalog, by name; a name in two catalogs is a clash."""
+    found: dict[str, list] = {}
+    for plugin, path in sources():
+        for item in _read(path)[index].values():
+            found.setdefault(item.name, []).append(replace(item, plugin=plugin))
+    for name, group in found.items():
+        if len(group) > 1:
+            what = "pretrained model" if index == 0 else "recipe"
+            warnings.warn(_clash(what, name, group), UserWarning, stacklevel=3)
+    return found
+
+
+def _clash(what: str, name: str, group: list) -> str:
+    owners = " and ".join(f"'{item.plugin}'" for item in group)
+    return f"{what} '{name}' is shipped by {owners}: pick one with " + " or ".join(
+        f"'{item.plugin}:{name}'" for item in group)
+
+
+def _unique(found: dict[str, list]) -> dict[str, object]:
+    """Each item under its name, or under 'plugin:name' when two catalogs share the name."""
+    return {name if len(group) == 1 else f"{item.plugin}:{name}": item for name, group in found.items() for item in group}
+
+
 def entries() -> dict[str, Entry]:
-    return _read(registry_file())[0]
+    """Every pretrained model of every catalog (see :func:`_unique` for clashing names)."""
+    return _unique(_merged(0))
+
+
+def recipe_entries() -> dict[str, Recipe]:
+    """Every shipped recipe of every catalog (see :func:`_unique` for clashing names)."""
+    return _unique(_merged(1))
 
 
 def recipes() -> dict[str, Path]:
-    """The shipped recipes by name, as registry.yaml lists them."""
-    return _read(registry_file())[1]
+    """The shipped recipes' files by name."""
+    return {name: recipe.path for name, recipe in recipe_entries().items()}
 
 
 def get(name: str) -> Entry | None:
-    return entries().get(name)
+    """The pretrained model ``name`` (or ``plugin:name``); None if no catalog has it. ZooError when two
+    catalogs do and the name does not say which."""
+    plugin, _, bare = name.rpartition(":")
+    group = _merged(0).get(bare, [])
+    chosen = [e for e in group if plugin in ("", e.plugin)]
+    if len(chosen) > 1:
+        raise ZooError(_clash("pretrained model", bare, group))
+    return chosen[0] if chosen else None
 
 
 @cache
-def _read(path: Path) -> tuple[dict[str, Entry], dict[str, Path]]:
+def _read(path: Path) -> tuple[dict[str, Entry], dict[str, Recipe]]:
     try:
         # libyaml's safe loader when PyYAML was built with it: same safety, a few ms faster
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
@@ -90,7 +147,7 @@ def _read(path: Path) -> tuple[dict[str, Entry], dict[str, Path]]:
         if entry.file is not None and not (path.parent / entry.file).resolve().is_relative_to(path.parent.resolve()):
             raise ZooError(f"{where}: weights file {entry.file!r} points outside {path.parent}")
         found[entry.name] = entry
-    listed: dict[str, Path] = {}
+    listed: dict[str, Recipe] = {}
     for i, item in enumerate(data.get("recipes") or []):
         try:
             name, recipe = item["name"], (path.parent / item["path"]).resolve()
@@ -98,7 +155,7 @@ def _read(path: Path) -> tuple[dict[str, Entry], dict[str, Path]]:
             raise ZooError(f"{path}: recipes[{i}]: malformed entry ({exc})") from exc
         if not recipe.is_relative_to(path.parent.resolve()):
             raise ZooError(f"{path}: recipes[{i}]: {item['path']!r} points outside {path.parent}")
-        listed[name] = recipe
+        listed[name] = Recipe(name, recipe, item.get("summary", ""))
     return found, listed
 
 

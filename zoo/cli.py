@@ -16,7 +16,7 @@ from pathlib import Path
 from zoo import hookspecs
 from zoo.errors import ZooError
 from zoo.files import SUFFIX, atomic_write_bytes
-from zoo.registry import ENTRY_POINT_GROUP, NAME, default_registry
+from zoo.registry import ENTRY_POINT_GROUP, NAME, clash_message, default_registry
 from zoo.text import did_you_mean, plural, table
 
 EXIT_USAGE = 2
@@ -28,6 +28,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         pattern = f"*{pattern}*"
     if args.pretrained:
         return list_pretrained(pattern)
+    if args.recipes:
+        return list_recipes(pattern)
     registry = default_registry()
     found = registry.components(args.kind, pattern)
     if not found:
@@ -36,18 +38,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [(c.name, c.kind, c.plugin.name, c.summary) for c in found]
     print_table(("NAME", "KIND", "PLUGIN", "SUMMARY"), rows)
     for group in registry.conflicts():
-        choices = " or ".join(c.qualified_name for c in group)
-        print(f"\nconflict: {group[0].kind} '{group[0].name}' is registered twice; use {choices}")
+        print(f"\nconflict: {clash_message(group)}")
     return 0
 
 
 def list_pretrained(pattern: str | None) -> int:
     from zoo import catalog
 
-    found = [e for e in catalog.entries().values() if pattern is None or fnmatch.fnmatchcase(e.name, pattern)]
-    rows = [(e.name, " ".join(str(m) for m in e.metrics), f"{e.params:,}", "shipped" if e.file else "url", e.summary)
-            for e in found]
-    print_table(("NAME", "SCORE", "PARAMS", "WEIGHTS", "SUMMARY"), rows)
+    found = [(key, e) for key, e in catalog.entries().items() if pattern is None or fnmatch.fnmatchcase(e.name, pattern)]
+    rows = [(key, e.plugin, " ".join(str(m) for m in e.metrics), f"{e.params:,}", "shipped" if e.file else "url",
+             e.summary) for key, e in found]
+    print_table(("NAME", "PLUGIN", "SCORE", "PARAMS", "WEIGHTS", "SUMMARY"), rows)
+    return 0
+
+
+def list_recipes(pattern: str | None) -> int:
+    from zoo import catalog
+
+    found = [(key, r) for key, r in catalog.recipe_entries().items()
+             if pattern is None or fnmatch.fnmatchcase(r.name, pattern)]
+    print_table(("NAME", "PLUGIN", "SUMMARY"), [(key, r.plugin, r.summary) for key, r in found])
+    print("\nzoo build NAME (or zoo check NAME) runs one")
     return 0
 
 
@@ -55,7 +66,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from zoo import catalog, store
 
     registry = default_registry()
-    model_name = args.kind in (None, "model") and NAME.match(args.name)
+    model_name = args.kind in (None, "model") and NAME.match(args.name.rpartition(":")[2])
     entry = catalog.get(args.name) if model_name else None
     local = store.latest(args.name) if model_name else None
     try:
@@ -75,7 +86,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def describe_pretrained(name: str, entry, local) -> None:
     if entry is not None:
-        print(f"pretrained {entry.name}: {entry.summary}")
+        print(f"pretrained {entry.name} (catalog of plugin {entry.plugin}): {entry.summary}")
         for metric in entry.metrics:
             print(f"  {metric}")
         weights = entry.file or entry.url
@@ -130,15 +141,33 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from zoo import catalog
     from zoo.verify import TOLERANCE, verify
 
-    checks = verify(args.name)
-    for check in checks:
-        status = "ok" if check.ok else "MISMATCH"
-        print(f"{args.name}: {check.metric.metric} on {check.metric.dataset} {check.metric.split}: "
-              f"measured {check.measured:.4f}, catalog {check.metric.value:.4f}  {status}")
-    if not all(check.ok for check in checks):
-        print(f"zoo: {args.name} does not score its catalog figure (tolerance {TOLERANCE})", file=sys.stderr)
+    if args.all == bool(args.name):
+        raise ZooError("give a catalog model name or --all")
+    names = list(catalog.entries()) if args.all else [args.name]
+    failed, skipped = [], 0
+    for name in names:
+        try:
+            checks = verify(name)
+        except ZooError as exc:
+            if not args.all:
+                raise
+            print(f"{name}: skipped: {exc}")
+            skipped += 1
+            continue
+        for check in checks:
+            status = "ok" if check.ok else "MISMATCH"
+            print(f"{name}: {check.metric.metric} on {check.metric.dataset} {check.metric.split}: "
+                  f"measured {check.measured:.4f}, catalog {check.metric.value:.4f}  {status}")
+        if not all(check.ok for check in checks):
+            failed.append(name)
+    if args.all:
+        print(f"verified {len(names) - skipped - len(failed)} of {len(names)} catalog models; {len(failed)} "
+              f"mismatched, {skipped} skipped")
+    if failed:
+        print(f"zoo: {', '.join(failed)} does not score its catalog figure (tolerance {TOLERANCE})", file=sys.stderr)
         return 1
     return 0
 
@@ -355,25 +384,38 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     print(table(headers, rows))
 
 
+def _add_globals(top: argparse.ArgumentParser) -> None:
+    top.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        help="fail on the first broken plugin or name clash instead of warning (also ZOO_PLUGINS_STRICT=1)",
+    )
+    top.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
+                     help="switch plugin NAME off for this command (repeatable; also ZOO_PLUGINS_DISABLE=NAME,...)")
+
+
+def _globals() -> argparse.ArgumentParser:
+    """The global options alone (parsed before the plugins load)."""
+    early = argparse.ArgumentParser(add_help=False)
+    _add_globals(early)
+    return early
+
+
 def parser() -> argparse.ArgumentParser:
     kinds = list(hookspecs.KINDS)
     top = argparse.ArgumentParser(
         prog="zoo",
         description="A plugin-based PyTorch model zoo: list components, build recipes, load weights.",
     )
-    top.add_argument(
-        "--strict-plugins",
-        action="store_true",
-        help="fail on the first broken plugin instead of warning (also ZOO_PLUGINS_STRICT=1)",
-    )
-    top.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="no:NAME",
-                     help="switch plugin NAME off for this command (repeatable; also ZOO_PLUGINS_DISABLE=NAME,...)")
+    _add_globals(top)
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("list", help="list registered components", description="List registered components.")
     p.add_argument("pattern", nargs="?", help="name filter; wildcards allowed ('*attention*'), plain text matches anywhere")
     p.add_argument("--kind", choices=kinds, help="only components of this kind")
-    p.add_argument("--pretrained", action="store_true", help="list the catalog's pretrained models instead")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the pretrained models of zoo's and the plugins' catalogs instead")
+    p.add_argument("--recipes", action="store_true", help="list the recipes zoo and the plugins ship instead")
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("info", help="describe a component or a pretrained model",
@@ -415,7 +457,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-score a catalog model against its declared figure",
                        description="Re-score a catalog model on its declared dataset and split; exit 1 on a "
                                    "mismatch beyond 0.001.")
-    p.add_argument("name", help="catalog model name (see zoo list --pretrained)")
+    p.add_argument("name", nargs="?", help="catalog model name (see zoo list --pretrained)")
+    p.add_argument("--all", action="store_true",
+                   help="every model of zoo's and the plugins' catalogs (one whose data cannot be reached is skipped)")
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("predict", help="predict on image files, .npy arrays or token id lists",
@@ -486,15 +530,57 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list plugins and their status", description="List plugins: loaded, broken or disabled.")
     p.set_defaults(handler=cmd_plugins)
+    add_plugin_commands(sub)
     return top
 
 
+def add_plugin_commands(sub) -> None:
+    """The commands plugins add, each behind its own guard: one that would replace a command, or
+    whose arguments fail, is refused with a warning naming its plugin; the rest of zoo is untouched."""
+    from zoo.registry import PluginWarning
+
+    added: dict[str, object] = {}
+    for command in default_registry().commands():
+        if command.name in sub.choices:
+            owner = f"plugin {added[command.name]}" if command.name in added else "zoo's own command"
+            warnings.warn(f"plugin {command.plugin}: command '{command.name}' is refused: {owner} has that name",
+                          PluginWarning)
+            continue
+        p = sub.add_parser(command.name, help=f"{command.help} (plugin {command.plugin.name})",
+                           description=f"{command.help} From plugin {command.plugin}.")
+        try:
+            if command.arguments is not None:
+                command.arguments(p)
+        except Exception as exc:
+            warnings.warn(f"plugin {command.plugin}: command '{command.name}' is broken: its arguments raised "
+                          f"{type(exc).__name__}: {exc}", PluginWarning)
+            p.set_defaults(handler=lambda args, c=command, e=exc: _broken_command(c, e))
+            continue
+        added[command.name] = command.plugin
+        p.set_defaults(handler=lambda args, c=command: _run_command(c, args))
+
+
+def _run_command(command, args: argparse.Namespace) -> int:
+    try:
+        return int(command.run(args) or 0)
+    except ZooError:
+        raise
+    except Exception as exc:
+        raise ZooError(f"command '{command.name}' of plugin {command.plugin} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _broken_command(command, error: Exception) -> int:
+    raise ZooError(f"command '{command.name}' of plugin {command.plugin} is broken: {type(error).__name__}: {error}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.strict_plugins:
+    warnings.showwarning = _show_warning
+    # the global options first: they decide which plugins load, and plugins add commands
+    early, _ = _globals().parse_known_args(argv)
+    if early.strict_plugins:
         os.environ["ZOO_PLUGINS_STRICT"] = "1"
-    off = [option.removeprefix("no:") for option in args.plugin_options]
-    if any(not option.startswith("no:") or not name for option, name in zip(args.plugin_options, off)):
+    off = [option.removeprefix("no:") for option in early.plugin_options]
+    if any(not option.startswith("no:") or not name for option, name in zip(early.plugin_options, off)):
         print("zoo: error: -p takes no:NAME, the name of a plugin to switch off (see zoo plugins)", file=sys.stderr)
         return EXIT_USAGE
     known = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} if off else set()
@@ -507,7 +593,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the environment carries it to the registry and to torchrun's workers alike
         already = [n for n in os.environ.get("ZOO_PLUGINS_DISABLE", "").split(",") if n]
         os.environ["ZOO_PLUGINS_DISABLE"] = ",".join([*already, *off])
-    warnings.showwarning = _show_warning
+    try:
+        args = parser().parse_args(argv)
+    except ZooError as exc:  # the plugins could not be loaded (--strict-plugins)
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         code = args.handler(args)
     except ZooError as exc:

@@ -74,6 +74,23 @@ def register_transforms(register):
 
 
 @hookspec
+def register_catalogs(register):
+    """Register catalogs the plugin ships: ``register(path)``, the path of a YAML file in the format of
+    zoo's registry.yaml -- ``models`` (pretrained weights: a file inside the plugin's package, or a
+    url, with its sha256 and the figures it scores) and ``recipes`` (paths relative to the file).
+    ``zoo.load``, ``zoo list --pretrained`` / ``--recipes``, ``zoo info``, ``zoo verify`` and
+    ``zoo build NAME`` then find them, each named with its plugin."""
+
+
+@hookspec
+def register_commands(register):
+    """Register command-line commands: ``register(name, run, help="", arguments=None)``;
+    ``arguments(parser)`` adds argparse arguments to the command's parser, ``run(args)`` does the
+    work and returns an exit status. A name a built-in or another plugin's command has is refused
+    with a warning naming the plugin; a command that raises is an error naming it."""
+
+
+@hookspec
 def zoo_run_start(run):
     """The run is assembled (and restored, with ``--resume``: ``run.resumed``); training starts next."""
 
@@ -148,6 +165,9 @@ KINDS = {
     "callback": "register_callbacks",
     "transform": "register_transforms",
 }
+
+# Hooks that add to zoo besides components.
+EXTENSIONS = ("register_catalogs", "register_commands")
 
 # The lifecycle hooks, in the order a run meets them.
 EVENTS = (

@@ -61,9 +61,11 @@ def locate(name_or_path: str | Path, source: str | None = None, version: str | i
             raise ZooError(f"catalog models have no versions: load '{text}' without one, or use source='local'")
         build = store.get(text, version)
         return Located(build.path, "local", build.sha256)
-    if not NAME.match(text):
-        raise ZooError(f"'{text}' is not a valid model name (kebab-case like mnist-mlp; names are never paths)")
-    if source in (None, "local"):
+    plugin, _, bare = text.rpartition(":")
+    if not NAME.match(bare) or plugin and not NAME.match(plugin):
+        raise ZooError(f"'{text}' is not a valid model name (kebab-case like mnist-mlp, or plugin:name; names "
+                       "are never paths)")
+    if source in (None, "local") and not plugin:
         local = store.latest(text)
         if local is not None:
             return Located(local.path, "local", local.sha256)
@@ -106,7 +108,8 @@ def load_file_verified(located: Located, device: str | torch.device | None = Non
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise ZooError(f"dtype must be a floating-point torch.dtype such as torch.bfloat16, got {dtype!r}")
     tensors, meta = weights.read(path, located.sha256)
-    model = build_model(meta["model"], path, empty=True)
+    model = build_model(meta["model"], path, empty=True, pins=meta.get("components", {}),
+                        saved_with=meta.get("versions", {}).get("plugins", {}))
     check_state(model, tensors, path)
     model.load_state_dict(tensors, strict=True, assign=True)
     model.to(device=device, dtype=dtype)
@@ -124,12 +127,16 @@ def _device(device: str | torch.device | None) -> torch.device | None:
         raise ZooError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N, mps): {exc}") from None
 
 
-def build_model(node: object, origin: Path, *, empty: bool = False) -> nn.Module:
+def build_model(node: object, origin: Path, *, empty: bool = False, pins: dict | None = None,
+                saved_with: dict | None = None) -> nn.Module:
     """The model a weights file describes, built through the registry with random weights; with
     ``empty``, for weights that follow, without random initialisation: on the meta device, or on the
-    CPU with uninitialised parameters when the model computes buffers that no weights file holds."""
+    CPU with uninitialised parameters when the model computes buffers that no weights file holds.
+    ``pins`` (kind -> name -> plugin:name, as the file records them) make each name mean the
+    component it meant when the file was saved, whatever plugins were installed since."""
     def build() -> nn.Module:
-        return Assembler(default_registry()).model(model_node(node, origin))
+        assembler = Assembler(default_registry(), pins=pins or {}, saved_with=saved_with or {})
+        return assembler.model(model_node(node, origin))
 
     if not empty:
         return build()

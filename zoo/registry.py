@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 import pluggy
 
@@ -20,6 +21,7 @@ from zoo.signature import Param, Signature, check_params, live_signature, static
 from zoo.text import did_you_mean, with_article
 
 ENTRY_POINT_GROUP = "zoo.plugins"
+BUILTIN = "zoo"  # the distribution of zoo's own plugins, whose names a bare name means in a clash
 NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -106,6 +108,17 @@ class Component:
         return self.target(**params)
 
 
+@dataclass(frozen=True)
+class Command:
+    """A command-line command a plugin adds (see hookspecs.register_commands)."""
+
+    name: str
+    run: Callable[[object], int]
+    help: str
+    arguments: Callable[[object], None] | None
+    plugin: Plugin
+
+
 class Registry:
     """Components of every kind, from the plugins of one entry-point group, loaded lazily once."""
 
@@ -121,6 +134,8 @@ class Registry:
         self._strict = strict
         self._plugins: dict[str, Plugin] = {}
         self._components: dict[tuple[str, str], list[Component]] = {}
+        self._catalogs: list[tuple[Plugin, Path]] = []
+        self._commands: list[Command] = []
         self._manager = pluggy.PluginManager("zoo")
         self._loaded = False
 
@@ -152,6 +167,16 @@ class Registry:
         ]
         return sorted(found, key=lambda c: (order.index(c.kind), c.name, c.plugin.name))
 
+    def catalogs(self) -> list[tuple[Plugin, Path]]:
+        """The catalog files the loaded plugins ship, with their plugin."""
+        self._load()
+        return list(self._catalogs)
+
+    def commands(self) -> list[Command]:
+        """The command-line commands the loaded plugins add."""
+        self._load()
+        return list(self._commands)
+
     def conflicts(self) -> list[list[Component]]:
         """Groups of components that share a kind and a name."""
         self._load()
@@ -174,7 +199,10 @@ class Registry:
         if not candidates:
             raise ZooError(self._unknown(name, kind))
         if len(candidates) > 1:
-            raise ZooError(_duplicate_message(candidates))
+            builtin = [c for c in candidates if c.plugin.dist == BUILTIN]
+            if len(builtin) != 1:
+                raise ZooError(clash_message(candidates))
+            return builtin[0]  # a bare name means zoo's own: a plugin installed later cannot change it
         return candidates[0]
 
     def hooks(self, disabled: Collection[str] = ()) -> Hooks:
@@ -217,7 +245,10 @@ class Registry:
             if plugin.status == "loaded":
                 self._register_components(manager, plugin)
         for group in self.conflicts():
-            warnings.warn(_duplicate_message(group), PluginWarning, stacklevel=2)
+            message = clash_message(group)
+            if self._strict:
+                raise ZooError(message + " (name clashes are fatal: --strict-plugins or ZOO_PLUGINS_STRICT)")
+            warnings.warn(message, PluginWarning, stacklevel=2)
 
     def _load_plugin(self, manager: pluggy.PluginManager, ep: EntryPoint) -> None:
         dist = ep.dist
@@ -239,7 +270,7 @@ class Registry:
             return
         unknown = _unknown_hooks(manager, ep.name)
         if unknown:  # written for a newer zoo, or misspelt: its known hooks still work
-            known = [*hookspecs.KINDS.values(), *hookspecs.EVENTS]
+            known = [*hookspecs.KINDS.values(), *hookspecs.EXTENSIONS, *hookspecs.EVENTS]
             notes = " ".join(f"unknown hook '{name}'.{did_you_mean(name, known)}" for name in unknown)
             self._plugins[ep.name] = replace(plugin, warning=f"{notes} This zoo never calls it (the plugin is "
                                                             "written for a newer zoo, or the name is misspelt)")
@@ -256,8 +287,33 @@ class Registry:
                 except Exception as exc:
                     self._fail(plugin, f"hook {hook} raised {type(exc).__name__}: {exc}")
                     return
+        catalogs: list[tuple[Plugin, Path]] = []
+        commands: list[Command] = []
+
+        def catalog(path: str | Path) -> None:
+            if not Path(path).is_file():
+                raise ZooError(f"catalog {path} is not a file")
+            catalogs.append((plugin, Path(path)))
+
+        def command(name: str, run: Callable[[object], int], help: str = "",
+                    arguments: Callable[[object], None] | None = None) -> None:
+            if not isinstance(name, str) or not NAME.match(name) or not callable(run):
+                raise ZooError(f"command {name!r}: a kebab-case name and a callable run(args) are needed")
+            commands.append(Command(name, run, help, arguments, plugin))
+
+        for hook, register in (("register_catalogs", catalog), ("register_commands", command)):
+            for impl in getattr(manager.hook, hook).get_hookimpls():
+                if impl.plugin_name != plugin.name:
+                    continue
+                try:
+                    impl.function(*[{"register": register}[arg] for arg in impl.argnames])
+                except Exception as exc:
+                    self._fail(plugin, f"hook {hook} raised {type(exc).__name__}: {exc}")
+                    return
         for component in staged.values():
             self._components.setdefault((component.kind, component.name), []).append(component)
+        self._catalogs += catalogs
+        self._commands += commands
 
     def _fail(self, plugin: Plugin, error: str) -> None:
         self._plugins[plugin.name] = replace(plugin, status="broken", error=error)
@@ -328,9 +384,14 @@ def _stage(staged: dict[tuple[str, str], Component], kind: str, plugin: Plugin, 
     staged[kind, name] = Component(name, kind, factory, plugin)
 
 
-def _duplicate_message(group: list[Component]) -> str:
+def clash_message(group: list[Component]) -> str:
     first = group[0]
     owners = " and ".join(str(c.plugin) for c in group)
+    builtin = [c for c in group if c.plugin.dist == BUILTIN]
+    if len(builtin) == 1:
+        others = " or ".join(f"'{c.qualified_name}'" for c in group if c is not builtin[0])
+        return (f"{first.kind} '{first.name}' is registered by {owners}: '{first.name}' means zoo's own "
+                f"'{builtin[0].qualified_name}'; name the other {others}")
     choices = " or ".join(f"'{c.qualified_name}'" for c in group)
     return f"{first.kind} '{first.name}' is registered by {owners}: pick one with {choices}"
 

@@ -55,6 +55,7 @@ class Run:
     classes: list[str] | None = None  # the class names of the data, when it declares them
     input: dict | None = None  # what one model input is (zoo.data.input_spec), recorded in the weights
     init: InitReport | None = None  # what train.init took from its weights file
+    components: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> name -> plugin:name used
     data_sha256: str | None = None  # of the training data, recorded in the weights
     chosen: dict | None = None  # the epoch whose weights the run keeps, when a callback chose one (choose)
     precision: Precision | None = None  # train.precision on this device (its gradient scaler is checkpointed)
@@ -114,7 +115,7 @@ class Run:
         epoch = epoch or (self.chosen["epoch"] if self.chosen else len(self.history))
         meta = weights.build_metadata(self.settings, self.data_sha256, final_metrics(self.history[:epoch]),
                                       default_registry().plugins, self.context.world)
-        meta.update(epoch=epoch, input=self.input, classes=self.classes)
+        meta.update(epoch=epoch, input=self.input, classes=self.classes, components=self.components)
         if self.init:
             meta["init"] = self.init.meta()
         if self.settings.train.freeze:

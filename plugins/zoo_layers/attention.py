@@ -20,6 +20,8 @@ class MultiHeadAttention(nn.Module):
     keys are all masked gets a zero output. Dropout on the attention probabilities in training only.
     """
 
+    example = {"params": {"embed_dim": 16, "num_heads": 4}, "input": [2, 5, 16]}  # for zoo.testing.check_component
+
     def __init__(self, embed_dim: int = 312, num_heads: int = 6, hidden_dim: int | None = None, dropout: float = 0.1):
         super().__init__()
         hidden_dim = embed_dim if hidden_dim is None else hidden_dim

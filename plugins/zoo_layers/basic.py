@@ -40,3 +40,13 @@ def embedding(num_embeddings: int = 1024, embedding_dim: int = 312, padding_idx:
 def sequential(layers: Sequence[nn.Module] = ()) -> nn.Module:
     """Apply layers in order, each to the output of the one before."""
     return nn.Sequential(*layers)
+
+
+# What zoo.testing.check_component builds each on, and feeds it.
+linear.example = {"input": [4, 10]}
+relu.example = {"input": [4, 10]}
+flatten.example = {"input": [2, 3, 4]}
+dropout.example = {"input": [4, 10]}
+layer_norm.example = {"params": {"normalized_shape": 16}, "input": [2, 5, 16]}
+embedding.example = {"params": {"num_embeddings": 50, "embedding_dim": 8}, "input": {"tokens": [2, 6], "vocab_size": 50}}
+sequential.example = {"input": [4, 10]}

@@ -8,6 +8,8 @@ from torch import Tensor, nn
 class FeedForward(nn.Module):
     """Linear(dim, dim*scale) -> ReLU -> Linear(dim*scale, dim) -> ReLU -> LayerNorm(dim)."""
 
+    example = {"params": {"dim": 16, "scale": 2}, "input": [2, 5, 16]}  # for zoo.testing.check_component
+
     def __init__(self, dim: int = 312, scale: int = 4):
         super().__init__()
         self.linear1 = nn.Linear(dim, dim * scale)

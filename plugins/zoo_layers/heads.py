@@ -11,6 +11,8 @@ from zoo.api import ZooError
 class SplitHeads(nn.Module):
     """Reshape (batch, length, heads*d) to (batch, heads, length, d): einops 'b l (h d) -> b h l d'."""
 
+    example = {"params": {"heads": 4}, "input": [2, 5, 16]}  # for zoo.testing.check_component
+
     def __init__(self, heads: int = 8):
         super().__init__()
         self.heads = heads
@@ -26,6 +28,8 @@ class SplitHeads(nn.Module):
 
 class MergeHeads(nn.Module):
     """Inverse of split-heads: (batch, heads, length, d) to (batch, length, heads*d)."""
+
+    example = {"input": [2, 4, 5, 4]}  # for zoo.testing.check_component
 
     def __init__(self):
         super().__init__()

@@ -13,6 +13,8 @@ from zoo.api import ZooError
 class PositionalEncoding(nn.Module):
     """Add sin/cos position codes (even dims sin, odd dims cos, wavelength 10000^(2i/d)), then dropout."""
 
+    example = {"params": {"d_model": 16, "max_len": 10}, "input": [2, 7, 16]}  # for zoo.testing.check_component
+
     def __init__(self, d_model: int = 312, max_len: int = 80, dropout: float = 0.05):
         super().__init__()
         self.max_len = max_len

@@ -14,6 +14,8 @@ class MnistMLP(nn.Module):
     so its state dicts load unchanged.
     """
 
+    example = {"input": [2, 1, 28, 28]}  # for zoo.testing.check_component
+
     def __init__(self, in_features: int = 784, hidden: Sequence[int] = (312, 256), num_classes: int = 10):
         super().__init__()
         widths = [in_features, *hidden]
@@ -30,6 +32,8 @@ class MnistMLP(nn.Module):
 
 class SimpleNet(nn.Module):
     """One linear layer: the notebook's SimpleNet regression model."""
+
+    example = {"input": [4, 3]}  # for zoo.testing.check_component
 
     def __init__(self, in_features: int = 3, out_features: int = 5):
         super().__init__()
