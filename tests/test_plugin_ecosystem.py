@@ -40,7 +40,7 @@ def outputs(env: dict, source: str) -> torch.Tensor:
 def test_the_example_plugin_provides_every_kind_of_extension(example):
     plugins = run_zoo("plugins", env=example).stdout
     assert re.search(r"^example +loaded +zoo-plugin-example 0\.2\.0 +zoo_example +1 layer, 1 model, 1 dataset, "
-                     r"1 metric, 1 callback, 1 transform$", plugins, re.M), plugins
+                     r"1 optimizer, 1 scheduler, 1 loss, 1 metric, 1 callback, 1 transform$", plugins, re.M), plugins
     pretrained = run_zoo("list", "--pretrained", env=example).stdout
     assert re.search(r"^two-spirals-glu +example +accuracy 0\.9\d+ \(two-spirals test\) +8,834 +shipped", pretrained, re.M)
     assert re.search(r"^mnist-mlp +zoo ", pretrained, re.M)  # zoo's own catalog is still there
@@ -60,6 +60,10 @@ def test_a_plugins_pretrained_model_loads_by_name_verifies_and_its_recipe_builds
     built = run_zoo("build", "two-spirals-glu", "--no-progress", "--set", "train.epochs=3", env=example, cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     assert "epoch 3/30" in built.stdout or "epoch 3/3" in built.stdout
+    # the recipe that uses every kind the plugin provides; its callback ends the run at 0.95
+    all_kinds = run_zoo("build", "two-spirals-glu-net", "--no-progress", env=example, cwd=tmp_path)
+    assert all_kinds.returncode == 0, all_kinds.stderr
+    assert re.search(r"stopped after epoch \d+ of 40: test_accuracy reached 0.95", all_kinds.stdout), all_kinds.stdout
     every = run_zoo("verify", "--all", env=example)
     assert every.returncode == 0, every.stderr
     assert re.search(r"verified \d of 4 catalog models; 0 mismatched, \d skipped", every.stdout), every.stdout
@@ -74,6 +78,10 @@ def test_weights_saved_before_a_clashing_plugin_was_installed_load_bit_identical
                      r"one with", plugins.stderr), plugins.stderr
     assert "'relu' means zoo's own 'layers:relu'; name the other 'clash:relu'" in plugins.stderr
     assert "command 'list' is refused: zoo's own command has that name" in plugins.stderr
+    assert "command 'clash-broken' is broken: its arguments raised ZeroDivisionError" in plugins.stderr
+    broken = run_zoo("clash-broken", env=with_clash)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert "zoo: error: command 'clash-broken' of plugin 'clash' (zoo-clash 1.0.0, module zoo_clash) is broken" in broken.stderr
     listing = run_zoo("list", "--kind", "layer", env=with_clash).stdout  # zoo's list, not the plugin's
     assert [line.split()[2] for line in listing.splitlines() if line.startswith("gated-linear ")] == ["clash", "example"]
     strict = run_zoo("--strict-plugins", "list", env=with_clash)

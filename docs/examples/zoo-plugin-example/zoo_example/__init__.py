@@ -24,6 +24,21 @@ def register_datasets(register):
 
 
 @hookimpl
+def register_losses(register):
+    register("focal-loss", "zoo_example.extras:FocalLoss")
+
+
+@hookimpl
+def register_optimizers(register):
+    register("sgd-momentum", "zoo_example.extras:sgd_momentum")
+
+
+@hookimpl
+def register_schedulers(register):
+    register("step-decay", "zoo_example.extras:step_decay")
+
+
+@hookimpl
 def register_transforms(register):
     register("jitter", "zoo_example.extras:jitter")
 

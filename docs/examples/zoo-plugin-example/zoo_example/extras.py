@@ -52,3 +52,25 @@ def draw(n: int, width: int = 48, height: int = 20) -> str:
         row = min(height - 1, max(0, int((1.1 - py) / 2.2 * height)))
         grid[row][column] = "ox"[label]
     return "\n".join("".join(row).rstrip() for row in grid)
+
+
+class FocalLoss(torch.nn.Module):
+    """Cross-entropy that down-weights easy examples by (1 - p)^gamma (Lin et al., 2017)."""
+
+    def __init__(self, gamma: float = 2.0):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        log_p = torch.log_softmax(prediction, dim=-1).gather(-1, target[..., None]).squeeze(-1)
+        return (-(1 - log_p.exp()) ** self.gamma * log_p).mean()
+
+
+def sgd_momentum(params, lr: float = 0.1, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """SGD with heavy-ball momentum, defaults that suit small problems."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum)
+
+
+def step_decay(optimizer, total_steps: int, drops: int = 3, gamma: float = 0.5):
+    """Multiply the learning rate by ``gamma`` ``drops`` times, evenly over the run."""
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total_steps // (drops + 1)), gamma=gamma)

@@ -1,5 +1,5 @@
 """zoo-clash: a 'gated-linear' (the example plugin has one) and a 'relu' (zoo has one), both doing
-something else, and a command named like a built-in one."""
+something else, a command named like a built-in one, and a command whose arguments fail."""
 
 from zoo.api import hookimpl
 
@@ -27,3 +27,4 @@ def register_layers(register):
 @hookimpl
 def register_commands(register):
     register("list", lambda args: 0, help="a command that would replace zoo list")
+    register("clash-broken", lambda args: 0, help="a command whose arguments raise", arguments=lambda parser: 1 / 0)
