@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import SMALL_MLP, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
@@ -144,3 +145,50 @@ def test_two_nodes_on_loopback_with_torchruns_rendezvous_flags(tmp_path):
     assert "weights identical on all 2 processes" in outputs[0][0]
     assert "epoch 2/2" not in outputs[1][0]  # the second node's rank logs nothing
     assert read_meta(tmp_path / "run" / "weights.safetensors")["processes"] == 2
+
+
+ACCUMULATING = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+from zoo import distributed
+from zoo.data import InMemoryDataset
+from zoo.training import Plan, fit
+
+context = distributed.from_environment()
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 2)
+ddp = distributed.wrap(model, torch.device("cpu"), context)
+reductions = []
+
+
+def counting(state, bucket):  # DDP's default all-reduce, counted
+    reductions.append(1)
+    future = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
+    return future.then(lambda f: f.value()[0] / dist.get_world_size())
+
+
+ddp.register_comm_hook(None, counting)
+data = InMemoryDataset(torch.randn(80, 4, generator=torch.Generator().manual_seed(1)), torch.arange(80) % 2)
+plan = Plan(torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.CrossEntropyLoss(), epochs=1, batch_size=4,
+            accumulate=int(sys.argv[1]))
+fit(model, data, plan, forward=ddp, context=context)
+result = {"rank": context.rank, "reductions": len(reductions), "weight": model.weight.flatten().tolist()}
+with open(os.path.join(sys.argv[2], f"rank{context.rank}.json"), "w") as f:
+    json.dump(result, f)
+distributed.close(context)
+os._exit(0)  # as zoo's CLI does under torchrun: gloo's threads can abort the interpreter's finalization
+"""
+
+
+@pytest.mark.parametrize("accumulate, expected", [(1, 10), (2, 5), (3, 4)])
+def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path, accumulate, expected):
+    """40 samples per process in batches of 4: 10 batches, so 10, 5 or 4 optimizer steps (the last group short)."""
+    script = tmp_path / "accumulate.py"
+    script.write_text(ACCUMULATING)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    result = subprocess.run([*command, str(accumulate), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["reductions"] for r in ranks] == [expected, expected]
+    assert ranks[0]["weight"] == ranks[1]["weight"]  # the skipped reductions did not let the ranks drift
