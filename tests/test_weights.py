@@ -249,6 +249,14 @@ def test_catalog_weights_may_not_point_outside_the_catalog(private_catalog):
         catalog.entries()
 
 
+def test_a_catalog_sha256_that_yaml_read_as_a_number_is_refused(private_catalog):
+    _, registry, save = private_catalog
+    registry["models"][0]["weights"]["sha256"] = 0  # an unquoted 000...0 in YAML
+    save(registry)
+    with pytest.raises(zoo.ZooError, match=r"models\[0\]: sha256 '0' is not 64 hex digits \(quote it in YAML\)"):
+        catalog.entries()
+
+
 def test_url_weights_download_checksummed_from_a_local_server(private_catalog, tmp_path):
     folder, registry, save = private_catalog
     server = StaticServer(folder / "pretrained")
@@ -379,3 +387,39 @@ def test_a_store_load_checks_the_file_sha256_and_the_content_digest_once(tmp_pat
     with pytest.raises(zoo.ZooError, match="does not match the expected"):
         zoo.load("encoder")
     assert streamed == [recorded]
+
+
+def test_a_plugin_catalogs_url_entry_downloads_checksummed_into_the_cache(tmp_path, monkeypatch):
+    from conftest import fixture_plugin, make_registry
+
+    import zoo.registry
+
+    server = StaticServer(SHIPPED.parent)
+    sha256 = catalog.get("mnist-mlp").sha256
+    path = tmp_path / "plugin-catalog.yaml"
+
+    def write(digest):
+        path.write_text(f"""models:
+  - name: remote-mlp
+    recipe: none.yaml
+    weights: {{url: "{server.url}mnist-mlp.safetensors", sha256: "{digest}"}}
+    metrics: [{{dataset: mnist, split: test, metric: accuracy, value: 0.9612}}]
+""")
+        catalog._read.cache_clear()
+
+    try:
+        write(sha256)
+        monkeypatch.setenv("FX_CATALOG", str(path))
+        registry = make_registry(fixture_plugin("fx-catalog", "fx_catalog"))
+        monkeypatch.setattr(zoo.registry, "default_registry", lambda: registry)
+        assert catalog.get("remote-mlp").plugin == "fx-catalog" and catalog.get("mnist-mlp").plugin == "zoo"
+        model = zoo.load("remote-mlp")
+        downloaded = Path(model.zoo_meta["path"])
+        assert downloaded.parent == tmp_path / "zoo-home" / "downloads"
+        assert downloaded.read_bytes() == SHIPPED.read_bytes()
+        write("0" * 64)
+        with pytest.raises(zoo.ZooError, match="does not match the catalog's 0000"):
+            zoo.load("remote-mlp")
+    finally:
+        server.close()
+        catalog._read.cache_clear()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -142,6 +143,8 @@ def _read(path: Path) -> tuple[dict[str, Entry], dict[str, Recipe]]:
             raise ZooError(f"{where}: name {entry.name!r} is not kebab-case")
         if entry.name in found:
             raise ZooError(f"{where}: duplicate name {entry.name!r}")
+        if not re.fullmatch(r"[0-9a-f]{64}", entry.sha256):
+            raise ZooError(f"{where}: sha256 {entry.sha256!r} is not 64 hex digits (quote it in YAML)")
         if (entry.file is None) == (entry.url is None):
             raise ZooError(f"{where}: weights need exactly one of file or url")
         if entry.file is not None and not (path.parent / entry.file).resolve().is_relative_to(path.parent.resolve()):
