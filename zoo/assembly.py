@@ -278,6 +278,11 @@ def assemble(settings: Settings, registry: Registry, device: str, steps_per_epoc
                  transform=transform, eval_transform=eval_transform, precision=numerics, init=init)
 
 
+def record_name(metric: str) -> str:
+    """The key a metric's value has in the records: its component name in snake_case."""
+    return metric.replace("-", "_")
+
+
 def record_names(settings: Settings, assembler: Assembler) -> tuple[str, ...]:
     """The numbers each epoch's record will hold: ``train_loss``, then the evaluation loss and metrics."""
     split = settings.data.eval_split
@@ -286,7 +291,7 @@ def record_names(settings: Settings, assembler: Assembler) -> tuple[str, ...]:
     metrics = []
     for node in settings.metrics:
         try:
-            metrics.append(assembler.lookup(node, ("metric",)).name.replace("-", "_"))
+            metrics.append(record_name(assembler.lookup(node, ("metric",)).name))
         except RecipeError:
             continue  # reported where the metrics are built
     return ("train_loss", f"{split}_loss", *(f"{split}_{name}" for name in metrics))
@@ -396,7 +401,7 @@ def build_metrics(nodes: tuple[Node, ...], assembler: Assembler, device: torch.d
     problems = []
     for node in nodes:
         component = assembler.lookup(node, ("metric",))
-        name = component.name.replace("-", "_")
+        name = record_name(component.name)
         if name in built:
             raise node.error(f"metric '{component.name}' is listed twice")
         wants = {p.name for p in component.params} - set(node.params)

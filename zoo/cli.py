@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zoo import hookspecs
 from zoo.errors import ZooError
-from zoo.files import SUFFIX, atomic_write_bytes
+from zoo.files import atomic_write_bytes
 from zoo.registry import ENTRY_POINT_GROUP, NAME, clash_message, default_registry
 from zoo.text import did_you_mean, plural, table
 
@@ -180,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from zoo.loading import load
     from zoo.prediction import facts, predict
 
-    model = load(_model_arg(args.model))
+    model = load(args.model)
     known = facts(model)
     results = []
     for raw in args.inputs:
@@ -209,7 +209,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from zoo.export import TOLERANCE, export
     from zoo.loading import load
 
-    done = export(load(_model_arg(args.model)), args.format, args.out)
+    done = export(load(args.model), args.format, args.out)
     size = done.path.stat().st_size
     print(f"wrote {done.path} ({size / 1e6:.1f} MB) and {done.facts}")
     print(f"parity with the PyTorch model on batches of 1, 3 and 7: max abs difference {done.max_abs_diff:.2g} "
@@ -221,18 +221,13 @@ def cmd_card(args: argparse.Namespace) -> int:
     from zoo.card import card
     from zoo.loading import load
 
-    text = card(load(_model_arg(args.model)), verify=not args.no_verify)
+    text = card(load(args.model), verify=not args.no_verify)
     if args.out:
         atomic_write_bytes(args.out, text.encode())
         print(f"wrote {args.out}")
     else:
         print(text, end="")
     return 0
-
-
-def _model_arg(text: str) -> str | Path:
-    """A model name (NAME, NAME@N) or a weights file path, as zoo.load takes them."""
-    return Path(text) if text.endswith(SUFFIX) or os.sep in text else text
 
 
 def describe_component(component) -> None:

@@ -66,8 +66,9 @@ def start(model: nn.Module, settings: Settings) -> InitReport | None:
     _check_patterns(settings, "freeze", train.freeze, names)
     _check_patterns(settings, "init_skip", train.init_skip, list(model.state_dict()))
     report = None if train.init is None else _init(model, settings)
+    frozen = set(matching(train.freeze, names))
     for name, parameter in model.named_parameters():
-        if name in matching(train.freeze, [name]):
+        if name in frozen:  # others keep what the model set
             parameter.requires_grad_(False)
     return report
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from zoo import catalog
-from zoo.assembly import Assembler, build_metrics, first_batch
+from zoo.assembly import Assembler, build_metrics, first_batch, record_name
 from zoo.errors import ZooError
 from zoo.loading import load
 from zoo.registry import default_registry
@@ -52,5 +52,5 @@ def verify(name: str) -> list[Check]:
             out = model(x)
         built = build_metrics((node,), assembler, device, out, y)
         scores = evaluate(model, data, loss, batch_size=1000, metrics=built, device=device, transform=transform)
-        checks.append(Check(metric, scores[metric.metric.replace("-", "_")]))
+        checks.append(Check(metric, scores[record_name(metric.metric)]))
     return checks
