@@ -18,8 +18,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from zoo.build import build
+import zoo
 from zoo.text import table
+from zoo.training.build import build
 
 RECIPES = ("mnist-mlp", "transformer-encoder-reverse")
 PRECISIONS = ("32", "bf16")
@@ -28,8 +29,9 @@ PRECISIONS = ("32", "bf16")
 def train(recipe: str, precision: str, epochs: int | None, folder: Path) -> tuple[float, float, int]:
     """Median seconds per epoch after the first, the final test accuracy, and the epochs run."""
     overrides = [f"train.precision={precision}", "train.device=cpu"] + ([f"train.epochs={epochs}"] if epochs else [])
-    [out] = build(recipe, overrides, out=folder / f"{recipe}-{precision}", overwrite=True,
-                  disable=["progress", "plot", "store", "console"], log=lambda s: None)
+    registry = zoo.Registry.from_environment(disabled=["progress", "plot", "store", "console"])
+    [out] = build(recipe, overrides, registry=registry, out=folder / f"{recipe}-{precision}", overwrite=True,
+                  log=lambda s: None)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     seconds = [r["seconds"] for r in history[1:]] or [history[0]["seconds"]]
     return statistics.median(seconds), history[-1]["test_accuracy"], len(history)

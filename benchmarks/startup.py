@@ -20,7 +20,7 @@ from pathlib import Path
 ZOO = str(Path(sys.executable).parent / "zoo")
 LOAD = (
     "import time, zoo, torch\n"
-    "t = time.perf_counter(); zoo.load('mnist-mlp', source='catalog'); t = time.perf_counter() - t\n"
+    "t = time.perf_counter(); zoo.load('mnist-mlp'); t = time.perf_counter() - t\n"
     "print(t * 1000)\n"
 )
 

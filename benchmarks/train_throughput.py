@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 import zoo
-from zoo.data import InMemoryDataset
-from zoo.training import Plan, fit
+from zoo.assembly.data import InMemoryDataset
+from zoo.recipe.parse import Recipe
+from zoo.recipe.schema import validate
+from zoo.registry.events import Events
+from zoo.training.build import new_run
+from zoo.training.loop import Position, fit
 
 BATCH, LR = 320, 1e-4
+RECIPE = {"name": "throughput", "model": "mnist-mlp",
+          "data": {"dataset": "mnist", "batch_size": BATCH, "eval_split": None},
+          "train": {"epochs": 1, "optimizer": {"component": "adam", "lr": LR}, "loss": "cross-entropy", "log_every": 50}}
 
 
 def data(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,16 +41,15 @@ def data(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def zoo_loop(images, labels):
-    """zoo's public API, the code path of ``zoo build``: registry components and ``fit``."""
-    torch.manual_seed(0)
-    model = zoo.create("mnist-mlp")
-    plan = Plan(optimizer=zoo.create("adam", params=model.parameters(), lr=LR), loss=zoo.create("cross-entropy"),
-                epochs=1, batch_size=BATCH, log_every=50)
-    dataset = InMemoryDataset(images, labels, divide_by=255)
-    generator = torch.Generator().manual_seed(0)
+    """The code path of ``zoo build``: the recipe's run, trained by ``fit`` (no run plugins listening)."""
+    run = new_run(validate(Recipe(RECIPE, {}, Path("throughput.yaml"))), Path("unused"),
+                  registry=zoo.default_registry(), log=lambda line: None)
+    run.parts.train_data = InMemoryDataset(images, labels, divide_by=255)
+    run.events = Events([])
 
     def epoch():
-        fit(model, dataset, plan, generator=generator)
+        run.position = Position()
+        fit(run)
 
     return epoch
 

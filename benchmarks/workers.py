@@ -27,7 +27,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import zoo
-from zoo.training import Plan, fit
+from zoo.recipe.parse import Recipe
+from zoo.recipe.schema import validate
+from zoo.registry.events import Events
+from zoo.training.build import new_run
+from zoo.training.loop import fit
 
 BATCH, LR = 320, 1e-4
 
@@ -40,12 +44,16 @@ def write_pngs(root: Path) -> None:
         Image.fromarray(image[0].numpy()).save(folder / f"{i:05d}.png")
 
 
-def zoo_epochs(data, workers: int, epochs: int) -> float:
-    torch.manual_seed(0)
-    model = zoo.create("mnist-mlp")
-    plan = Plan(optimizer=zoo.create("adam", params=model.parameters(), lr=LR), loss=zoo.create("cross-entropy"),
-                epochs=epochs, batch_size=BATCH, workers=workers)
-    return min(record["seconds"] for record in fit(model, data, plan))
+def zoo_epochs(root: str, workers: int, epochs: int) -> float:
+    """The code path of ``zoo build`` on the PNG folder (no run plugins listening)."""
+    recipe = {"name": "workers", "model": "mnist-mlp",
+              "data": {"dataset": {"component": "image-folder", "root": root}, "batch_size": BATCH,
+                       "eval_split": None, "workers": workers},
+              "train": {"epochs": epochs, "optimizer": {"component": "adam", "lr": LR}, "loss": "cross-entropy"}}
+    run = new_run(validate(Recipe(recipe, {}, Path("workers.yaml"))), Path("unused"), registry=zoo.default_registry(),
+                  log=lambda line: None)
+    run.events = Events([])
+    return min(record["seconds"] for record in fit(run))
 
 
 def hand_epochs(data, workers: int, epochs: int) -> float:
@@ -74,8 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         write_pngs(Path(folder))
         data = zoo.create("image-folder", split="train", root=folder)
-        none = zoo_epochs(data, 0, args.epochs)
-        some = zoo_epochs(data, args.workers, args.epochs)
+        none = zoo_epochs(folder, 0, args.epochs)
+        some = zoo_epochs(folder, args.workers, args.epochs)
         hand = hand_epochs(data, args.workers, args.epochs)
     print(f"{len(data)} PNG images, seconds per epoch: zoo workers=0 {none:.2f}  "
           f"zoo workers={args.workers} {some:.2f}  hand-written workers={args.workers} {hand:.2f}")

@@ -1,4 +1,7 @@
+import contextlib
 import http.server
+import io
+import json
 import os
 import subprocess
 import sys
@@ -35,16 +38,94 @@ def make_registry(*extra: EntryPoint, **options) -> zoo.Registry:
     return zoo.Registry([*builtin_plugins(), *extra], **options)
 
 
-def run_zoo(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the installed ``zoo`` console script."""
-    return subprocess.run(
-        [str(BIN / "zoo"), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=600,
-    )
+def run_zoo(*args: str, env: dict | None = None, cwd: Path | None = None, process: bool = False
+            ) -> subprocess.CompletedProcess:
+    """``zoo ARGS``: what it printed and its exit status. It runs in this process (``zoo.cli.main``,
+    no interpreter start-up) unless ``process`` asks for the installed console script, or the
+    environment needs a new interpreter (a sitecustomize); PYTHONPATH entries (pip-installed test
+    plugins) go on sys.path for the call, and stay in PYTHONPATH for the processes it starts. A build
+    with --nproc runs as a process: torchrun's output reaches the file descriptors, not sys.stdout."""
+    env = dict(env or {})
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if process or "--nproc" in args or any((Path(p) / "sitecustomize.py").exists() for p in paths):
+        return subprocess.run([str(BIN / "zoo"), *args], capture_output=True, text=True,
+                              env={**os.environ, **env}, cwd=cwd, timeout=600)
+    from zoo.cli import main
+
+    if paths:  # on sys.path for this process, in the environment for the processes it starts
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])])
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    os.environ.update(env)
+    sys.path[:0] = paths
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: --help, or a usage error
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(["zoo", *args], code, out.getvalue(), err.getvalue())
+
+
+# A small regression recipe for runs made in-process (make_run): simple-net on synthetic data.
+REGRESSION = {
+    "name": "regression",
+    "model": "simple-net",
+    "data": {"dataset": {"component": "synthetic-regression", "n": 64}, "batch_size": 16, "eval_split": None},
+    "train": {"epochs": 3, "optimizer": {"component": "sgd", "lr": 0.01}, "loss": "mse", "log_every": 1},
+}
+
+
+def make_run(recipe: dict, folder: Path, *, listeners=(), disable=("progress",)):
+    """A run of ``recipe`` (plain data) made in this process, not yet trained; ``listeners`` are objects
+    whose ``zoo_`` methods hear its events (as callbacks do), instead of the plugins'."""
+    from zoo.recipe.parse import Recipe
+    from zoo.recipe.schema import validate
+    from zoo.registry.events import Callback, Events
+    from zoo.training.build import new_run
+
+    settings = validate(Recipe(recipe, {}, folder / "recipe.yaml"))
+    registry = zoo.Registry.from_environment(disabled=disable)
+    run = new_run(settings, folder, registry=registry, log=lambda line: None)
+    if listeners:
+        run.events = Events([], [Callback(type(o).__name__, "test", o) for o in listeners])
+    return run
+
+
+def raw_meta(path: Path) -> dict:
+    """A weights file's metadata as plain data, to alter."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["zoo"])
+
+
+def rewrite_meta(source: Path, target: Path, meta: dict) -> None:
+    """``source``'s tensors with the metadata ``meta`` (plain data), written to ``target``."""
+    from safetensors.torch import load_file
+
+    from zoo.weights.format import write
+
+    write(target, load_file(str(source)), json.dumps(meta))
+
+
+def build(recipe: str, overrides=(), *, disable=("progress",), **options) -> list[Path]:
+    """``zoo build`` in this process with the installed plugins less ``disable``, quietly by default."""
+    from zoo.training.build import build as train
+
+    options.setdefault("log", lambda line: None)
+    return train(str(recipe), list(overrides), registry=zoo.Registry.from_environment(disabled=disable), **options)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -168,6 +249,16 @@ importlib.metadata.version = hiding(importlib.metadata.version)
 importlib.metadata.distribution = hiding(importlib.metadata.distribution)
 """)
     return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
+def fixture_site(folder: Path, name: str, module: str) -> dict:
+    """An environment in which the fixture plugin ``module`` (tests/fixtures) is installed as entry
+    point ``name`` of a distribution in ``folder`` (a dist-info, as pip writes one)."""
+    info = folder / f"fx_{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fx-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[zoo.plugins]\n{name} = {module}\n")
+    return {"PYTHONPATH": f"{folder}{os.pathsep}{ROOT / 'tests' / 'fixtures'}"}
 
 
 def pip_installed(target: Path, *packages: Path) -> dict:

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_MLP, run_zoo, write_recipe
+from conftest import SMALL_MLP, build, run_zoo, write_recipe
 from safetensors.torch import load_file
 
 import zoo
-from zoo.build import build
-from zoo.weights import read_meta
+from zoo.recipe import catalog
+from zoo.assembly.data import InputSpec
+from zoo.weights.format import read_meta
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 SHIPPED = Path(zoo.__file__).parent / "pretrained" / "mnist-mlp.safetensors"
@@ -25,6 +26,10 @@ NEW_HEAD = SMALL_MLP.replace("  hidden: [64]", "  num_classes: 20").replace("  l
   init_skip: ["linear_relu_stack.4.*"]""")
 
 
+def published(name: str) -> catalog.Entry:
+    return catalog.get(name, zoo.default_registry())
+
+
 def quiet(recipe, out, *overrides):
     return build(str(recipe), list(overrides), out=out, disable=["progress"], log=lambda s: None)
 
@@ -34,7 +39,7 @@ def test_fine_tuning_with_a_new_head_reports_the_skipped_keys_and_trains(tmp_pat
     out = tmp_path / "run"
     result = run_zoo("build", str(recipe), "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr
-    sha256 = zoo.catalog.get("mnist-mlp").sha256
+    sha256 = published("mnist-mlp").sha256
     assert re.search(rf"init: loaded 4 of the model's 6 tensors from mnist-mlp \(.*mnist-mlp.safetensors, sha256 "
                      rf"{sha256[:12]}\.\.\.\)", result.stdout), result.stdout
     assert re.search(r"linear_relu_stack.4.weight +skipped: shape differs +model \(20, 256\), file \(10, 256\)",
@@ -44,8 +49,8 @@ def test_fine_tuning_with_a_new_head_reports_the_skipped_keys_and_trains(tmp_pat
                                 "linear_relu_stack.2.weight", "linear_relu_stack.2.bias"]
     assert [m[0] for m in report["mismatched"]] == ["linear_relu_stack.4.weight", "linear_relu_stack.4.bias"]
     meta = read_meta(out / "weights.safetensors")
-    assert meta["init"]["sha256"] == zoo.catalog.get("mnist-mlp").sha256 and meta["init"]["loaded"] == 4
-    assert meta["metrics"]["test_accuracy"] > 0.9  # the digits features carried over; one epoch trains the head
+    assert meta.init.sha256 == published("mnist-mlp").sha256 and meta.init.loaded == 4
+    assert meta.metrics["test_accuracy"] > 0.9  # the digits features carried over; one epoch trains the head
 
 
 def test_frozen_parameters_stay_bit_identical_and_groups_get_their_own_settings(tmp_path):
@@ -60,7 +65,7 @@ def test_frozen_parameters_stay_bit_identical_and_groups_get_their_own_settings(
                 "linear_relu_stack.2.weight", "linear_relu_stack.2.bias"):  # learning rate 0
         assert torch.equal(trained[key], start[key]), key
     assert trained["linear_relu_stack.4.weight"].shape == (20, 256)
-    assert read_meta(out / "weights.safetensors")["frozen"] == ["linear_relu_stack.0.*"]
+    assert read_meta(out / "weights.safetensors").frozen == ("linear_relu_stack.0.*",)
 
 
 @pytest.mark.parametrize("old, new, key, message", [
@@ -69,7 +74,7 @@ def test_frozen_parameters_stay_bit_identical_and_groups_get_their_own_settings(
      r"\(10, 256\) in the file; linear_relu_stack.4.bias has shape \(20,\) in the model, \(10,\) in the file. Allow "
      r"what the recipe changes with train.init_skip \(glob patterns, e.g. 'linear_relu_stack.4.\*'\)"),
     ("  init: mnist-mlp", "  init: mnist-mpl", "init",
-     r"train.init: no model 'mnist-mpl' locally or in the catalog. Did you mean 'mnist-mlp'"),
+     r"train.init: no model 'mnist-mpl' in the catalog. Did you mean 'mnist-mlp'"),
     ('["linear_relu_stack.4.*"]', '["head.*"]', "init_skip",
      r"train.init_skip\[0\]: 'head.\*' matches no parameter of the model \(they are named like linear_relu_stack.0.weight"),
 ])
@@ -133,7 +138,7 @@ def test_predict_in_python_takes_arrays_token_lists_single_or_batched():
     single = zoo.predict(model, x[0, 0].numpy(), top_k=1)  # one uint8 (28, 28) image
     batch = zoo.predict(model, x[:3].numpy())
     assert len(single) == 1 and [b["top"][0]["index"] for b in batch][0] == single[0]["top"][0]["index"]
-    assert model.zoo_meta["input"]["shape"] == [1, 28, 28] and model.zoo_meta["classes"][7] == "7"
+    assert model.zoo_meta.input.shape == (1, 28, 28) and model.zoo_meta.classes[7] == "7"
     [reversed_] = zoo.predict("transformer-encoder-reverse", [3, 5, 7, 9, 11, 13])
     assert reversed_["tokens"] == [13, 11, 9, 7, 5, 3] and min(reversed_["probabilities"]) > 0.5
     assert len(zoo.predict("transformer-encoder-reverse", [[3, 5, 7, 9], [2, 4, 6, 8, 10]])) == 2
@@ -151,28 +156,33 @@ def test_predict_in_python_takes_arrays_token_lists_single_or_batched():
 def test_bad_prediction_input_is_one_line(digits, model, given, message):
     folder, _ = digits
     result = run_zoo("predict", model, given, cwd=folder)
-    assert result.returncode == 2 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-    assert re.search(message, result.stderr), result.stderr
+    said, error = result.stderr.splitlines()  # which weights, then the one-line error
+    assert result.returncode == 2 and said.startswith(f"zoo: weights {model} (published in the catalog, sha256 ")
+    assert re.search(message, error), result.stderr
 
 
-def test_weights_saved_before_input_specs_were_recorded_predict_from_their_recipe(tmp_path):
-    from zoo.weights import write
+def test_weights_that_record_no_input_spec_are_refused_without_building_their_dataset(tmp_path, monkeypatch):
+    import socket
 
-    tensors, meta = load_file(str(SHIPPED)), read_meta(SHIPPED)
-    old = {k: v for k, v in meta.items() if k not in ("input", "classes")}
-    write(tmp_path / "old.safetensors", tensors, old)
+    from conftest import raw_meta, rewrite_meta
+
+    old = tmp_path / "old.safetensors"
+    meta = raw_meta(SHIPPED)
+    del meta["input"]
+    meta["recipe"]["data"]["dataset"] = {"component": "mnist", "download": True, "mirror": "http://192.0.2.1/"}
+    rewrite_meta(SHIPPED, old, meta)
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("predicting opened a connection"))
     x, _ = zoo.create("mnist", split="test").batch(torch.arange(3))
-    then, now = zoo.predict(str(tmp_path / "old.safetensors"), x), zoo.predict("mnist-mlp", x)
-    assert then == now and now[0]["top"][0]["label"] == "7"
+    with pytest.raises(zoo.ZooError, match=r"old.safetensors: records no input spec \(what one input is\)"):
+        zoo.predict(str(old), x)
 
 
 def test_trained_weights_record_their_input_spec_and_labels(tmp_path):
     out = tmp_path / "run"
     quiet(write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=500), out)
     meta = read_meta(out / "weights.safetensors")
-    assert meta["input"] == {"kind": "image", "shape": [1, 28, 28], "dtype": "float32", "mode": "L",
-                             "range": [0.0, 1.0]}
-    assert meta["classes"] == [str(d) for d in range(10)]
+    assert meta.input == InputSpec("image", (1, 28, 28), "float32", mode="L", range=(0.0, 1.0))
+    assert meta.classes == tuple(str(d) for d in range(10))
 
 
 # --- export ---
@@ -212,16 +222,16 @@ def test_both_seed_architectures_export_and_pass_parity(tmp_path, name, fmt):
     assert difference <= 1e-4
     [exported] = [p for p in tmp_path.iterdir() if p.is_file() and not p.name.endswith(".json")]
     facts = json.loads(exported.with_name(exported.name + ".json").read_text())
-    assert facts["format"] == fmt and facts["source"]["sha256"] == zoo.catalog.get(name).sha256
+    assert facts["format"] == fmt and facts["source"]["sha256"] == published(name).sha256
     assert facts["parity"]["max_abs_diff"] == pytest.approx(difference, rel=0.05) and facts["input"]["batch"] == "dynamic (dimension 0)"
     # the file runs on its own, on a batch size the export never saw
     model = zoo.load(name)
-    from zoo.export import FORMATS as KNOWN, samples
+    from zoo.use.export import samples
 
-    x = samples(model.zoo_meta["input"], 5, seed=42)
+    x = samples(model.zoo_meta.input, 5, seed=42)
     with torch.no_grad():
         expected = model(x)
-    got = KNOWN[fmt].read(exported)(x)
+    got = zoo.create(fmt, kind="exporter").read(exported)(x)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -247,11 +257,12 @@ def test_export_without_the_extra_or_with_a_bad_format_is_one_line(tmp_path):
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     result = run_zoo("export", "mnist-mlp", "--format", "onnx", env=env, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("zoo: error: exporting to onnx needs onnx, which is not installed: "
-                                     "pip install 'zoo[export]' (onnx, onnxscript, onnxruntime)")
+    assert result.stderr.splitlines()[-1] == ("zoo: error: exporting to onnx needs onnx, which is not installed: "
+                                              "pip install 'zoo[export]' (onnx, onnxscript, onnxruntime)")
     assert not list(tmp_path.glob("*.onnx*"))
     bad = run_zoo("export", "mnist-mlp", "--format", "tflite", cwd=tmp_path)
-    assert bad.returncode == 2 and "invalid choice: 'tflite'" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr == ("zoo: error: unknown exporter 'tflite'. Run 'zoo list --kind "
+                                                  "exporter' to see them all.\n")
 
 
 # --- model card ---
@@ -263,7 +274,7 @@ def test_the_card_of_a_catalog_model_holds_its_verified_metric_and_no_placeholde
     result = run_zoo("card", "mnist-mlp")
     assert result.returncode == 0, result.stderr
     card = result.stdout
-    entry = zoo.catalog.get("mnist-mlp")
+    entry = published("mnist-mlp")
     assert card.startswith("# mnist-mlp\n") and f"{entry.params:,} parameters" in card
     assert re.search(rf"\| accuracy \| mnist test \| {entry.metrics[0].value:.4f} \| 0\.9\d{{3}} \| ok \|", card)
     assert f"`{entry.sha256}`" in card and entry.license in card and "Labels (10): 0 `0`" in card
@@ -277,7 +288,7 @@ def test_the_card_of_a_fine_tuned_build_says_where_it_started(tmp_path):
     card = run_zoo("card", str(out / "weights.safetensors"), "--out", str(tmp_path / "card.md"))
     assert card.returncode == 0, card.stderr
     text = (tmp_path / "card.md").read_text()
-    assert f"Started from `mnist-mlp` (sha256 `{zoo.catalog.get('mnist-mlp').sha256}`): 4 tensors loaded." in text
+    assert f"Started from `mnist-mlp` (sha256 `{published('mnist-mlp').sha256}`): 4 tensors loaded." in text
     assert "`linear_relu_stack.4.weight` (model (20, 256), file (10, 256))" in text
     assert "## License" not in text  # no fact about a local build's license: no section
     prose = re.sub(r"```yaml.*?```", "", text, flags=re.S)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, ROOT, SMALL_MLP, run_zoo, wait_for, write_recipe
+from conftest import (BIN, REGRESSION, ROOT, SMALL_MLP, build, fixture_plugin, fixture_site, make_registry, make_run,
+                      run_zoo, wait_for, write_recipe)
 
 import zoo
-from zoo import schema
-from zoo.build import build
-from zoo.recipe import RecipeError
-from zoo.weights import read_meta
+from zoo.recipe import schema
+
+from zoo.recipe.parse import RecipeError
+from zoo.weights.format import read_meta
 
 # Final metrics of shipped recipes built for one epoch by the code before the redesign (zoo 0.1.0 at
 # ab158c6). Not weight digests: the last bits of float results differ between CPUs (AVX2 or AVX-512),
@@ -31,7 +32,7 @@ BEFORE = {
 
 
 def assert_same_metrics(folder: Path, expected: dict) -> None:
-    metrics = read_meta(folder / "weights.safetensors")["metrics"]
+    metrics = read_meta(folder / "weights.safetensors").metrics
     assert metrics.keys() == expected.keys()
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value, rel=1e-4, abs=0 if "loss" in key else 2e-3), key
@@ -83,25 +84,20 @@ def test_the_recipe_reference_in_the_docs_is_generated_from_the_schema():
 
 def test_no_module_outside_the_schema_spells_a_recipe_key_path():
     offenders = []
-    for path in sorted((ROOT / "zoo").glob("*.py")):
-        if path.name in ("schema.py", "recipe.py"):
+    for path in sorted((ROOT / "zoo").rglob("*.py")):
+        if path.parent.name == "recipe":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"""\.(get|error|mark)\(\(\s*["']""", line):
-                offenders.append(f"{path.name}:{number}: {line.strip()}")
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, offenders
 
 
 def events_env(tmp_path: Path, raise_in: str = "") -> dict:
     """An environment in which the fx_events fixture plugin is installed (as a dist-info entry point)."""
-    site = tmp_path / "site"
-    info = site / "fx_events-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fx-events\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[zoo.plugins]\nevents = fx_events\n")
     events = tmp_path / "events"
     events.mkdir()
-    env = {"PYTHONPATH": f"{site}:{ROOT / 'tests' / 'fixtures'}", "FX_EVENTS_DIR": str(events)}
+    env = {**fixture_site(tmp_path / "site", "events", "fx_events"), "FX_EVENTS_DIR": str(events)}
     if raise_in:
         env["FX_EVENTS_RAISE"] = raise_in
     return env
@@ -216,28 +212,30 @@ def test_the_progress_bar_follows_the_steps_of_each_epoch(tmp_path):
     assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr and "/10 [" in result.stderr
 
 
-def test_fit_without_listeners_never_prepares_a_step_event():
+def test_fit_without_listeners_never_prepares_a_step_event(tmp_path):
+    from zoo.training.loop import fit
+
     calls = []
 
-    class Events:
-        def emit(self, event, **arguments):
-            calls.append(event)
+    class Listener:
+        def zoo_epoch_start(self):
+            calls.append("zoo_epoch_start")
 
-        def implemented(self, event):
-            return False
+        def zoo_train_progress(self):
+            calls.append("zoo_train_progress")
 
-    from zoo.training import Plan, fit
+        def zoo_epoch_end(self):
+            calls.append("zoo_epoch_end")
 
-    model = zoo.create("simple-net")
-    plan = Plan(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss=torch.nn.MSELoss(), epochs=1,
-                batch_size=16, log_every=2)
-    fit(model, zoo.create("synthetic-regression", n=64), plan, events=Events())
-    assert "zoo_train_step" not in calls
+    run = make_run({**REGRESSION, "train": {**REGRESSION["train"], "epochs": 1, "log_every": 2}}, tmp_path,
+                   listeners=[Listener()])
+    assert not run.implemented("zoo_train_step")
+    fit(run)
     assert calls == ["zoo_epoch_start", "zoo_train_progress", "zoo_train_progress", "zoo_epoch_end"]
 
 
 def test_lifecycle_hooks_are_documented_for_plugin_authors():
-    from zoo import hookspecs
+    from zoo.registry import hookspecs
 
     guide = (ROOT / "docs" / "plugins.md").read_text()
     for event in hookspecs.EVENTS:
@@ -249,3 +247,75 @@ def test_built_in_plugins_import_zoo_only_through_the_plugin_api():
     imports = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in sorted((ROOT / "plugins").rglob("*.py"))
                for line in path.read_text().splitlines() if re.match(r"\s*(from|import) zoo(?!\.api\b)[.\s]", line)]
     assert not imports, imports
+
+
+# --- one place to edit: a recipe key (above), an event, a command, an export format, each from a plugin ---
+
+def test_an_event_is_one_spec_and_plugins_and_callbacks_hear_it(tmp_path, monkeypatch):
+    from zoo.registry import hookspecs
+    from zoo.registry.events import Callback, Events
+
+    def zoo_sample(run, value):
+        """A test event: ``value`` happened."""
+
+    monkeypatch.setattr(hookspecs, "zoo_sample", hookspecs.hookspec(zoo_sample), raising=False)
+    monkeypatch.setattr(hookspecs, "EVENTS", (*hookspecs.EVENTS, "zoo_sample"))
+    monkeypatch.setattr(hookspecs, "RUN_EVENTS", (*hookspecs.RUN_EVENTS, "zoo_sample"))
+    log = tmp_path / "heard.jsonl"
+    monkeypatch.setenv("FX_EXTEND_LOG", str(log))
+    heard = []
+
+    class Listener:
+        def zoo_sample(self, value):
+            heard.append(value)
+
+    registry = make_registry(fixture_plugin("extend", "fx_extend"))
+    run = make_run(REGRESSION, tmp_path)
+    run.events = Events(registry.hook_plugins(), [Callback("listener", "test", Listener())])
+    run.emit("zoo_sample", value=7)
+    assert heard == [7] and [json.loads(line) for line in log.read_text().splitlines()] == [{"plugin": 7}]
+    assert "zoo_sample" not in [p.warning for p in registry.plugins if p.name == "extend"][0]
+
+
+def test_a_plugins_command_and_export_format_work_like_zoos_own(tmp_path):
+    env = fixture_site(tmp_path / "site", "extend", "fx_extend")
+    hello = run_zoo("hello", "world", env=env)
+    assert hello.returncode == 0 and hello.stdout == "hello world: 4 export formats\n", hello.stderr
+    assert re.search(r"^extend +loaded +fx-extend 0\.1 +fx_extend +1 exporter, 1 command$",
+                     run_zoo("plugins", env=env).stdout, re.M)
+    exported = run_zoo("export", "mnist-mlp", "--format", "pt2-copy", env=env, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "wrote mnist-mlp.copy.pt2" in exported.stdout and "max abs difference 0 " in exported.stdout
+    facts = json.loads((tmp_path / "mnist-mlp.copy.pt2.json").read_text())
+    assert facts["format"] == "pt2-copy" and facts["parity"]["max_abs_diff"] == 0
+    program = torch.export.load(str(tmp_path / "mnist-mlp.copy.pt2")).module()
+    x = torch.rand(5, 1, 28, 28)
+    torch.testing.assert_close(program(x), zoo.load("mnist-mlp")(x))
+
+
+def test_a_renamed_recipe_key_keeps_files_written_before_it_loading_predicting_and_verifying(tmp_path, monkeypatch):
+    from zoo.recipe import migrations
+    from zoo.recipe.schema import Train, key
+    from zoo.weights.load import settings
+
+    # the schema renames train.epochs to train.max_epochs, as its version 2
+    fields = [(f.name, f.type, f) for f in dataclasses.fields(Train) if f.name != "epochs"]
+    fields.insert(0, ("max_epochs", int, key(schema.positive_int, doc="passes over the training split")))
+    renamed = dataclasses.make_dataclass("Train", fields, frozen=True, kw_only=True,
+                                         namespace={"SECTION": "train", "path": Train.path})
+    monkeypatch.setitem(schema.SECTIONS, "train", renamed)
+    monkeypatch.setattr(schema, "VERSION", 2)
+    x, _ = zoo.create("mnist", split="test").batch(torch.arange(3))
+    with pytest.raises(zoo.ZooError, match=r"train.epochs: unknown key 'epochs'"):
+        zoo.predict("mnist-mlp", x)  # the rename alone breaks every file written before it
+    monkeypatch.setattr(migrations, "MIGRATIONS", [migrations.Rename(2, "train.epochs", "train.max_epochs")])
+    model = zoo.load("mnist-mlp")  # written with recipe schema version 1 (and metadata version 1)
+    assert model.zoo_meta.recipe_version == 1 and model.zoo_meta.recipe["train"]["epochs"] == 60
+    assert settings(model).train.max_epochs == 60
+    assert [p["top"][0]["label"] for p in zoo.predict(model, x)] == ["7", "2", "1"]
+    verified = run_zoo("verify", "mnist-mlp")
+    assert verified.returncode == 0 and "measured 0.9612, catalog 0.9612  ok" in verified.stdout, verified.stderr
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=100)  # a recipe file that uses the old key
+    with pytest.raises(RecipeError, match=r"train.epochs: unknown key 'epochs'. Schema version 2 renamed it "
+                                          r"train.max_epochs"):
+        schema.read(recipe)

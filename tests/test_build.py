@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, SMALL_MLP, assert_png, run_zoo, wait_for, write_recipe
+from conftest import BIN, REGRESSION, SMALL_MLP, build, make_run, assert_png, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
 import zoo
-from zoo import catalog, runs
-from zoo.build import build
-from zoo.weights import fingerprint, read_meta
+from zoo.recipe import catalog
+from zoo.training import folders as runs
+
+from zoo.weights.format import fingerprint, read_meta
 
 SHIPPED = catalog.PACKAGE / "pretrained" / "mnist-mlp.safetensors"
 
@@ -33,17 +34,16 @@ def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
     assert [r["epoch"] for r in lines] == [1, 2]
     assert lines[1]["train_loss"] < lines[0]["train_loss"] and lines[1]["test_accuracy"] > 0.8
     meta = read_meta(out / "weights.safetensors")
-    assert meta["format"] == "zoo-weights/1"
-    assert meta["model"] == {"component": "mnist-mlp", "hidden": [64]}
-    assert meta["recipe"]["train"]["epochs"] == 2
-    assert meta["metrics"]["test_accuracy"] == pytest.approx(lines[-1]["test_accuracy"])
-    versions = meta["versions"]
-    assert versions["torch"] == torch.__version__ and versions["plugins"]["models"].startswith("zoo ")
-    assert meta["seed"] == 0 and len(meta["data_sha256"]) == 64
+    assert meta.version == 2 and meta.recipe_version == 1
+    assert meta.model == {"component": "mnist-mlp", "hidden": [64]}
+    assert meta.recipe["train"]["epochs"] == 2
+    assert meta.metrics["test_accuracy"] == pytest.approx(lines[-1]["test_accuracy"])
+    assert meta.versions.torch == torch.__version__ and meta.versions.plugins["models"].dist == "zoo"
+    assert meta.seed == 0 and len(meta.data_sha256) == 64
     tensors = load_file(str(out / "weights.safetensors"))
-    assert meta["fingerprint"] == fingerprint(tensors)
+    assert meta.fingerprint == fingerprint(tensors)
     assert tensors["linear_relu_stack.0.weight"].shape == (64, 784)
-    from zoo import store
+    from zoo.weights import store
 
     stored = store.latest("small-mlp")
     assert stored.path.read_bytes() == (out / "weights.safetensors").read_bytes()
@@ -178,32 +178,24 @@ def test_the_readme_main_job_trains_mnist_mlp_on_the_bundled_data(tmp_path):
     assert 0.90 < final["test_accuracy"] < 0.95  # the notebook's settings on 5k images: ~0.916
 
 
-def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position():
+def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position(tmp_path):
     import os
 
-    import zoo
-    from zoo.training import Interrupted, Plan, fit
+    from zoo.training.loop import Interrupted, fit
 
-    model = zoo.create("simple-net")
-    data = zoo.create("synthetic-regression", n=64)
-    plan = Plan(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss=torch.nn.MSELoss(), epochs=3,
-                batch_size=16, log_every=1)
-    class Events:
+    class Listener:
         """Records the interrupt event as the checkpoint plugin would receive it."""
 
         def __init__(self):
             self.saved = []
 
-        def emit(self, event, **arguments):
-            if event == "zoo_interrupted":
-                self.saved.append((arguments["epoch"], arguments["step"]))
+        def zoo_interrupted(self, epoch, step):
+            self.saved.append((epoch, step))
 
-        def implemented(self, event):
-            return False
-
-    events = Events()
+    listener = Listener()
+    run = make_run(REGRESSION, tmp_path, listeners=[listener])
     calls = {"n": 0}
-    real_step = plan.optimizer.step
+    real_step = run.optimizer.step
 
     def step_then_interrupt(*args, **kwargs):
         result = real_step(*args, **kwargs)
@@ -212,18 +204,18 @@ def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position():
             os.kill(os.getpid(), signal.SIGINT)
         return result
 
-    plan.optimizer.step = step_then_interrupt
+    run.optimizer.step = step_then_interrupt
     with pytest.raises(Interrupted) as info:
-        fit(model, data, plan, events=events)
+        fit(run)
     position = info.value.position
     assert (position.epoch, position.step, position.seen) == (1, 2, 32)
-    assert events.saved == [(2, 2)] and len(position.history) == 1
+    assert listener.saved == [(2, 2)] and len(position.history) == 1
     assert calls["n"] == 6  # no step ran after the one that was interrupted
 
 
-def test_map_style_datasets_train_through_a_dataloader_in_the_seeded_order():
+def test_map_style_datasets_train_through_a_dataloader_in_the_seeded_order(tmp_path):
     import zoo
-    from zoo.training import Plan, fit
+    from zoo.training.loop import fit
 
     class MapStyle(torch.utils.data.Dataset):  # no tensors(): one sample per __getitem__
         def __init__(self, inputs, targets):
@@ -238,10 +230,10 @@ def test_map_style_datasets_train_through_a_dataloader_in_the_seeded_order():
 
     inputs, targets = zoo.create("synthetic-regression", n=40).tensors()
     data = MapStyle(inputs, targets)
-    model = zoo.create("simple-net")
-    plan = Plan(optimizer=torch.optim.SGD(model.parameters(), lr=0.01), loss=torch.nn.MSELoss(), epochs=2,
-                batch_size=8)
-    history = fit(model, data, plan, generator=torch.Generator().manual_seed(5))
+    run = make_run({**REGRESSION, "data": {**REGRESSION["data"], "batch_size": 8},
+                    "train": {**REGRESSION["train"], "epochs": 2, "seed": 5}}, tmp_path)
+    run.parts.train_data = data
+    history = fit(run)
     assert [r["epoch"] for r in history] == [1, 2]
     expected = torch.Generator().manual_seed(5)
     first, second = torch.randperm(40, generator=expected).tolist(), torch.randperm(40, generator=expected).tolist()
@@ -249,7 +241,7 @@ def test_map_style_datasets_train_through_a_dataloader_in_the_seeded_order():
 
 
 def test_every_build_is_kept_numbered_listed_and_loadable_until_pruned(tmp_path):
-    from zoo import store
+    from zoo.weights import store
 
     recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=1000)
     for extra in ([], ["--set", "train.epochs=2"]):
@@ -262,9 +254,9 @@ def test_every_build_is_kept_numbered_listed_and_loadable_until_pruned(tmp_path)
     one, two = zoo.load("small-mlp@1"), zoo.load("small-mlp", version=2)
     assert torch.equal(one.state_dict()["linear_relu_stack.0.weight"], first["linear_relu_stack.0.weight"])
     assert torch.equal(two.state_dict()["linear_relu_stack.0.weight"], second["linear_relu_stack.0.weight"])
-    assert zoo.load("small-mlp").zoo_meta["path"] == two.zoo_meta["path"]  # the latest
+    assert zoo.load("small-mlp@latest").zoo_source.path == two.zoo_source.path
     sha = store.get("small-mlp", 1).sha256
-    assert zoo.load(f"small-mlp@{sha[:8]}").zoo_meta["path"] == one.zoo_meta["path"]
+    assert zoo.load(f"small-mlp@{sha[:8]}").zoo_source.path == one.zoo_source.path
     listing = run_zoo("builds", "small-mlp").stdout
     assert re.search(r"@1 .*test_accuracy 0\.\d{4}", listing)
     assert re.search(r"@2 latest .*train\.epochs: 1 -> 2", listing)
@@ -293,11 +285,11 @@ def test_a_run_folder_holding_a_run_is_never_written_without_resume_or_overwrite
 def test_resume_finishes_recording_a_build_killed_before_the_store_had_it(tmp_path):
     from test_architecture import events_env
 
-    from zoo import store
+    from zoo.weights import store
 
     recipe = write_recipe(tmp_path, SMALL_MLP, epochs=2, batch=1000)
     env = {**events_env(tmp_path), "FX_EVENTS_KILL": "zoo_run_end"}
-    killed = run_zoo("build", str(recipe), "--no-progress", env=env, cwd=tmp_path)
+    killed = run_zoo("build", str(recipe), "--no-progress", env=env, cwd=tmp_path, process=True)
     assert killed.returncode != 0
     run = tmp_path / "runs" / "small-mlp"
     assert (run / "weights.safetensors").is_file() and (run / "checkpoint.safetensors").is_file()
@@ -310,7 +302,7 @@ def test_resume_finishes_recording_a_build_killed_before_the_store_had_it(tmp_pa
 
 
 def test_a_store_from_before_versions_becomes_version_1(tmp_path):
-    from zoo import store
+    from zoo.weights import store
     from zoo.files import file_sha256
 
     folder = tmp_path / "zoo-home" / "models" / "old-mlp"
@@ -321,4 +313,4 @@ def test_a_store_from_before_versions_becomes_version_1(tmp_path):
                                                    "recorded": "2026-11-01T10:00:00+0000", "run": "/old/run"}))
     [build] = store.builds("old-mlp")
     assert (build.version, build.sha256, build.run) == (1, sha, "/old/run")
-    assert zoo.load("old-mlp").zoo_meta["source"] == "local"
+    assert zoo.load("old-mlp@latest").zoo_source.source == "local"

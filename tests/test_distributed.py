@@ -8,11 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from conftest import SMALL_MLP, run_zoo, wait_for, write_recipe
+from conftest import SMALL_MLP, raw_meta, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
-from zoo.weights import read_meta
+from zoo.weights.format import read_meta
 
 def recipe(tmp_path: Path, epochs: int = 3, batch: int = 50) -> Path:
     return write_recipe(tmp_path, SMALL_MLP, epochs=epochs, batch=batch)
@@ -38,7 +37,7 @@ def test_two_processes_train_one_model_with_identical_weights(tmp_path):
     assert out.count("epoch 3/3") == 1  # only rank 0 logs
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [
         "loss.png", "metrics.jsonl", "recipe.yaml", "weights.safetensors"]
-    assert read_meta(tmp_path / "ddp" / "weights.safetensors")["processes"] == 2
+    assert read_meta(tmp_path / "ddp" / "weights.safetensors").processes == 2
     single = run_zoo("build", str(path), "--out", str(tmp_path / "single"), "--no-progress")
     assert single.returncode == 0, single.stderr
     ddp_accuracy, single_accuracy = final(tmp_path / "ddp")["test_accuracy"], final(tmp_path / "single")["test_accuracy"]
@@ -99,8 +98,12 @@ def test_a_crashing_rank_ends_the_run_with_an_error_and_the_checkpoint_stays_int
     assert time.monotonic() - started < 60, "the surviving rank hung"
     assert "ChildFailedError" in err or "failed" in err.lower()
     assert "SIGKILL" in err or "Signal 9" in err
+    from zoo.training.checkpoint import load
+
     state = load_file(str(out / "checkpoint.safetensors"))
-    assert state and read_meta(out / "checkpoint.safetensors")["format"] == "zoo-checkpoint/1"
+    assert state and raw_meta(out / "checkpoint.safetensors")["format"] == "zoo-checkpoint/1"
+    recorded = raw_meta(out / "checkpoint.safetensors")["fingerprint"]
+    assert load(out / "checkpoint.safetensors", recorded)["position"]["epoch"] >= 1  # whole: its digest checks
     assert not (out / "weights.safetensors").exists()
 
 
@@ -144,51 +147,61 @@ def test_two_nodes_on_loopback_with_torchruns_rendezvous_flags(tmp_path):
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert "weights identical on all 2 processes" in outputs[0][0]
     assert "epoch 2/2" not in outputs[1][0]  # the second node's rank logs nothing
-    assert read_meta(tmp_path / "run" / "weights.safetensors")["processes"] == 2
+    assert read_meta(tmp_path / "run" / "weights.safetensors").processes == 2
 
 
 ACCUMULATING = """
 import json, os, sys
+from pathlib import Path
 import torch
 import torch.distributed as dist
-from zoo import distributed
-from zoo.data import InMemoryDataset
-from zoo.training import Plan, fit
+import zoo
+from zoo.recipe.parse import Recipe
+from zoo.recipe.schema import validate
+from zoo.registry.events import Events
+from zoo.training import distributed
+from zoo.training.build import new_run
+from zoo.training.loop import fit
 
 context = distributed.from_environment()
-torch.manual_seed(0)
-model = torch.nn.Linear(4, 2)
-ddp = distributed.wrap(model, torch.device("cpu"), context)
-reductions = []
+registry = zoo.default_registry()
+results = {}
+for accumulate in (1, 2, 3):
+    recipe = {"name": "accumulate", "model": {"component": "linear", "in_features": 4, "out_features": 2},
+              "data": {"dataset": {"component": "synthetic-regression", "n": 80, "in_features": 4, "out_features": 2},
+                       "batch_size": 4, "eval_split": None},
+              "train": {"epochs": 1, "optimizer": {"component": "sgd", "lr": 0.1}, "loss": "mse",
+                        "accumulate": accumulate}}
+    run = new_run(validate(Recipe(recipe, {}, Path("recipe.yaml"))), Path(sys.argv[1]), registry=registry,
+                  context=context)
+    run.events = Events([])
+    ddp = distributed.wrap(run.model, torch.device("cpu"), context)
+    reductions = []
 
+    def counting(state, bucket):  # DDP's default all-reduce, counted
+        reductions.append(1)
+        future = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
+        return future.then(lambda f: f.value()[0] / dist.get_world_size())
 
-def counting(state, bucket):  # DDP's default all-reduce, counted
-    reductions.append(1)
-    future = dist.all_reduce(bucket.buffer(), async_op=True).get_future()
-    return future.then(lambda f: f.value()[0] / dist.get_world_size())
-
-
-ddp.register_comm_hook(None, counting)
-data = InMemoryDataset(torch.randn(80, 4, generator=torch.Generator().manual_seed(1)), torch.arange(80) % 2)
-plan = Plan(torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.CrossEntropyLoss(), epochs=1, batch_size=4,
-            accumulate=int(sys.argv[1]))
-fit(model, data, plan, forward=ddp, context=context)
-result = {"rank": context.rank, "reductions": len(reductions), "weight": model.weight.flatten().tolist()}
-with open(os.path.join(sys.argv[2], f"rank{context.rank}.json"), "w") as f:
-    json.dump(result, f)
+    ddp.register_comm_hook(None, counting)
+    fit(run, ddp)
+    results[accumulate] = {"reductions": len(reductions), "weight": run.model.weight.flatten().tolist()}
+with open(os.path.join(sys.argv[1], f"rank{context.rank}.json"), "w") as f:
+    json.dump(results, f)
 distributed.close(context)
 os._exit(0)  # as zoo's CLI does under torchrun: gloo's threads can abort the interpreter's finalization
 """
 
 
-@pytest.mark.parametrize("accumulate, expected", [(1, 10), (2, 5), (3, 4)])
-def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path, accumulate, expected):
-    """40 samples per process in batches of 4: 10 batches, so 10, 5 or 4 optimizer steps (the last group short)."""
+def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path):
+    """40 samples per process in batches of 4: 10 batches, so 10, 5 or 4 optimizer steps (the last
+    group short) for accumulate 1, 2 and 3."""
     script = tmp_path / "accumulate.py"
     script.write_text(ACCUMULATING)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    result = subprocess.run([*command, str(accumulate), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
-    assert [r["reductions"] for r in ranks] == [expected, expected]
-    assert ranks[0]["weight"] == ranks[1]["weight"]  # the skipped reductions did not let the ranks drift
+    for accumulate, expected in (("1", 10), ("2", 5), ("3", 4)):
+        assert [r[accumulate]["reductions"] for r in ranks] == [expected, expected]
+        assert ranks[0][accumulate]["weight"] == ranks[1][accumulate]["weight"]  # the skipped reductions did not let the ranks drift

@@ -11,8 +11,9 @@ import sys
 import pytest
 from conftest import BIN, ROOT, assert_png, make_registry, pip_installed, run_zoo
 
+import zoo
 from zoo.cli import parser
-from zoo.reference import render, title
+from zoo.registry.reference import render, title
 
 DOCS = ROOT / "docs"
 EXAMPLE_PLUGIN = DOCS / "examples" / "zoo-plugin-example"
@@ -41,7 +42,7 @@ def test_zoo_docs_check_fails_on_a_stale_file_and_out_writes_it(tmp_path):
 def test_zoo_docs_recipes_replaces_only_the_generated_key_tables(tmp_path):
     stale = tmp_path / "recipes.md"
     original = (DOCS / "recipes.md").read_text()
-    stale.write_text(original.replace("| `seed` | a non-negative integer | `0` |", "| `seed` | an integer | `1` |"))
+    stale.write_text(original.replace("| `seed` | an integer from 0 to 2**63 - 1 | `0` |", "| `seed` | an integer | `1` |"))
     result = run_zoo("docs", "--recipes", "--check", str(stale))
     assert result.returncode == 1 and f"run: zoo docs --recipes --out {stale}" in result.stderr
     assert run_zoo("docs", "--recipes", "--out", str(stale)).returncode == 0
@@ -91,7 +92,7 @@ def test_quickstart_runs_as_written(tmp_path):
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
-    [sub] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    [sub] = [a for a in parser(zoo.default_registry())._actions if isinstance(a, argparse._SubParsersAction)]
     return sub.choices
 
 
@@ -107,7 +108,7 @@ def test_cli_reference_describes_every_command_and_option():
                     assert option in section, f"zoo {name} {option} is not in docs/cli.md"
             if not action.option_strings and action.dest != "help":
                 assert action.metavar or action.dest.upper() in section, (name, action.dest)
-    for action in parser()._actions:
+    for action in parser(zoo.default_registry())._actions:
         for option in action.option_strings:
             if option.startswith("--") and option != "--help":
                 assert option in text

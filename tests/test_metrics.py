@@ -11,9 +11,11 @@ import torch
 from conftest import SMALL_MLP, assert_png, run_zoo, write_recipe
 
 import zoo
-from zoo.assembly import Assembler, build_metrics
-from zoo.schema import node
-from zoo.training import evaluate
+from zoo.recipe import catalog, schema
+from zoo.assembly.assembler import Assembler
+from zoo.assembly.parts import build_metrics
+from zoo.recipe.schema import node
+from zoo.training.loop import evaluate
 
 
 def last_record(out: Path) -> dict:
@@ -48,7 +50,7 @@ def test_classification_metrics_match_an_independent_computation(tmp_path):
     assert record["test_micro_f1"] == pytest.approx(accuracy, abs=1e-4)  # single-label: micro F1 is accuracy
     assert record["test_macro_f1"] == pytest.approx(sum(f1s) / 10, abs=1e-4)
     assert record["test_top_k_accuracy"] == pytest.approx(top3, abs=1e-4) and top3 > accuracy
-    assert zoo.load(out / "weights.safetensors").zoo_meta["metrics"]["test_macro_f1"] == record["test_macro_f1"]
+    assert zoo.load(out / "weights.safetensors").zoo_meta.metrics["test_macro_f1"] == record["test_macro_f1"]
 
 
 def test_a_confusion_matrix_is_saved_as_csv_and_plot_and_matches_the_predictions(tmp_path):
@@ -71,7 +73,7 @@ def test_a_confusion_matrix_is_saved_as_csv_and_plot_and_matches_the_predictions
 def test_per_token_accuracy_leaves_padding_out_and_regression_metrics_are_exact():
     registry = zoo.default_registry()
     assembler = Assembler(registry)
-    recipe = zoo.schema.read(zoo.catalog.recipe_path("feed-forward-copy")).recipe
+    recipe = schema.read(catalog.recipe_path("feed-forward-copy", zoo.default_registry())).recipe
     nodes = tuple(node(name, ("metrics", i), recipe) for i, name in enumerate(["accuracy"]))
     logits = torch.randn(4, 6, 9, generator=torch.Generator().manual_seed(0))
     targets = logits.argmax(-1)
@@ -85,8 +87,8 @@ def test_per_token_accuracy_leaves_padding_out_and_regression_metrics_are_exact(
     data = zoo.create("synthetic-regression", n=64, in_features=3, out_features=2)
     nodes = tuple(node(name, ("metrics", i), recipe) for i, name in enumerate(["mse", "mae"]))
     out, y = predictions(model, data)
-    scores = evaluate(model, data, torch.nn.MSELoss(), 10,
-                      build_metrics(nodes, assembler, torch.device("cpu"), out, y))
+    scores = evaluate(model, data, torch.nn.MSELoss(), build_metrics(nodes, assembler, torch.device("cpu"), out, y),
+                      batch_size=10)
     assert scores["mse"] == pytest.approx(((out - y) ** 2).mean().item(), rel=1e-5)
     assert scores["mae"] == pytest.approx((out - y).abs().mean().item(), rel=1e-5)
     assert scores["loss"] == pytest.approx(scores["mse"], rel=1e-5)
@@ -97,18 +99,20 @@ def test_a_metric_under_torchrun_equals_the_single_process_value(tmp_path):
     script.write_text("""
 import json, sys, torch
 import zoo
-from zoo import distributed
-from zoo.assembly import Assembler, build_metrics
-from zoo.schema import node
-from zoo.training import evaluate
+from zoo.training import distributed
+from zoo.assembly.assembler import Assembler
+from zoo.assembly.parts import build_metrics
+from zoo.recipe.schema import node
+from zoo.training.loop import evaluate
+from zoo.recipe import catalog, schema
 context = distributed.from_environment()
 model = zoo.load("mnist-mlp")
 data = zoo.create("mnist", split="test")
-recipe = zoo.schema.read(zoo.catalog.recipe_path("mnist-mlp")).recipe
+recipe = schema.read(catalog.recipe_path("mnist-mlp", zoo.default_registry())).recipe
 nodes = tuple(node(n, ("metrics", i), recipe) for i, n in enumerate(["accuracy", "macro-f1", "confusion-matrix"]))
 x, y = data.batch(torch.arange(8))
 metrics = build_metrics(nodes, Assembler(zoo.default_registry()), torch.device("cpu"), model(x), y)
-scores = evaluate(model, data, torch.nn.CrossEntropyLoss(), 999, metrics, context=context)
+scores = evaluate(model, data, torch.nn.CrossEntropyLoss(), metrics, context=context, batch_size=999)
 scores["confusion_matrix"] = scores["confusion_matrix"].tolist()
 if context.is_main:
     print(json.dumps(scores))

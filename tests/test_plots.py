@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from conftest import SMALL_MLP, assert_png, run_zoo, write_recipe
+from conftest import SMALL_MLP, assert_png, build, run_zoo, write_recipe
 from torch import nn
 
-from zoo import runs
-from zoo.activations import FeatureStats, capture, find_module
-from zoo.build import build
+from zoo.training import folders as runs
+from zoo.use.inspect import FeatureStats, capture, find_module
+
 from zoo.errors import ZooError
 
 

@@ -40,7 +40,7 @@ def outputs(env: dict, source: str) -> torch.Tensor:
 def test_the_example_plugin_provides_every_kind_of_extension(example):
     plugins = run_zoo("plugins", env=example).stdout
     assert re.search(r"^example +loaded +zoo-plugin-example 0\.2\.0 +zoo_example +1 layer, 1 model, 1 dataset, "
-                     r"1 optimizer, 1 scheduler, 1 loss, 1 metric, 1 callback, 1 transform$", plugins, re.M), plugins
+                     r"1 optimizer, 1 scheduler, 1 loss, 1 metric, 1 callback, 1 transform, 1 command$", plugins, re.M), plugins
     pretrained = run_zoo("list", "--pretrained", env=example).stdout
     assert re.search(r"^two-spirals-glu +example +accuracy 0\.9\d+ \(two-spirals test\) +8,834 +shipped", pretrained, re.M)
     assert re.search(r"^mnist-mlp +zoo ", pretrained, re.M)  # zoo's own catalog is still there

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import zoo.cli
-from zoo.recipe import load
-from zoo.schema import key_paths, validate
+from zoo.recipe.parse import load
+from zoo.recipe.schema import key_paths, validate
 
 BASE = """\
 name: tiny
@@ -182,9 +182,9 @@ def test_check_prints_each_layer_with_shape_and_parameters(tmp_path, capsys):
 
 
 def test_shipped_recipes_all_pass_check(capsys):
-    from zoo.catalog import shipped_recipes
+    from zoo.recipe.catalog import recipe_entries
 
-    names = shipped_recipes()
+    names = sorted(recipe_entries(zoo.default_registry()))
     assert {"mnist-mlp", "fashion-mnist-mlp", "simple-net-batch-sweep", "transformer-encoder-reverse"} <= set(names)
     for name in names:
         if name.startswith("fashion-mnist") and not Path("/usr/share/datasets/fashion-mnist").is_dir():

@@ -21,6 +21,7 @@ BUILTIN = {
     "metric": ["accuracy", "top-k-accuracy", "macro-f1", "micro-f1", "confusion-matrix", "mse", "mae"],
     "callback": ["early-stopping", "best-checkpoint", "csv-logger", "tensorboard", "lr-monitor"],
     "transform": ["normalize", "random-shift", "horizontal-flip", "random-erasing", "token-dropout"],
+    "exporter": ["onnx", "torch-export", "torchscript"],
 }
 
 

@@ -7,14 +7,15 @@ import re
 
 import pytest
 import torch
-from conftest import SMALL_MLP, run_zoo, write_recipe
+from conftest import SMALL_MLP, build, make_run, run_zoo, write_recipe
 from safetensors.torch import load_file
 from test_architecture import events_env
 
 import zoo
-from zoo.build import build
-from zoo.training import Plan, fit
-from zoo.weights import read_meta
+
+from zoo.training.loop import fit
+from zoo.weights.format import read_meta
+from zoo.weights.metadata import Stopped
 
 MONITORED = SMALL_MLP.replace("lr: 1.0e-3", "lr: 3.0e-3").replace("  log_every: 10", """\
   log_every: 10
@@ -85,17 +86,16 @@ def test_bad_training_settings_are_located_errors(tmp_path, override, key, messa
 
 # --- gradient accumulation ---
 
-def test_accumulating_k_batches_equals_one_batch_k_times_larger():
-    data = zoo.create("mnist", split="train")
-
+def test_accumulating_k_batches_equals_one_batch_k_times_larger(tmp_path):
     def train(batch, accumulate):
-        torch.manual_seed(0)
-        model = zoo.create("mnist-mlp", hidden=[32])
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
-        fit(model, data, Plan(optimizer, torch.nn.CrossEntropyLoss(), epochs=2, batch_size=batch, schedule=schedule,
-                              accumulate=accumulate))
-        return model.state_dict()
+        recipe = {"name": "accumulate", "model": {"component": "mnist-mlp", "hidden": [32]},
+                  "data": {"dataset": "mnist", "batch_size": batch, "eval_split": None},
+                  "train": {"epochs": 2, "optimizer": {"component": "sgd", "lr": 0.5}, "loss": "cross-entropy",
+                            "accumulate": accumulate,
+                            "schedule": {"component": "one-cycle", "max_lr": 0.5}}}
+        run = make_run(recipe, tmp_path)
+        fit(run)
+        return run.model.state_dict()
 
     # 5,000 samples: 300 x 2 = 600 per step leaves a last group of 200, one batch -- weighted exactly
     large, accumulated = train(600, 1), train(300, 2)
@@ -162,7 +162,7 @@ def test_early_stopping_ends_the_run_and_records_why(monitored_run):
     assert best == stopped - 2 and min(losses[-2:]) >= min(losses)  # two epochs without improvement, then stop
     reason = f"test_loss did not improve for 2 epochs (best {min(losses):.4f} at epoch {best})"
     assert f"stopped after epoch {stopped} of 30: {reason}" in stdout
-    assert read_meta(out / "weights.safetensors")["stopped"] == {"after_epoch": stopped, "reason": reason}
+    assert read_meta(out / "weights.safetensors").stopped == Stopped(stopped, reason)
 
 
 def test_the_best_checkpoint_keeps_the_best_epochs_weights_and_the_last(monitored_run):
@@ -171,16 +171,16 @@ def test_the_best_checkpoint_keeps_the_best_epochs_weights_and_the_last(monitore
     accuracies = [r["test_accuracy"] for r in history]
     best = accuracies.index(max(accuracies)) + 1
     meta, last = read_meta(out / "weights.safetensors"), read_meta(out / "last.safetensors")
-    assert meta["epoch"] == best and meta["chosen"]["epoch"] == best and meta["chosen"]["monitor"] == "test_accuracy"
-    assert meta["chosen"]["value"] == max(accuracies) == meta["metrics"]["test_accuracy"]
-    assert last["epoch"] == len(history) and last["metrics"]["test_accuracy"] == accuracies[-1]
+    assert meta.epoch == best and meta.chosen.epoch == best and meta.chosen.facts["monitor"] == "test_accuracy"
+    assert meta.chosen.facts["value"] == max(accuracies) == meta.metrics["test_accuracy"]
+    assert last.epoch == len(history) and last.metrics["test_accuracy"] == accuracies[-1]
     x, y = zoo.create("mnist", split="test").batch(torch.arange(10_000))
     for name, expected in (("weights", max(accuracies)), ("last", accuracies[-1])):
         with torch.no_grad():
             measured = (zoo.load(out / f"{name}.safetensors")(x).argmax(-1) == y).float().mean().item()
         assert measured == pytest.approx(expected, abs=1e-4)
     stored = re.search(r"recorded small-mlp in the store as small-mlp@\d+: (\S+)", stdout).group(1)
-    assert read_meta(stored)["epoch"] == best  # the store recorded the kept weights
+    assert read_meta(stored).epoch == best  # the store recorded the kept weights
 
 
 def test_keep_last_writes_the_best_beside_it(tmp_path):
@@ -189,9 +189,9 @@ def test_keep_last_writes_the_best_beside_it(tmp_path):
     assert run_zoo("build", str(write_recipe(tmp_path, text, epochs=30, batch=100)), "--out", str(out),
                    "--no-progress").returncode == 0
     accuracies = [r["test_accuracy"] for r in records(out)]
-    assert read_meta(out / "weights.safetensors")["epoch"] == len(accuracies)
+    assert read_meta(out / "weights.safetensors").epoch == len(accuracies)
     best = read_meta(out / "best.safetensors")
-    assert best["epoch"] == accuracies.index(max(accuracies)) + 1 and best["metrics"]["test_accuracy"] == max(accuracies)
+    assert best.epoch == accuracies.index(max(accuracies)) + 1 and best.metrics["test_accuracy"] == max(accuracies)
 
 
 def test_kill_9_and_resume_end_where_the_uninterrupted_run_ended(tmp_path, monitored_run):
@@ -200,7 +200,7 @@ def test_kill_9_and_resume_end_where_the_uninterrupted_run_ended(tmp_path, monit
     out = tmp_path / "run"
     # die right after the checkpoint of epoch stopped - 1: one epoch into the patience count
     killed = run_zoo("build", str(recipe), "--out", str(out), "--no-progress",
-                     env={**events_env(tmp_path), "FX_EVENTS_KILL": f"zoo_checkpoint_saved:{stopped}"})
+                     env={**events_env(tmp_path), "FX_EVENTS_KILL": f"zoo_checkpoint_saved:{stopped}"}, process=True)
     assert killed.returncode == 9 and not (out / "weights.safetensors").exists()
     resumed = run_zoo("build", str(recipe), "--out", str(out), "--resume", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
@@ -209,7 +209,7 @@ def test_kill_9_and_resume_end_where_the_uninterrupted_run_ended(tmp_path, monit
     for name in ("weights", "last"):
         a, b = load_file(str(out / f"{name}.safetensors")), load_file(str(reference / f"{name}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert read_meta(out / "weights.safetensors")["stopped"] == read_meta(reference / "weights.safetensors")["stopped"]
+    assert read_meta(out / "weights.safetensors").stopped == read_meta(reference / "weights.safetensors").stopped
 
 
 # --- loggers ---
@@ -261,9 +261,9 @@ def test_the_callbacks_and_features_run_under_torchrun(tmp_path):
     with open(out / "metrics.csv") as f:
         assert len(list(csv.DictReader(f))) == len(records(out))
     meta = read_meta(out / "weights.safetensors")
-    assert meta["processes"] == 2 and meta["recipe"]["train"]["accumulate"] == 2
+    assert meta.processes == 2 and meta.recipe["train"]["accumulate"] == 2
     accuracies = [r["test_accuracy"] for r in records(out)]
-    assert meta["epoch"] == accuracies.index(max(accuracies)) + 1
+    assert meta.epoch == accuracies.index(max(accuracies)) + 1
 
 
 def test_accumulation_and_bf16_resume_mid_epoch_exactly(tmp_path, extras):
@@ -277,7 +277,7 @@ def test_accumulation_and_bf16_resume_mid_epoch_exactly(tmp_path, extras):
     assert stopped.returncode == 130, stopped.stderr
     again = run_zoo("build", str(recipe), "--out", str(resumed), "--resume", "--no-progress", *settings, env=extras)
     assert again.returncode == 0, again.stderr
-    # Ctrl-C after batch 7 is honoured at the end of its group of 3: batch 9
-    assert "resuming small-mlp at epoch 2, batch 9" in again.stdout
+    # Ctrl-C at optimizer step 7 (zoo_train_step fires once per group of 3 batches) stops after batch 21
+    assert "resuming small-mlp at epoch 2, batch 21" in again.stdout
     a, b = load_file(str(straight / "weights.safetensors")), load_file(str(resumed / "weights.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

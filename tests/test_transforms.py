@@ -11,7 +11,7 @@ from conftest import BIN, SMALL_MLP, run_zoo, write_recipe
 from safetensors.torch import load_file
 
 import zoo
-from zoo.transforms import Pipeline, Step, batch_generator
+from zoo.assembly.transforms import Pipeline, Step, batch_generator
 
 def make(name, **params):
     return zoo.create(name, **params)
@@ -112,7 +112,7 @@ def test_the_batch_generator_is_a_function_of_seed_epoch_step_and_rank():
     assert not torch.equal(batch(0, 1, 5), batch(1, 1, 5))
     assert not torch.equal(batch(0, 1, 5, 0), batch(0, 1, 5, 1))
     # a new process draws the same numbers (CPython hashes tuples of ints without a random salt)
-    code = ("import torch; from zoo.transforms import batch_generator; "
+    code = ("import torch; from zoo.assembly.transforms import batch_generator; "
             "print(torch.rand(3, generator=batch_generator(torch.device('cpu'), 0, 1, 5)).tolist())")
     other = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(other.stdout) == torch.rand(3, generator=batch_generator(torch.device("cpu"), 0, 1, 5)).tolist()

@@ -1,6 +1,7 @@
 """Weights: self-describing files, the catalog, zoo.load, verification and every way a file can be bad."""
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -10,28 +11,33 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, StaticServer, run_zoo
+from conftest import ROOT, StaticServer, build, raw_meta, rewrite_meta, run_zoo
 from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import load_file
 
 import zoo
-from zoo import catalog, store
-from zoo.build import build
-from zoo.training import evaluate
-from zoo.weights import content_digest, fingerprint, read_meta, write
+from zoo.recipe import catalog
+from zoo.training.loop import evaluate
+from zoo.weights import store
+from zoo.weights.format import content_digest, fingerprint, read_meta, write
 
 SHIPPED = catalog.PACKAGE / "pretrained" / "mnist-mlp.safetensors"
 
 
+def published(name: str) -> catalog.Entry:
+    return catalog.get(name, zoo.default_registry())
+
+
 def accuracy(model) -> float:
     test = zoo.create("mnist", split="test")
-    return evaluate(model, test, torch.nn.CrossEntropyLoss(), 1000, {"accuracy": zoo.create("accuracy", num_classes=10)})["accuracy"]
+    return evaluate(model, test, torch.nn.CrossEntropyLoss(), {"accuracy": zoo.create("accuracy", num_classes=10)},
+                    batch_size=1000)["accuracy"]
 
 
 def test_the_shipped_mnist_mlp_loads_offline_and_scores_its_catalog_figure():
-    entry = catalog.get("mnist-mlp")
+    entry = published("mnist-mlp")
     model = zoo.load("mnist-mlp")
-    assert model.zoo_meta["source"] == "catalog"  # nothing built in this fresh ZOO_HOME
+    assert model.zoo_source.source == "catalog" and model.zoo_source.path == SHIPPED
     assert not model.training
     assert sum(p.numel() for p in model.parameters()) == entry.params == 327_618
     [metric] = entry.metrics
@@ -50,23 +56,24 @@ def test_python_dash_c_load_in_a_fresh_process():
 def test_weights_files_are_plain_safetensors_describing_themselves():
     arrays = load_numpy(str(SHIPPED))
     assert arrays["linear_relu_stack.0.weight"].shape == (312, 784)
-    meta = read_meta(SHIPPED)
-    assert meta["model"] == {"component": "mnist-mlp"}
-    assert meta["recipe"]["train"]["optimizer"]["component"] == "adamw"
-    assert meta["metrics"]["test_accuracy"] == pytest.approx(catalog.get("mnist-mlp").metrics[0].value, abs=1e-4)
-    assert meta["fingerprint"] == fingerprint(load_file(str(SHIPPED)))
-    assert set(meta["versions"]) == {"zoo", "torch", "plugins"}
-    assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() == catalog.get("mnist-mlp").sha256
+    meta = read_meta(SHIPPED)  # written as metadata version 1, read through its migration
+    assert meta.model == {"component": "mnist-mlp"} and meta.version == 2 and meta.recipe_version == 1
+    assert meta.recipe["train"]["optimizer"]["component"] == "adamw"
+    assert meta.metrics["test_accuracy"] == pytest.approx(published("mnist-mlp").metrics[0].value, abs=1e-4)
+    assert meta.fingerprint == fingerprint(load_file(str(SHIPPED)))
+    assert meta.versions.zoo == "0.1.0" and meta.versions.plugins["models"].dist == "zoo"
+    assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() == published("mnist-mlp").sha256
 
 
 def test_the_catalog_is_shipped_inside_the_package_and_linked_at_the_top():
     assert (ROOT / "registry.yaml").resolve() == (catalog.PACKAGE / "registry.yaml").resolve()
-    for entry in catalog.entries().values():
+    registry = zoo.default_registry()
+    for entry in catalog.entries(registry).values():
         assert (entry.folder / entry.recipe).is_file()
         assert entry.weights_path.is_file()
-    listed = {path.name for path in catalog.recipes().values()}
-    assert listed == {path.name for path in catalog.RECIPES.glob("*.yaml")}, "every shipped recipe is listed"
-    assert all(path.is_file() for path in catalog.recipes().values())
+    listed = {recipe.path.name for recipe in catalog.recipe_entries(registry).values()}
+    assert listed == {path.name for path in (catalog.PACKAGE / "recipes").glob("*.yaml")}, "every shipped recipe is listed"
+    assert all(recipe.path.is_file() for recipe in catalog.recipe_entries(registry).values())
 
 
 def test_a_weights_file_copied_to_an_empty_folder_loads_by_path(tmp_path):
@@ -74,23 +81,28 @@ def test_a_weights_file_copied_to_an_empty_folder_loads_by_path(tmp_path):
     copy.parent.mkdir()
     shutil.copy(SHIPPED, copy)
     model = zoo.load(copy)
-    reference = zoo.load("mnist-mlp", source="catalog")
+    reference = zoo.load("mnist-mlp")
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(model(x), reference(x))
-    assert zoo.load(str(copy)).zoo_meta["source"] == "path"
+    assert zoo.load(str(copy)).zoo_source.source == "file"
 
 
-def test_a_local_build_takes_precedence_and_source_picks_either(tmp_path):
+def test_a_published_name_keeps_meaning_the_published_weights_after_a_local_build(tmp_path):
+    before = accuracy(zoo.load("mnist-mlp"))
     build("mnist-mlp", ["train.epochs=1"], out=tmp_path / "run", disable=["progress"], log=lambda s: None)
-    built = zoo.load("mnist-mlp")
-    assert built.zoo_meta["source"] == "local"
-    assert built.zoo_meta["recipe"]["train"]["epochs"] == 1
+    published_ = zoo.load("mnist-mlp")
+    assert published_.zoo_source.path == SHIPPED and accuracy(published_) == before  # 0.961, not the 1-epoch build
+    built = zoo.load("mnist-mlp@latest")
+    assert built.zoo_source.source == "local" and built.zoo_source.label == "mnist-mlp@1"
+    assert built.zoo_meta.recipe["train"]["epochs"] == 1
     run_tensors = load_file(str(tmp_path / "run" / "weights.safetensors"))
     assert all(torch.equal(built.state_dict()[k], v) for k, v in run_tensors.items())
-    assert zoo.load("mnist-mlp", source="catalog").zoo_meta["path"] == str(SHIPPED)
-    assert zoo.load("mnist-mlp", source="local").zoo_meta["source"] == "local"
-    info = run_zoo("info", "mnist-mlp", env={"ZOO_HOME": str(tmp_path / "zoo-home")}).stdout
-    assert "zoo.load('mnist-mlp') uses the local build" in info and str(tmp_path / "run") in info
+    assert zoo.load("mnist-mlp", version=1).zoo_source.path == built.zoo_source.path
+    info = run_zoo("info", "mnist-mlp").stdout
+    assert "zoo.load('mnist-mlp') loads these published weights" in info
+    assert "local builds: 1, the latest mnist-mlp@1" in info and str(tmp_path / "run") in info
+    said = run_zoo("predict", "mnist-mlp", "3,5,7")
+    assert said.stderr.startswith(f"zoo: weights mnist-mlp (published in the catalog, sha256 {published('mnist-mlp').sha256[:12]})")
 
 
 def test_info_and_list_pretrained_read_the_catalog_without_torch():
@@ -102,7 +114,7 @@ def test_info_and_list_pretrained_read_the_catalog_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert re.search(r"mnist-mlp\s+zoo\s+accuracy 0\.9\d+ \(mnist test\)\s+327,618\s+shipped", result.stdout)
-    assert "zoo.load('fashion-mnist-mlp') uses the catalog weights" in result.stdout
+    assert "zoo.load('fashion-mnist-mlp') loads these published weights" in result.stdout
 
 
 @pytest.mark.parametrize("name, data", [("mnist-mlp", "mnist"), ("transformer-encoder-reverse", "random-tokens")])
@@ -148,7 +160,7 @@ def test_a_bit_flipped_catalog_file_fails_its_sha256(private_catalog):
     data[-1000] ^= 0x01
     weights.write_bytes(bytes(data))
     with pytest.raises(zoo.ZooError, match=r"mnist-mlp.safetensors: sha256 [0-9a-f]{64} does not match the expected"):
-        zoo.load("mnist-mlp", source="catalog")
+        zoo.load("mnist-mlp")
 
 
 def test_a_bit_flipped_file_loaded_by_path_fails_its_content_digest(tmp_path):
@@ -161,10 +173,10 @@ def test_a_bit_flipped_file_loaded_by_path_fails_its_content_digest(tmp_path):
 
 
 def test_a_file_without_a_content_digest_is_refused_with_what_to_do(tmp_path):
-    meta = read_meta(SHIPPED)
+    meta = raw_meta(SHIPPED)
     del meta["tensors_sha256"]
     old = tmp_path / "old.safetensors"
-    write(old, load_file(SHIPPED), meta)
+    rewrite_meta(SHIPPED, old, meta)
     with pytest.raises(zoo.ZooError, match=r"old.safetensors: its metadata has no content digest .*; rebuild it"):
         zoo.load(old)
 
@@ -179,11 +191,11 @@ def test_corrupt_and_truncated_files_are_clear_errors(tmp_path, damage):
 
 
 def _rewrite(tmp_path: Path, change) -> Path:
-    tensors, meta = load_file(str(SHIPPED)), read_meta(SHIPPED)
+    tensors, meta = load_file(str(SHIPPED)), raw_meta(SHIPPED)
     tensors, meta = change(tensors, meta)
     meta.update(fingerprint=fingerprint(tensors), tensors_sha256=content_digest(tensors))
     path = tmp_path / "changed.safetensors"
-    write(path, tensors, meta)
+    write(path, tensors, json.dumps(meta))
     return path
 
 
@@ -209,9 +221,9 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
 
 
 def test_a_file_whose_tensors_contradict_its_fingerprint_is_refused(tmp_path):
-    tensors, meta = load_file(str(SHIPPED)), read_meta(SHIPPED)
+    tensors, meta = load_file(str(SHIPPED)), raw_meta(SHIPPED)
     tensors["linear_relu_stack.4.bias"] = torch.zeros(11)
-    write(tmp_path / "x.safetensors", tensors, meta)
+    write(tmp_path / "x.safetensors", tensors, json.dumps(meta))
     with pytest.raises(zoo.ZooError, match="do not match the fingerprint"):
         zoo.load(tmp_path / "x.safetensors")
 
@@ -225,19 +237,20 @@ def test_plain_safetensors_without_zoo_metadata_is_explained(tmp_path):
 
 
 def test_unknown_names_suggest_and_list_the_known_ones():
-    with pytest.raises(zoo.ZooError, match=r"no model 'mnist-mpl' locally or in the catalog\. Did you mean 'mnist-mlp'\? Known: fashion-mnist-mlp, mnist-mlp"):
+    with pytest.raises(zoo.ZooError, match=r"no model 'mnist-mpl' in the catalog\. Did you mean 'mnist-mlp'\? "
+                                           r"Published: fashion-mnist-mlp, mnist-mlp"):
         zoo.load("mnist-mpl")
-    with pytest.raises(zoo.ZooError, match="no local build of 'mnist-mlp'"):
-        zoo.load("mnist-mlp", source="local")
-    with pytest.raises(zoo.ZooError, match="source must be one of local, catalog"):
-        zoo.load("mnist-mlp", source="hub")
+    with pytest.raises(zoo.ZooError, match="no local build of 'mnist-mlp': run 'zoo build mnist-mlp' first"):
+        zoo.load("mnist-mlp@latest")
+    with pytest.raises(zoo.ZooError, match=r"model name 'mnist_mlp' is not a valid name: .* Did you mean 'mnist-mlp'\?"):
+        zoo.load("mnist_mlp")
 
 
-@pytest.mark.parametrize("name", ["..", "../../etc/passwd", "mnist-mlp/../../x", "Mnist", "a b"])
+@pytest.mark.parametrize("name", ["..", "Mnist", "a b", "mnist-mlp\n", "x" * 10_000])
 def test_names_never_become_paths(name):
-    with pytest.raises(zoo.ZooError, match="is not a valid model name"):
-        zoo.load(name, source="local")
-    with pytest.raises(zoo.ZooError, match="is not a valid model name"):
+    with pytest.raises(zoo.ZooError, match="is not a valid name|characters long"):
+        zoo.load(f"{name}@latest")
+    with pytest.raises(zoo.ZooError, match="is not a valid name|characters long"):
         store.entry(name)
 
 
@@ -246,15 +259,15 @@ def test_catalog_weights_may_not_point_outside_the_catalog(private_catalog):
     registry["models"][0]["weights"]["file"] = "../../outside.safetensors"
     save(registry)
     with pytest.raises(zoo.ZooError, match="points outside"):
-        catalog.entries()
+        catalog.entries(zoo.default_registry())
 
 
 def test_a_catalog_sha256_that_yaml_read_as_a_number_is_refused(private_catalog):
     _, registry, save = private_catalog
     registry["models"][0]["weights"]["sha256"] = 0  # an unquoted 000...0 in YAML
     save(registry)
-    with pytest.raises(zoo.ZooError, match=r"models\[0\]: sha256 '0' is not 64 hex digits \(quote it in YAML\)"):
-        catalog.entries()
+    with pytest.raises(zoo.ZooError, match=r"models\[0\]: sha256 0 is not 64 hex digits \(quote it in YAML\)"):
+        catalog.entries(zoo.default_registry())
 
 
 def test_url_weights_download_checksummed_from_a_local_server(private_catalog, tmp_path):
@@ -265,21 +278,21 @@ def test_url_weights_download_checksummed_from_a_local_server(private_catalog, t
         entry["weights"] = {"url": server.url + "mnist-mlp.safetensors", "sha256": entry["weights"]["sha256"]}
         save(registry)
         model = zoo.load("mnist-mlp")
-        downloaded = Path(model.zoo_meta["path"])
+        downloaded = model.zoo_source.path
         assert downloaded.parent == tmp_path / "zoo-home" / "downloads"
         assert downloaded.read_bytes() == SHIPPED.read_bytes()
         entry["weights"]["sha256"] = "0" * 64
         save(registry)
         with pytest.raises(zoo.ZooError, match="does not match the catalog's 0000"):
             zoo.load("mnist-mlp")
-        assert not list((tmp_path / "zoo-home" / "downloads").glob("mnist-mlp-0000*"))
+        assert not list((tmp_path / "zoo-home" / "downloads").glob("mnist-mlp-0000*"))  # no .partial either
     finally:
         server.close()
 
 
 def test_concurrent_builds_of_one_recipe_take_their_own_folders_and_versions(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("extends: " + str(catalog.RECIPES / "mnist-mlp.yaml") + "\nname: race\ntrain: {epochs: 2}\n")
+    recipe.write_text("extends: " + str(catalog.PACKAGE / "recipes" / "mnist-mlp.yaml") + "\nname: race\ntrain: {epochs: 2}\n")
     procs = [subprocess.Popen([str(Path(sys.executable).parent / "zoo"), "build", str(recipe), "--no-progress",
                                "--set", f"train.seed={i}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE) for i in range(2)]
@@ -287,12 +300,12 @@ def test_concurrent_builds_of_one_recipe_take_their_own_folders_and_versions(tmp
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert folders == ["race", "race-2"]
-    seeds = sorted(read_meta(tmp_path / "runs" / f / "weights.safetensors")["seed"] for f in folders)
+    seeds = sorted(read_meta(tmp_path / "runs" / f / "weights.safetensors").seed for f in folders)
     assert seeds == [0, 1]  # each run wrote its own folder, whole
     builds = store.builds("race")
     assert [b.version for b in builds] == [1, 2] and len({b.sha256 for b in builds}) == 2
-    assert {zoo.load(f"race@{b.version}").zoo_meta["seed"] for b in builds} == {0, 1}
-    assert [p.name for p in (tmp_path / "zoo-home" / "models" / "race").rglob(".*")] == []
+    assert {zoo.load(f"race@{b.version}").zoo_meta.seed for b in builds} == {0, 1}
+    assert [p.name for p in (tmp_path / "zoo-home" / "models" / "race").rglob(".*")] == [".lock"]
 
 
 def test_no_pickle_anywhere_in_the_code():
@@ -309,13 +322,13 @@ ENCODER = {"component": "transformer-encoder", "vocab_size": 50, "max_len": 12, 
 
 
 def _saved_encoder(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
-    from zoo.loading import build_model
-    from zoo.weights import save
+    from zoo.weights.format import save
+    from zoo.weights.metadata import WeightsMeta
 
     torch.manual_seed(3)
-    model = build_model(ENCODER, tmp_path).eval()
+    model = zoo.create("transformer-encoder", **{k: v for k, v in ENCODER.items() if k != "component"}).eval()
     path = tmp_path / "encoder.safetensors"
-    save(model, path, {"name": "encoder", "model": ENCODER})
+    save(model, path, WeightsMeta(name="encoder", model=ENCODER, recipe={}, recipe_version=1, metrics={}))
     return path, model
 
 
@@ -351,12 +364,12 @@ def test_load_converts_to_the_requested_dtype_and_device(tmp_path):
 
 
 def test_verification_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
-    import zoo.weights
+    import zoo.weights.format as weights
 
     path, _ = _saved_encoder(tmp_path)
     computed = []
-    digest = zoo.weights.file_content_digest
-    monkeypatch.setattr(zoo.weights, "file_content_digest", lambda p: computed.append(p) or digest(p))
+    digest = weights.file_content_digest
+    monkeypatch.setattr(weights, "file_content_digest", lambda p: computed.append(p) or digest(p))
     zoo.load(path)
     zoo.load(path)
     assert computed == [path]  # the second load trusted the remembered digest
@@ -371,31 +384,29 @@ def test_verification_is_remembered_until_the_file_changes(tmp_path, monkeypatch
 
 
 def test_a_store_load_checks_the_file_sha256_and_the_content_digest_once(tmp_path, monkeypatch):
-    import zoo.weights
+    import zoo.weights.format as weights
 
     path, _ = _saved_encoder(tmp_path)
     recorded = store.record("encoder", path).path
     streamed = []
-    sha = zoo.weights.stream_sha256
-    monkeypatch.setattr(zoo.weights, "stream_sha256", lambda p: streamed.append(p) or sha(p))
+    sha = weights.stream_sha256
+    monkeypatch.setattr(weights, "stream_sha256", lambda p: streamed.append(p) or sha(p))
     for _ in range(2):
-        assert zoo.load("encoder").zoo_meta["source"] == "local"
+        assert zoo.load("encoder@latest").zoo_source.source == "local"
     assert streamed == []  # record() already hashed the file; the cache says so
     data = bytearray(recorded.read_bytes())
     data[-7] ^= 0x10
     recorded.write_bytes(bytes(data))
     with pytest.raises(zoo.ZooError, match="does not match the expected"):
-        zoo.load("encoder")
+        zoo.load("encoder@latest")
     assert streamed == [recorded]
 
 
 def test_a_plugin_catalogs_url_entry_downloads_checksummed_into_the_cache(tmp_path, monkeypatch):
     from conftest import fixture_plugin, make_registry
 
-    import zoo.registry
-
     server = StaticServer(SHIPPED.parent)
-    sha256 = catalog.get("mnist-mlp").sha256
+    sha256 = published("mnist-mlp").sha256
     path = tmp_path / "plugin-catalog.yaml"
 
     def write(digest):
@@ -411,15 +422,15 @@ def test_a_plugin_catalogs_url_entry_downloads_checksummed_into_the_cache(tmp_pa
         write(sha256)
         monkeypatch.setenv("FX_CATALOG", str(path))
         registry = make_registry(fixture_plugin("fx-catalog", "fx_catalog"))
-        monkeypatch.setattr(zoo.registry, "default_registry", lambda: registry)
-        assert catalog.get("remote-mlp").plugin == "fx-catalog" and catalog.get("mnist-mlp").plugin == "zoo"
-        model = zoo.load("remote-mlp")
-        downloaded = Path(model.zoo_meta["path"])
+        assert catalog.get("remote-mlp", registry).plugin == "fx-catalog"
+        assert catalog.get("mnist-mlp", registry).plugin == "zoo"
+        model = zoo.load("remote-mlp", registry=registry)
+        downloaded = model.zoo_source.path
         assert downloaded.parent == tmp_path / "zoo-home" / "downloads"
         assert downloaded.read_bytes() == SHIPPED.read_bytes()
         write("0" * 64)
         with pytest.raises(zoo.ZooError, match="does not match the catalog's 0000"):
-            zoo.load("remote-mlp")
+            zoo.load("remote-mlp", registry=registry)
     finally:
         server.close()
         catalog._read.cache_clear()

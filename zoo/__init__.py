@@ -1,13 +1,15 @@
 """zoo: a plugin-based PyTorch model zoo.
 
-Importing zoo does not import torch: listing and describing components stays fast.
+Importing zoo does not import torch: listing and describing components stays fast. These functions
+are entry points: they use the registry of the installed plugins (``default_registry()``) unless
+given another; everything below them is handed its registry.
 """
 
 from __future__ import annotations
 
 from zoo.errors import ZooError
-from zoo.hookspecs import hookimpl
 from zoo.registry import Component, Plugin, Registry, default_registry
+from zoo.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["Component", "Plugin", "Registry", "ZooError", "components", "create", "default_registry", "hookimpl", "load",
@@ -24,19 +26,23 @@ def create(name: str, /, *, kind: str | None = None, **params: object) -> object
     return default_registry().get(name, kind).build(**params)
 
 
-def load(name_or_path, *, device=None, dtype=None, source: str | None = None, version=None):
-    """A ready ``torch.nn.Module`` in eval mode: a local build (``NAME``, ``NAME@3``) or catalog model
-    by name, or a weights file, verified; ``model.zoo_meta`` holds its metadata. See
-    :func:`zoo.loading.load`."""
-    from zoo.loading import load as load_weights
+def load(name_or_path, *, device=None, dtype=None, version=None, registry: Registry | None = None):
+    """A ready ``torch.nn.Module`` in eval mode, its weights verified: ``NAME`` is the published model
+    of the catalog, ``NAME@latest`` / ``NAME@3`` a local build, a path that file.
+    ``model.zoo_meta`` is what the file records, ``model.zoo_source`` which file it is. See
+    :func:`zoo.weights.load.load`."""
+    from zoo.weights.load import load as load_weights
 
-    return load_weights(name_or_path, device=device, dtype=dtype, source=source, version=version)
+    return load_weights(name_or_path, registry or default_registry(), device=device, dtype=dtype, version=version)
 
 
-def predict(model, inputs, *, top_k: int = 5) -> list[dict]:
+def predict(model, inputs, *, top_k: int = 5, registry: Registry | None = None) -> list[dict]:
     """Predictions of ``model`` (a module from :func:`load`, or what ``load`` takes) on raw ``inputs``:
     image files, arrays, token id lists, one or a list. One dict per input: ``top`` (labels with
-    probabilities) for a classifier, ``tokens`` for a sequence model. See :mod:`zoo.prediction`."""
-    from zoo.prediction import predict as run
+    probabilities) for a classifier, ``tokens`` for a sequence model. See :mod:`zoo.use.predict`."""
+    from zoo.use.predict import facts
+    from zoo.use.predict import predict as run
 
-    return run(model if hasattr(model, "zoo_meta") else load(model), inputs, top_k)
+    registry = registry or default_registry()
+    model = model if hasattr(model, "zoo_meta") else load(model, registry=registry)
+    return run(model, inputs, top_k, known=facts(model, registry))

@@ -2,8 +2,8 @@
 
     from zoo.api import hookimpl, InMemoryDataset, ZooError
 
-Hooks and their arguments are documented in :mod:`zoo.hookspecs`. Importing this module does not
-import torch (so ``zoo list`` stays fast); the names that need it are imported on first use.
+Hooks and their arguments are documented in :mod:`zoo.registry.hookspecs`. Importing this module does
+not import torch (so ``zoo list`` stays fast); the names that need it are imported on first use.
 """
 
 from __future__ import annotations
@@ -11,23 +11,25 @@ from __future__ import annotations
 import importlib
 
 from zoo.errors import ZooError
-from zoo.files import atomic_write_bytes, digest, download, home
-from zoo.hookspecs import hookimpl
+from zoo.files import RunPath, atomic_write_bytes, digest, download, home
 from zoo.plots import INSTALL_HINT as PLOT_HINT
 from zoo.plots import curves as plot_curves
 from zoo.plots import matrix as plot_matrix
-from zoo.runs import Run, final_metrics, write_history
-from zoo.store import record as record_build
+from zoo.registry.hookspecs import hookimpl
 from zoo.text import did_you_mean
+from zoo.training.folders import final_metrics, write_history
+from zoo.weights.store import record as record_build
 
 # name -> "module:attribute", imported on first use because the module imports torch
 _LAZY = {
-    "InMemoryDataset": "zoo.data:InMemoryDataset",
-    "save_checkpoint": "zoo.checkpoint:save_run",
-    "Transform": "zoo.transforms:Transform",
+    "InMemoryDataset": "zoo.assembly.data:InMemoryDataset",
+    "InputSpec": "zoo.assembly.data:InputSpec",
+    "Run": "zoo.training.run:Run",
+    "save_checkpoint": "zoo.training.checkpoint:save_run",
+    "Transform": "zoo.assembly.transforms:Transform",
 }
 
-__all__ = ["PLOT_HINT", "Run", "ZooError", "atomic_write_bytes", "did_you_mean", "digest", "download", "final_metrics", "home",
+__all__ = ["PLOT_HINT", "RunPath", "ZooError", "atomic_write_bytes", "did_you_mean", "digest", "download", "final_metrics", "home",
            "hookimpl", "plot_curves", "plot_matrix", "record_build", "write_history", *_LAZY]
 
 

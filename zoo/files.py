@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import tempfile
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from zoo.errors import ZooError
 
@@ -22,6 +25,20 @@ def _umask() -> int:
 
 SUFFIX = ".safetensors"  # of weights files and checkpoints
 FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's own files are 0600
+
+
+class RunPath(str):
+    """A parameter type for a file or folder inside the run folder (a logger's ``path``): relative,
+    without ``..``. A recipe that gives anything else is refused at the parameter's line."""
+
+
+def run_path(value: str) -> RunPath:
+    """``value`` as a RunPath, or ZooError saying why it cannot be one."""
+    path = PurePosixPath(value.replace("\\", "/"))
+    if not value or path.is_absolute() or ".." in path.parts or ":" in value or "\0" in value:
+        raise ZooError(f"{value!r} is not a relative path inside the run folder (no absolute paths, drive "
+                       "letters or '..'): a run writes only into its own folder")
+    return RunPath(path.as_posix())
 
 
 def home() -> Path:
@@ -111,21 +128,77 @@ def file_sha256(path: Path) -> str:
     return known
 
 
-def download(urls: Sequence[str], dest: Path, verify: Callable[[bytes], None], timeout: float = 60) -> None:
-    """Fetch the first of ``urls`` that answers, check it with ``verify`` (raises), write it atomically."""
+MAX_DOWNLOAD = 4 << 30  # bytes one download may have (ZOO_MAX_DOWNLOAD_BYTES raises it)
+CHUNK = 1 << 20
+
+
+def download(urls: Sequence[str], dest: Path, verify: Callable[[Path], None], timeout: float = 60) -> None:
+    """Fetch the first of ``urls`` that answers into ``dest``: streamed to ``dest.partial`` (at most
+    ZOO_MAX_DOWNLOAD_BYTES, and as many as the server announced), checked by ``verify(partial_path)``
+    (which raises ZooError), then renamed into place. Only http(s) URLs; nothing half-written stays."""
     failures = []
+    limit = int(os.environ.get("ZOO_MAX_DOWNLOAD_BYTES") or MAX_DOWNLOAD)
+    dest = Path(dest)
+    partial = dest.with_name(dest.name + ".partial")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     for url in urls:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                data = response.read()
-        except OSError as exc:
-            failures.append(f"{url}: {exc}")
+            _fetch(url, partial, limit, timeout)
+            verify(partial)
+        except (OSError, ValueError, ZooError, http.client.HTTPException) as exc:
+            failures.append(f"{url}: {_reason(exc)}")
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
             continue
-        try:
-            verify(data)
-        except ZooError as exc:
-            failures.append(f"{url}: {exc}")
-            continue
-        atomic_write_bytes(dest, data)
+        os.chmod(partial, FILE_MODE)
+        os.replace(partial, dest)
         return
-    raise ZooError(f"could not download {dest.name}:\n  " + "\n  ".join(failures))
+    raise ZooError(f"could not download {dest.name}: " + "; ".join(failures))
+
+
+def _fetch(url: str, partial: Path, limit: int, timeout: float) -> None:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ZooError("not an http(s) URL")
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+        announced = response.headers.get("Content-Length")
+        if announced is not None and (not announced.isdigit() or int(announced) > limit):
+            raise ZooError(f"the server announces {announced} bytes, more than the limit of {limit:,} "
+                           "(ZOO_MAX_DOWNLOAD_BYTES raises it)")
+        size = 0
+        while chunk := response.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ZooError(f"more than {limit:,} bytes (ZOO_MAX_DOWNLOAD_BYTES raises the limit)")
+            out.write(chunk)
+        if announced is not None and size != int(announced):
+            raise ZooError(f"the body ended after {size:,} of {int(announced):,} bytes (truncated)")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    if isinstance(exc, http.client.HTTPException):
+        return f"not a valid HTTP answer ({type(exc).__name__}: {exc})"
+    return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def offline(what: str) -> Iterator[None]:
+    """No network inside: code that opens a connection (a dataset that would download, say) raises
+    ZooError saying that ``what`` tried to, instead of reaching the network."""
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ZooError(f"{what} tried to reach the network, which zoo does not do for a file it did not make: "
+                       "fetch the data yourself (a dataset's root=) and try again")
+
+    connect, create = socket.socket.connect, socket.create_connection
+    socket.socket.connect, socket.create_connection = refuse, refuse
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.create_connection = connect, create

@@ -49,11 +49,14 @@ def check_component(name: str, kind: str | None = None, *, params: Mapping | Non
     AssertionError says which step failed."""
     import torch
 
-    from zoo import weights
-    from zoo.loading import load
+    from zoo.recipe.schema import VERSION
     from zoo.registry import default_registry
+    from zoo.weights.format import save
+    from zoo.weights.load import load
+    from zoo.weights.metadata import WeightsMeta
 
-    component = (registry or default_registry()).get(name, kind)
+    registry = registry or default_registry()
+    component = registry.get(name, kind)
     example = dict(getattr(component.target, "example", {}) or {})
     params = dict(example.get("params", {}) if params is None else params)
     spec = example.get("input") if input is None else input
@@ -83,8 +86,10 @@ def check_component(name: str, kind: str | None = None, *, params: Mapping | Non
     module.eval()
     with tempfile.TemporaryDirectory() as folder, _home(Path(folder)):  # nothing lands in the user's $ZOO_HOME
         path = Path(folder) / "weights.safetensors"
-        weights.save(module, path, {"name": "conformance", "model": {"component": component.qualified_name, **params}})
-        loaded = load(path)
+        meta = WeightsMeta(name="conformance", model={"component": component.qualified_name, **params}, recipe={},
+                           recipe_version=VERSION, metrics={})
+        save(module, path, meta)
+        loaded = load(path, registry)
         with torch.no_grad():
             x = x.detach()
             torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0,
@@ -104,13 +109,15 @@ def _home(folder: Path):
             os.environ["ZOO_HOME"] = before
 
 
-def tiny_build(recipe: Mapping | str | Path, folder: Path, *overrides: str) -> Path:
+def tiny_build(recipe: Mapping | str | Path, folder: Path, *overrides: str, registry: object = None) -> Path:
     """Train a recipe (a mapping, or a file) in-process into ``folder``/run, quietly; the run folder.
     Use small data and an epoch or two; ``overrides`` are ``--set`` values (``"train.epochs=1"``).
-    The build is filed in ``$ZOO_HOME``'s store: use it with the ``zoo_home`` fixture."""
+    ``registry`` defaults to the installed plugins less the progress bar and the plots. The build is
+    filed in ``$ZOO_HOME``'s store: use it with the ``zoo_home`` fixture."""
     import yaml
 
-    from zoo.build import build
+    from zoo.registry import Registry
+    from zoo.training.build import build
 
     folder = Path(folder)
     if isinstance(recipe, Mapping):
@@ -118,7 +125,8 @@ def tiny_build(recipe: Mapping | str | Path, folder: Path, *overrides: str) -> P
         path.write_text(yaml.safe_dump(dict(recipe), sort_keys=False))
         recipe = path
     try:
-        [run] = build(str(recipe), list(overrides), out=folder / "run", disable=["progress", "plot"], log=lambda s: None)
+        registry = registry or Registry.from_environment(disabled=["progress", "plot"])
+        [run] = build(str(recipe), list(overrides), registry=registry, out=folder / "run", log=lambda s: None)
     except ZooError as exc:
         raise AssertionError(f"the recipe does not build: {exc}") from None
     return run
@@ -136,6 +144,6 @@ def zoo_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def zoo_registry():
     """A registry of the installed plugins, loaded afresh for the test (with its warnings)."""
-    from zoo.registry import Registry
+    from zoo.registry.plugins import Registry
 
     return Registry.from_environment()

@@ -8,11 +8,13 @@ ZOO_EXAMPLES_TINY=1 trains 2 epochs instead of 10.
 
 import os
 
-from zoo import runs
-from zoo.build import build
+import zoo
+from zoo.training import folders as runs
+from zoo.training.build import build
 
 overrides = ["train.epochs=2"] if os.environ.get("ZOO_EXAMPLES_TINY") else []
-folders = build("simple-net-batch-sweep", overrides, disable=["progress"], log=lambda line: None)
+registry = zoo.Registry.from_environment(disabled=["progress"])
+folders = build("simple-net-batch-sweep", overrides, registry=registry, log=lambda line: None)
 name, histories = runs.read(folders[0].parent)
 for label, history in histories.items():
     print(f"{label:16s} final train loss {history[-1]['train_loss']:.4f}")

@@ -10,7 +10,7 @@ import torch
 
 import zoo
 from zoo import plots
-from zoo.activations import capture, find_module
+from zoo.use.inspect import capture, find_module
 
 torch.manual_seed(0)
 block = zoo.create("feed-forward")  # embedding dim 312

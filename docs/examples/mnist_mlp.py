@@ -1,7 +1,7 @@
 """Notebook cell "MNIST MLP": train the 784-312-256-10 classifier with Adam, then predict with it.
 
 zoo: the shipped `mnist-mlp` recipe (the notebook's settings) built through zoo's API, and
-`zoo.load`, which returns the build just recorded. ZOO_EXAMPLES_TINY=1 trains one epoch.
+`zoo.load("mnist-mlp@latest")`, the build just recorded. ZOO_EXAMPLES_TINY=1 trains one epoch.
 """
 
 import os
@@ -9,12 +9,12 @@ import os
 import torch
 
 import zoo
-from zoo.build import build
+from zoo.training.build import build
 
 epochs = 1 if os.environ.get("ZOO_EXAMPLES_TINY") else 42
-[run] = build("mnist-mlp", [f"train.epochs={epochs}"], disable=["progress"])
+[run] = build("mnist-mlp", [f"train.epochs={epochs}"], registry=zoo.Registry.from_environment(disabled=["progress"]))
 
-model = zoo.load("mnist-mlp")
+model = zoo.load("mnist-mlp@latest")  # the build just recorded; plain "mnist-mlp" is the published model
 images, labels = zoo.create("mnist", split="test").batch(slice(0, 1000))
 with torch.no_grad():
     predicted = model(images).argmax(-1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from zoo.api import ZooError, atomic_write_bytes
+from zoo.api import RunPath, ZooError, atomic_write_bytes
 
 INSTALL = "pip install 'zoo[tensorboard]'"
 
@@ -16,7 +16,7 @@ class CsvLogger:
 
     The file is rewritten whole (atomically) after each epoch, so a resumed run's file is complete."""
 
-    def __init__(self, path: str = "metrics.csv"):
+    def __init__(self, path: RunPath = RunPath("metrics.csv")):
         self.path = path
 
     def zoo_epoch_end(self, run):
@@ -36,7 +36,7 @@ class TensorBoard:
     Scalars are logged against the epoch; a resumed run drops what the interrupted one logged after
     its checkpoint. Needs tensorboard: ``pip install 'zoo[tensorboard]'``."""
 
-    def __init__(self, folder: str = "tensorboard"):
+    def __init__(self, folder: RunPath = RunPath("tensorboard")):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:

@@ -167,7 +167,7 @@ def _download(source: Source, root: Path, split: str, mirror: str | None) -> Non
         fetch(
             [f"{m.rstrip('/')}/{dest.name}" for m in mirrors],
             dest,
-            verify=lambda data, dest=dest, gz=gz, raw=raw: idx.verify(data, dest, gz, raw),
+            verify=lambda path, dest=dest, gz=gz, raw=raw: idx.verify(path.read_bytes(), dest, gz, raw),
         )
 
 

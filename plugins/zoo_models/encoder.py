@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
-
 from zoo_layers.attention import MultiHeadAttention
 from zoo_layers.feed_forward import FeedForward
 from zoo_layers.positional import PositionalEncoding

@@ -1,10 +1,11 @@
-"""An atomic checkpoint after every epoch and on Ctrl-C, removed when the run completes (``--resume``)."""
+"""An atomic checkpoint after every epoch and on Ctrl-C, removed when the run completes (``--resume``).
+At an epoch's end it is taken last, so it holds what every other hook and callback did in that epoch."""
 
 import zoo.api as api  # api.save_checkpoint imports torch: looked up at call time, not at import
 from zoo.api import hookimpl
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def zoo_epoch_end(run):
     api.save_checkpoint(run)  # every process: the RNG states are gathered
 

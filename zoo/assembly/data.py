@@ -1,0 +1,103 @@
+"""The dataset interface the trainer relies on: (input, target) pairs held as two tensors, and what
+one model input is (its spec), which trained weights record."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from zoo import typed
+
+
+class InMemoryDataset(Dataset):
+    """Map-style dataset over two tensors. With ``divide_by``, stored inputs (e.g. uint8 pixels) become
+    float32 ``inputs / divide_by`` per batch, so the data stays compact in memory.
+
+    ``tensors()`` and ``batch()`` let the trainer slice whole batches instead of calling
+    ``__getitem__`` once per sample.
+    """
+
+    def __init__(self, inputs: Tensor, targets: Tensor, divide_by: float | None = None, info: dict | None = None):
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        self.inputs, self.targets = inputs, targets
+        self.divide_by = divide_by
+        self.info = info or {}
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.batch(index)
+
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """The stored inputs and targets (inputs before ``divide_by``)."""
+        return self.inputs, self.targets
+
+    def batch(self, index: int | slice | Tensor) -> tuple[Tensor, Tensor]:
+        """Model-ready inputs and targets at ``index`` (an int, a slice or a tensor of indices)."""
+        x = self.inputs[index]
+        return (x if self.divide_by is None else torch.div(x, self.divide_by)), self.targets[index]
+
+    def __repr__(self) -> str:
+        return f"InMemoryDataset({len(self)} x {tuple(self.inputs.shape[1:])}, {self.info.get('name', '')})"
+
+
+MAX_INPUT_ELEMENTS = 1 << 26  # in one input a spec may declare (a 4096 x 4096 RGB image is 50M)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What one model input is: datasets declare it (``info["input"]``) and weights files record it,
+    so predictions on raw input (images, arrays, token ids) need nothing else."""
+
+    kind: Literal["image", "tokens", "tensor"]
+    shape: tuple[int, ...]  # one sample's
+    dtype: str  # a torch dtype's name: float32, int64 ...
+    mode: str | None = None  # images: "L" (grey) or "RGB"
+    range: tuple[float, float] | None = None  # images: the values 8-bit pixels / 255 take, [0.0, 1.0]
+    vocab_size: int | None = None  # tokens: ids are in 0..vocab_size-1
+    pad_id: int = 0  # tokens: what fills a sequence to its length
+
+    def __post_init__(self):
+        if not self.shape or len(self.shape) > 8 or any(n < 1 for n in self.shape):
+            raise ValueError(f"shape {list(self.shape)} must have 1 to 8 positive sizes")
+        if math.prod(self.shape) > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"shape {list(self.shape)} has more than {MAX_INPUT_ELEMENTS:,} elements")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.kind == "image" and (len(self.shape) != 3 or self.mode not in ("L", "RGB")
+                                     or self.shape[0] != (1 if self.mode == "L" else 3)):
+            raise ValueError(f"an image input is (channels, height, width) with mode L (1 channel) or RGB (3), "
+                             f"got shape {list(self.shape)} mode {self.mode!r}")
+        if self.kind == "tokens" and (len(self.shape) != 1 or not self.vocab_size or self.vocab_size < 1
+                                      or not 0 <= self.pad_id < self.vocab_size):
+            raise ValueError("a tokens input is (length,) with a positive vocab_size and a pad_id below it")
+
+    def describe(self) -> str:
+        """The spec in words, for errors: 'an image of shape (1, 28, 28) (float32)'."""
+        if self.kind == "tokens":
+            return (f"token ids in 0..{self.vocab_size - 1}, at most {self.shape[0]} per input "
+                    f"(padded with {self.pad_id})")
+        what = "an image" if self.kind == "image" else "an input"
+        return f"{what} of shape {self.shape} ({self.dtype})"
+
+
+# The dtypes an input may have (what a .npy or a request may carry, and the model takes).
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def input_spec(data: Dataset) -> InputSpec:
+    """What one model input of ``data`` is: the spec its ``info["input"]`` declares, else what its
+    first sample shows (a "tensor" of that shape and dtype)."""
+    declared = getattr(data, "info", {}).get("input")
+    if declared:
+        name = getattr(data, "info", {}).get("name", type(data).__name__)
+        return typed.read(InputSpec, dict(declared), f"the input spec of dataset {name}")
+    x = data.batch(torch.arange(1))[0][0] if hasattr(data, "batch") else torch.as_tensor(data[0][0])
+    return InputSpec("tensor", tuple(x.shape), str(x.dtype).removeprefix("torch."))

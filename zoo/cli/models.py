@@ -1,0 +1,272 @@
+"""Commands about trained models: ``zoo builds``, ``zoo prune``, ``zoo verify``, ``zoo predict``,
+``zoo export``, ``zoo card`` and ``zoo inspect``. Each command that loads weights says which, in one
+line on stderr (name, where they come from, sha256 prefix)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+from zoo.cli import positive
+from zoo.errors import ZooError
+from zoo.registry.hookspecs import hookimpl
+from zoo.text import did_you_mean, table
+
+MODEL_HELP = "a published model (NAME), a local build (NAME@latest, NAME@3) or a weights file"
+TOKENS = re.compile(r"\d+([, ]+\d+)*")
+
+
+@hookimpl
+def register_commands(register):
+    register("builds", builds, help="list the local builds of a model, with metrics and recipe changes",
+             arguments=lambda p: p.add_argument("name", help="model name (a recipe's name)"),
+             description="List every build of NAME in the local store, oldest first: its version (load one "
+                         "with zoo.load('NAME@3')), sha256, metrics, what its recipe changed from the build "
+                         "before, and its run folder.")
+    register("prune", prune, help="delete old local builds of a model", arguments=_prune_arguments,
+             description="Delete all but the newest --keep builds of NAME from the local store (the latest is "
+                         "always kept). Run folders are not touched.")
+    register("verify", verify, help="re-score a catalog model against its declared figure", arguments=_verify_arguments,
+             description="Re-score a catalog model on its declared dataset and split; exit 1 on a mismatch "
+                         "beyond 0.001.")
+    register("predict", predict, help="predict on image files, .npy arrays or token id lists",
+             arguments=_predict_arguments,
+             description="Load a model and print its top predictions for each input: an image file (converted "
+                         "and resized to what the model takes), a .npy array, or token ids like 3,5,7.")
+    register("export", export, help="export a model (ONNX, torch.export, TorchScript, or a plugin's format)",
+             arguments=_export_arguments,
+             description="Export a model with a dynamic batch dimension and its evaluation transforms built in; "
+                         "write its input spec, labels and source sha256 beside it (FILE.json); check the export "
+                         "against the PyTorch model first. Formats: zoo list --kind exporter.")
+    register("card", card, help="write a model card (Markdown) made of the facts its weights record",
+             arguments=_card_arguments,
+             description="Print (or write) a Markdown model card: architecture and parameter count, metrics and "
+                         "how they were measured (re-measured by zoo verify for catalog models), input and labels, "
+                         "training facts, fine-tuning provenance, license, hashes, versions and the recipe. "
+                         "Sections without facts are left out.")
+    register("inspect", inspect, help="per-feature activation statistics of one module", arguments=_inspect_arguments,
+             description="Feed a batch through a model and report the per-feature mean and standard deviation "
+                         "of one module's input and output, as a table and a PNG (the notebook's LayerNorm "
+                         "analysis).")
+
+
+def builds(args: argparse.Namespace) -> int:
+    from zoo.weights import store
+
+    known = store.builds(args.name)
+    if not known:
+        raise ZooError(f"no local builds of '{args.name}'{did_you_mean(args.name, store.names())}")
+    latest = store.latest(args.name)
+    rows = []
+    for before, build in zip([None, *known], known):
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(build.metrics.items()) if isinstance(v, (int, float)))
+        rows.append((f"@{build.version}" + (" latest" if build.version == latest.version else ""), build.recorded,
+                     build.sha256[:12], metrics, recipe_changes(before.recipe, build.recipe) if before else "",
+                     build.run))
+    print(table(("BUILD", "RECORDED", "SHA256", "METRICS", "RECIPE CHANGES", "RUN"), rows))
+    return 0
+
+
+def recipe_changes(before: dict, after: dict) -> str:
+    """What changed from one recorded recipe to the next, as 'key: old -> new' items."""
+    old, new = _flatten(before), _flatten(after)
+    changed = [f"{k}: {old.get(k, '-')} -> {new.get(k, '-')}" for k in sorted(old.keys() | new.keys())
+               if old.get(k) != new.get(k)]
+    return "; ".join(changed) if changed else "(same recipe)"
+
+
+def _flatten(data: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}.{key}" if prefix else key).items()}
+    return {prefix: data}
+
+
+def _prune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="model name")
+    p.add_argument("--keep", type=int, required=True, metavar="K", help="how many of the newest builds to keep")
+
+
+def prune(args: argparse.Namespace) -> int:
+    from zoo.weights import store
+
+    gone = store.prune(args.name, args.keep)
+    for build in gone:
+        print(f"deleted {build.label} ({build.sha256[:12]}, recorded {build.recorded})")
+    print(f"{args.name}: {len(store.builds(args.name))} build(s) kept, {len(gone)} deleted")
+    return 0
+
+
+def _verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="catalog model name (see zoo list --pretrained)")
+    p.add_argument("--all", action="store_true",
+                   help="every model of zoo's and the plugins' catalogs (one whose data cannot be reached is skipped)")
+
+
+def verify(args: argparse.Namespace) -> int:
+    from zoo.recipe import catalog
+    from zoo.use.verify import TOLERANCE
+    from zoo.use.verify import verify as measure
+
+    if args.all == bool(args.name):
+        raise ZooError("give a catalog model name or --all")
+    names = list(catalog.entries(args.registry)) if args.all else [args.name]
+    failed, skipped = [], 0
+    for name in names:
+        try:
+            checks = measure(name, args.registry)
+        except ZooError as exc:
+            if not args.all:
+                raise
+            print(f"{name}: skipped: {exc}")
+            skipped += 1
+            continue
+        for check in checks:
+            status = "ok" if check.ok else "MISMATCH"
+            print(f"{name}: {check.metric.metric} on {check.metric.dataset} {check.metric.split}: "
+                  f"measured {check.measured:.4f}, catalog {check.metric.value:.4f}  {status}")
+        if not all(check.ok for check in checks):
+            failed.append(name)
+    if args.all:
+        print(f"verified {len(names) - skipped - len(failed)} of {len(names)} catalog models; {len(failed)} "
+              f"mismatched, {skipped} skipped")
+    if failed:
+        print(f"zoo: {', '.join(failed)} does not score its catalog figure (tolerance {TOLERANCE})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def loaded(name: str, registry) -> object:
+    """The model ``name`` loads, after saying which weights these are on stderr."""
+    from zoo.weights.load import load_located
+    from zoo.weights.locate import locate
+
+    located = locate(name, registry)
+    print(f"zoo: weights {located.describe()}", file=sys.stderr)
+    return load_located(located, registry)
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, .npy file, or token ids (3,5,7)")
+    p.add_argument("--top-k", type=positive, default=3, help="classes to show per input (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON: one object per input")
+
+
+def predict(args: argparse.Namespace) -> int:
+    from zoo.use.predict import facts
+    from zoo.use.predict import predict as run
+
+    model = loaded(args.model, args.registry)
+    known = facts(model, args.registry)
+    results = []
+    for raw in args.inputs:
+        item = [int(t) for t in re.split(r"[, ]+", raw)] if TOKENS.fullmatch(raw) and not Path(raw).exists() else raw
+        try:
+            [result] = run(model, item, args.top_k, known=known)
+        except ZooError as exc:
+            message = str(exc)
+            raise ZooError(message if message.startswith(raw) else f"{raw}: {message}") from None
+        results.append({"input": raw, **result})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        if "top" in result:
+            shown = "  ".join(f"{t['label']} ({t['probability']:.1%})" for t in result["top"])
+        elif "tokens" in result:
+            shown = " ".join(map(str, result["tokens"])) + f"  (lowest probability {min(result['probabilities']):.1%})"
+        else:
+            shown = " ".join(f"{v:.4g}" for v in result["values"])
+        print(f"{result['input']}: {shown}")
+    return 0
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--format", required=True, metavar="FORMAT",
+                   help="an exporter: onnx, torch-export, torchscript, or a plugin's (zoo list --kind exporter)")
+    p.add_argument("--out", type=Path, help="file to write (default: NAME and the format's suffix, here)")
+
+
+def export(args: argparse.Namespace) -> int:
+    from zoo.use.export import TOLERANCE
+    from zoo.use.export import export as write
+
+    args.registry.get(args.format, "exporter")  # an unknown format fails before the model loads
+    done = write(loaded(args.model, args.registry), args.format, args.registry, args.out)
+    size = done.path.stat().st_size
+    print(f"wrote {done.path} ({size / 1e6:.1f} MB) and {done.facts}")
+    print(f"parity with the PyTorch model on batches of 1, 3 and 7: max abs difference {done.max_abs_diff:.2g} "
+          f"(tolerance {TOLERANCE:g})")
+    return 0
+
+
+def _card_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--out", type=Path, help="file to write instead of printing")
+    p.add_argument("--no-verify", action="store_true", help="do not re-measure a catalog model's metrics")
+
+
+def card(args: argparse.Namespace) -> int:
+    from zoo.files import atomic_write_bytes
+    from zoo.use.card import card as write
+
+    text = write(loaded(args.model, args.registry), args.registry, verify=not args.no_verify)
+    if args.out:
+        if args.out.is_dir():
+            raise ZooError(f"--out {args.out} is a folder; give the file to write")
+        atomic_write_bytes(args.out, text.encode())
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _inspect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a published model, a local build, a weights file, or a registered layer or model "
+                                 "(untrained; needs --input-shape)")
+    p.add_argument("--module", required=True, help="submodule name, full (blocks.0.feed_forward) or a unique "
+                                                   "last part (layer_norm)")
+    p.add_argument("--input-shape", type=_shape, metavar="N,N,...",
+                   help="feed standard-normal input of this shape instead of the model's own data")
+    p.add_argument("--batch", type=positive, default=256, help="how many of the model's data samples, from the "
+                                                                "first (default 256)")
+    p.add_argument("--split", help="data split (default: the recipe's eval split)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random input and untrained weights (default 0)")
+    p.add_argument("--out", type=Path, help="PNG to write (default: MODEL-MODULE.png here)")
+    p.add_argument("--no-plot", action="store_true", help="print the table only")
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from zoo import plots
+    from zoo.use.inspect import capture, find_module, subject
+
+    if not args.no_plot:
+        plots.require("zoo inspect (use --no-plot for the table alone)")
+    target = subject(args.model, args.registry, args.input_shape, args.batch, args.split, args.seed)
+    name, module = find_module(target.model, args.module)
+    stats = capture(target.model, module, target.inputs)
+    print(f"{name} ({type(module).__name__}) in {target.description}")
+    rows = [(where, str(len(s.mean)), f"{s.mean.mean():+.4f}", f"{s.mean.abs().max():.4f}", f"{s.std.mean():.4f}",
+             f"{s.std.min():.4f}..{s.std.max():.4f}") for where, s in stats.items()]
+    print(table(("", "FEATURES", "MEAN OF MEANS", "MAX |MEAN|", "MEAN STD", "STD RANGE"), rows))
+    if not args.no_plot:
+        out = args.out or Path(f"{Path(args.model).stem}-{name}.png")
+        series = {where: (s.mean.tolist(), s.std.tolist()) for where, s in stats.items()}
+        plots.feature_stats(out, series, f"{args.model} {name}")
+        print(f"wrote {out}")
+    return 0
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes separated by commas, like 4,10,312; got {text!r}") from None
+    if not shape or min(shape) < 1 or len(shape) > 8 or math.prod(shape) > 1 << 28:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, at most 8 of them and 2**28 elements; got {text!r}")
+    return shape

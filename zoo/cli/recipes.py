@@ -1,0 +1,94 @@
+"""Commands about recipes and runs: ``zoo check``, ``zoo build`` (also under torchrun) and ``zoo plot``."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from zoo.cli import positive
+from zoo.registry.hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(register):
+    register("check", check, help="validate a recipe without training", arguments=_recipe_arguments,
+             description="Validate a recipe: build everything it names, run one batch through it, print each layer.")
+    register("build", build, help="validate, train, evaluate and save a recipe", arguments=_build_arguments)
+    register("plot", plot, help="draw a run's loss and metric curves", arguments=_plot_arguments,
+             description="Draw the loss and metric curves of a run folder (loss.png) or a sweep folder, one "
+                         "curve per variant (sweep.png). Needs matplotlib: pip install 'zoo[plot]'.")
+
+
+def _recipe_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="recipe file, or the name of a recipe that ships with zoo (e.g. mnist-mlp)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, value parsed as YAML (repeatable): --set train.epochs=3")
+
+
+def _build_arguments(p: argparse.ArgumentParser) -> None:
+    _recipe_arguments(p)
+    p.add_argument("--out", type=Path, help="run folder (default: the first free one of runs/NAME, runs/NAME-2, ...)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's last checkpoint (default folder: the newest runs/NAME-N)")
+    p.add_argument("--overwrite", action="store_true", help="write into the run folder even if it holds an earlier run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the same as -p no:progress)")
+    p.add_argument("--nproc", type=positive, metavar="N",
+                   help="train data-parallel in N processes on this machine (relaunches through torchrun)")
+
+
+def check(args: argparse.Namespace) -> int:
+    from zoo.recipe.catalog import recipe_path
+    from zoo.recipe.schema import read
+    from zoo.training.build import check_all, summary
+
+    parts = check_all(read(recipe_path(args.recipe, args.registry), args.set), args.registry)
+    print(summary(parts))
+    print(f"ok: {parts.settings.recipe.source} is a valid recipe")
+    return 0
+
+
+def build(args: argparse.Namespace) -> int:
+    from zoo.registry import Registry
+    from zoo.training.build import build as train
+    from zoo.training.loop import Interrupted
+
+    if args.nproc:
+        return _torchrun(args)
+    registry = args.registry
+    if args.no_progress and "progress" not in args.disabled:
+        registry = Registry.from_environment(disabled=[*args.disabled, "progress"], strict=args.strict)
+    try:
+        train(args.recipe, args.set, registry=registry, out=args.out, resume=args.resume, overwrite=args.overwrite)
+    except Interrupted as exc:
+        print(f"zoo: {exc}; checkpoint saved. Continue with: zoo build {args.recipe} --resume"
+              + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
+        return 130
+    return 0
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    """``zoo build --nproc N``: the same build under torchrun, N processes on this machine."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "zoo", *(f"-pno:{name}" for name in args.disabled), *(["--strict-plugins"] if args.strict else []),
+               "build", args.recipe, *(f"--set={s}" for s in args.set)]
+    command += [f"--out={args.out}"] if args.out else []
+    command += ["--resume"] if args.resume else []
+    command += ["--overwrite"] if args.overwrite else []
+    command += ["--no-progress"] if args.no_progress else []
+    return subprocess.call(command)
+
+
+def _plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="run or sweep folder written by zoo build (e.g. runs/mnist-mlp)")
+    p.add_argument("--out", type=Path, help="PNG to write (default: loss.png or sweep.png in the folder)")
+
+
+def plot(args: argparse.Namespace) -> int:
+    from zoo import plots
+    from zoo.training import folders
+
+    plots.require("zoo plot")
+    print(f"wrote {folders.plot(args.run, args.out)}")
+    return 0

@@ -1,0 +1,213 @@
+"""``zoo check`` and ``zoo build``: a recipe checked, then trained, evaluated and saved. Everything else
+a run does (console lines, progress bar, metrics.jsonl, checkpoints, plots, the store) is done by
+plugins on the lifecycle events."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+import yaml
+
+from zoo.assembly.finetune import Initial
+from zoo.assembly.parts import Parts, assemble
+from zoo.errors import ZooError
+from zoo.files import atomic_write_bytes, file_sha256
+from zoo.recipe.catalog import recipe_path
+from zoo.recipe.parse import RecipeError, raise_all
+from zoo.recipe.schema import Settings, read
+from zoo.registry import Registry, default_registry
+from zoo.registry.events import Events
+from zoo.text import table
+from zoo.training import checkpoint, distributed
+from zoo.training.distributed import Context
+from zoo.training.folders import claim, holds_run, newest
+from zoo.training.loop import fit
+from zoo.training.run import Run
+from zoo.training.sweep import run_sweep, variants
+from zoo.weights.format import read as read_weights
+from zoo.weights.locate import locate
+
+Log = Callable[[str], None]
+
+
+def check(settings: Settings, registry: Registry, context: Context = Context(), weights_follow: bool = False) -> Parts:
+    """Build everything the recipe names and check it on one batch (``weights_follow``: see
+    :func:`zoo.assembly.parts.assemble`)."""
+    return assemble(settings, registry, device=distributed.device_for(context, settings.train.device),
+                    world=context.world, initial=initial(settings, registry), weights_follow=weights_follow)
+
+
+def initial(settings: Settings, registry: Registry) -> Initial | None:
+    """The weights ``train.init`` names, read and verified; errors at that key."""
+    name = settings.train.init
+    if name is None:
+        return None
+    try:
+        located = locate(name, registry)
+        tensors, _ = read_weights(located.path, located.sha256)
+    except ZooError as exc:
+        raise settings.error(settings.train.path("init"), str(exc)) from None
+    return Initial(name, str(located.path), located.sha256 or file_sha256(located.path), tensors)
+
+
+def check_all(settings: Settings, registry: Registry, context: Context = Context()) -> Parts:
+    """:func:`check` the recipe and each variant of its sweep: everything ``zoo build`` would refuse
+    before training is refused here."""
+    parts = check(settings, registry, context)
+    for variant in variants(settings) if settings.sweep else ():
+        try:
+            check(variant.settings, registry, context)
+        except RecipeError as exc:
+            raise_all([RecipeError(f"sweep variant {variant.label}: {e.reason}", e.mark, e.path)
+                       for e in getattr(exc, "errors", [exc])])
+    return parts
+
+
+def summary(parts: Parts, context: Context = Context()) -> str:
+    """Each leaf layer with its output shape and parameter count, then the totals and how it trains."""
+    data = parts.settings.data
+    layers = table(("LAYER", "TYPE", "OUTPUT SHAPE", "PARAMS"),
+                   [(r.name, r.kind, r.shape, f"{r.params:,}") for r in parts.layers], right=(3,))
+    evaluation = f", {len(parts.eval_data):,} evaluation samples ({data.eval_split})" if parts.eval_data else ""
+    processes = f" on each of {context.world} processes ({context.backend})" if context.active else ""
+    numerics = "" if parts.precision.name == "32" else f", precision {parts.precision.name}"
+    return (f"{layers}\ntotal parameters: {parts.total_params:,}\n"
+            f"data: {len(parts.train_data):,} training samples ({data.train_split}){evaluation}; "
+            f"{parts.steps} batches of {data.batch_size} per epoch{processes}; device {parts.device}{numerics}, "
+            f"{threads(parts.settings, context)} CPU threads" + (f"\n{parts.init.lines()}" if parts.init else ""))
+
+
+def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None, out: Path | None = None,
+          resume: bool = False, overwrite: bool = False, log: Log = print) -> list[Path]:
+    """Train the recipe (each variant, for a sweep) with the plugins of ``registry`` (default: the
+    installed ones); return the run folders.
+
+    A new run never writes into a folder that holds another run: without ``out`` it takes the first
+    free one of runs/NAME, runs/NAME-2, ...; an ``out`` that holds a run is refused unless
+    ``overwrite``. ``resume`` continues ``out`` (default: the newest runs/NAME-N)."""
+    registry = registry or default_registry()
+    settings = read(recipe_path(recipe_arg, registry), overrides)
+    if resume and settings.sweep is not None:
+        raise ZooError("--resume is for single runs; a sweep reruns its variants")
+    context = distributed.from_environment(settings.train.backend, settings.train.device)
+    log = log if context.is_main else _quiet
+    try:
+        if settings.sweep is not None:
+            check_all(settings, registry, context)  # no variant fails after others have trained
+        folder = _folder(settings.name, out, resume, overwrite, context, log)
+        train = partial(train_run, registry=registry, context=context, log=log)
+        try:
+            if settings.sweep is None:
+                return [train(settings, folder, resume=resume).folder]
+            return run_sweep(settings, folder, partial(train, claimed=False), Events(registry.hook_plugins()), log)
+        except BaseException:
+            if context.is_main and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # refused before anything was written: leave no empty folder behind
+            raise
+    finally:
+        distributed.close(context)
+
+
+def _folder(name: str, out: Path | None, resume: bool, overwrite: bool, context: Context, log: Log) -> Path:
+    """The run folder: ``out``, checked, or a free one of runs/NAME-N claimed by rank 0."""
+    base = Path("runs") / name
+    if resume:
+        return Path(out) if out else newest(base)
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ZooError(f"--out {out} is a file, not a folder: choose a folder for the run")
+        if holds_run(out) and not overwrite:
+            raise ZooError(f"{out} holds an earlier run: --resume continues it, --overwrite replaces it, "
+                           "or choose another --out")
+        return out
+    if overwrite:
+        return base
+    folder = _claimed(base, context)
+    if folder != base:
+        log(f"{base} holds an earlier run: this one writes to {folder}")
+    return folder
+
+
+def _claimed(base: Path, context: Context) -> Path:
+    """A free folder of ``base`` (base, base-2 ...), created by rank 0 and shared with the others."""
+    folder = claim(base) if context.is_main else None
+    return Path(context.gather_object(str(folder) if folder else None)[0])
+
+
+def new_run(settings: Settings, folder: Path, *, registry: Registry, context: Context = Context(),
+            resume: bool = False, log: Log = print, sweep: str | None = None) -> Run:
+    """A checked recipe made into a run that writes into ``folder``: its parts built, its shuffles and
+    dropout seeded, and with ``resume`` its checkpoint restored."""
+    parts = check(settings, registry, context, weights_follow=resume)
+    generator = torch.Generator().manual_seed(settings.train.seed)  # the same permutation on every rank
+    torch.manual_seed(settings.train.seed + context.rank)  # each rank its own dropout stream
+    run = Run(settings, parts, folder, context, registry, Events(registry.hook_plugins(), parts.callbacks), log,
+              generator, sweep=sweep)
+    if resume:
+        checkpoint.resume(run)
+    return run
+
+
+def train_run(settings: Settings, folder: Path, *, registry: Registry, context: Context, resume: bool = False,
+              log: Log = print, sweep: str | None = None, claimed: bool = True) -> Run:
+    """Check, train, evaluate and save one recipe into ``folder`` (``claimed``: already chosen; else a
+    free folder of that name is claimed). Under torchrun every process trains its shard; only rank 0
+    logs and writes."""
+    folder = folder if claimed else _claimed(folder, context)
+    with _threads(threads(settings, context)):
+        run = new_run(settings, folder, registry=registry, context=context, resume=resume, log=log, sweep=sweep)
+        log(summary(run.parts, context))
+        if resume:
+            log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")
+        if context.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(folder / "recipe.yaml", yaml.safe_dump(settings.recipe.data, sort_keys=False).encode())
+            if run.parts.init:
+                run.parts.init.save(folder)
+        run.emit("zoo_run_start")
+        forward = distributed.wrap(run.model, run.parts.device, context)
+        fit(run, torch.compile(forward) if settings.train.compile else forward)
+        forward = None  # release DistributedDataParallel (and its hold on the process group) before teardown
+        if run.position.stop:
+            log(f"stopped after epoch {run.position.epoch} of {settings.train.epochs}: {run.position.stop}")
+        run.emit("zoo_train_end")
+        if run.chosen:
+            log(f"keeping the weights of epoch {run.chosen.epoch}: {run.chosen.reason}")
+        if context.active:
+            digest = distributed.same_weights(run.model, context)
+            log(f"weights identical on all {context.world} processes (sha256 {digest[:16]}...)")
+        run.save_weights(run.weights)
+        run.emit("zoo_run_end", metrics=run.metrics, weights=run.weights if context.is_main else None)
+    return run
+
+
+def threads(settings: Settings, context: Context) -> int:
+    """The CPU threads each process computes with: ``train.threads``, else the cores shared out among
+    this machine's processes under torchrun, else torch's own choice."""
+    if settings.train.threads:
+        return settings.train.threads
+    if context.active:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", context.world))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // local)
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0."""

@@ -1,0 +1,152 @@
+"""``zoo card``: a Markdown model card made of the facts a weights file records (and, for a catalog
+model, the catalog's and a fresh ``zoo verify``). A section without facts is left out: nothing is
+guessed and no placeholder is written."""
+
+from __future__ import annotations
+
+import yaml
+from torch import nn
+
+from zoo.recipe import catalog
+from zoo.recipe.schema import Settings
+from zoo.registry import Registry
+from zoo.weights.load import settings
+from zoo.weights.metadata import WeightsMeta
+
+
+def card(model: nn.Module, registry: Registry, *, verify: bool = True) -> str:
+    """The model card of ``model`` (from ``zoo.load``); ``verify`` re-scores a catalog model."""
+    meta, recipe = model.zoo_meta, settings(model)
+    entry = catalog.get(model.zoo_source.label, registry) if model.zoo_source.source == "catalog" else None
+    params = sum(p.numel() for p in model.parameters())
+    parts = [f"# {meta.name}"]
+    summary = entry.summary if entry else recipe.description
+    if summary:
+        parts.append(summary)
+    parts.append(_section("Architecture", f"{type(model).__name__}, {params:,} parameters, built from this "
+                                          f"component node:\n\n{_yaml(meta.model)}"))
+    parts.append(_section("Metrics", _metrics(meta, entry, registry if verify else None)))
+    parts.append(_section("Input and labels", _input(meta, recipe)))
+    parts.append(_section("Training", _training(meta, recipe)))
+    if meta.init:
+        parts.append(_section("Fine-tuned from", _init(meta)))
+    if entry and entry.license:
+        parts.append(_section("License", entry.license))
+    parts.append(_section("Files and versions", _files(model)))
+    parts.append(_section("Recipe", "The resolved recipe the weights were trained with:\n\n" + _yaml(meta.recipe)))
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _section(title: str, body: str | None) -> str | None:
+    return f"## {title}\n\n{body}" if body else None
+
+
+def _yaml(data: object) -> str:
+    return "```yaml\n" + yaml.safe_dump(data, sort_keys=False).rstrip() + "\n```"
+
+
+def _metrics(meta: WeightsMeta, entry: catalog.Entry | None, registry: Registry | None) -> str | None:
+    lines = []
+    scores = meta.metrics
+    if scores:
+        epoch = f"after epoch {meta.epoch}" if meta.epoch else "after the last epoch"
+        split = meta.evaluation and meta.evaluation.split
+        where = f" on the {split} split of {_name(meta.evaluation.dataset)}" if split else ""
+        lines.append(f"Recorded by `zoo build` {epoch}{where} (train_loss: the mean over that epoch's "
+                     "training batches):\n")
+        lines.append(_markdown_table(("metric", "value"), [(k, f"{v:.4f}") for k, v in sorted(scores.items())]))
+    if entry and entry.metrics:
+        rows = [(m.metric, f"{m.dataset} {m.split}", f"{m.value:.4f}") for m in entry.metrics]
+        headers = ("metric", "data", "catalog")
+        if registry is not None:
+            from zoo.use.verify import TOLERANCE, verify
+
+            checks = verify(entry.qualified_name, registry)
+            rows = [(*row, f"{c.measured:.4f}", "ok" if c.ok else "MISMATCH") for row, c in zip(rows, checks)]
+            headers += ("measured now (zoo verify)", f"within {TOLERANCE:g}")
+        lines.append("\nThe catalog's figures" + (", re-measured by `zoo verify` for this card:\n"
+                                                   if registry is not None else ":\n"))
+        lines.append(_markdown_table(headers, rows))
+    return "\n".join(lines) or None
+
+
+def _name(dataset: object) -> str:
+    return f"`{dataset['component']}`" if isinstance(dataset, dict) else f"`{dataset}`"
+
+
+def _input(meta: WeightsMeta, recipe: Settings) -> str | None:
+    spec, classes = meta.input, meta.classes
+    lines = []
+    if spec:
+        shape = " x ".join(map(str, spec.shape))
+        if spec.kind == "image":
+            low, high = spec.range or (0.0, 1.0)
+            mode = {"L": "grey", "RGB": "colour (RGB)"}.get(spec.mode, "")
+            lines.append(f"One input: a {mode} image as {spec.dtype} {shape} with values in "
+                         f"[{low}, {high}] (8-bit pixels / 255); batches add a first dimension.")
+        elif spec.kind == "tokens":
+            lines.append(f"One input: {spec.shape[0]} token ids ({spec.dtype}) in 0..{spec.vocab_size - 1}, "
+                         f"padded with {spec.pad_id}; batches add a first dimension.")
+        else:
+            lines.append(f"One input: a {spec.dtype} tensor of shape {shape}; batches add a first dimension.")
+    transforms = [node.raw for node in recipe.data.eval_transform]
+    if transforms:
+        lines.append(f"Before the model, the recipe's evaluation transforms: {_yaml(transforms)}")
+    if classes:
+        lines.append(f"Labels ({len(classes)}): " + ", ".join(f"{i} `{c}`" for i, c in enumerate(classes)) + ".")
+    if lines:
+        lines.append("`zoo predict` and `zoo.predict` take raw input and apply all of this.")
+    return "\n\n".join(lines) or None
+
+
+def _training(meta: WeightsMeta, recipe: Settings) -> str | None:
+    train, data = recipe.train, recipe.data
+    rows = [("data", f"{_name(data.dataset.raw)}, split `{data.train_split}`")]
+    if meta.data_sha256:
+        rows.append(("training data sha256", f"`{meta.data_sha256}`"))
+    rows += [("epochs", str(train.epochs)), ("seed", str(train.seed)), ("precision", train.precision),
+             ("accumulate", str(train.accumulate))]
+    for key in ("optimizer", "loss", "schedule"):
+        node = getattr(train, key)
+        if node is not None:
+            options = ", ".join(f"{k} {v}" for k, v in node.params.items())
+            rows.append((key, f"{node.name}" + (f" ({options})" if options else "")))
+    if meta.processes > 1:
+        rows.append(("processes", f"{meta.processes} (torchrun)"))
+    if meta.stopped:
+        rows.append(("stopped early", f"after epoch {meta.stopped.after_epoch}: {meta.stopped.reason}"))
+    if meta.chosen:
+        rows.append(("weights kept", f"epoch {meta.chosen.epoch}: {meta.chosen.reason}"))
+    return _markdown_table(("fact", "value"), rows)
+
+
+def _init(meta: WeightsMeta) -> str:
+    init = meta.init
+    lines = [f"Started from `{init.source}` (sha256 `{init.sha256}`): {init.loaded} tensors loaded."]
+    for keys, what in ((init.missing, "kept their initialisation (not in that file)"),
+                       (init.unexpected, "were in that file but not the model")):
+        if keys:
+            lines.append(f"{', '.join(f'`{k}`' for k in keys)} {what}.")
+    if init.mismatched:
+        lines.append("Skipped for their shape (a new head): " + ", ".join(
+            f"`{k}` (model {tuple(a)}, file {tuple(b)})" for k, a, b in init.mismatched) + ".")
+    if meta.frozen:
+        lines.append(f"Frozen during fine-tuning: {', '.join(f'`{p}`' for p in meta.frozen)}.")
+    return " ".join(lines)
+
+
+def _files(model: nn.Module) -> str:
+    meta, source = model.zoo_meta, model.zoo_source
+    rows = [("weights file", f"`{source.path.name}`")]
+    if source.sha256:
+        rows.append(("sha256 of the file", f"`{source.sha256}`"))
+    rows += [("sha256 of the tensors", f"`{meta.tensors_sha256}`"), ("layout fingerprint", f"`{meta.fingerprint}`")]
+    if meta.versions:
+        rows += [("zoo", meta.versions.zoo), ("torch", meta.versions.torch)]
+        rows += [(f"plugin {name}", f"{p.dist} {p.version}") for name, p in sorted(meta.versions.plugins.items())]
+    return _markdown_table(("", ""), rows)
+
+
+def _markdown_table(headers: tuple[str, ...], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])

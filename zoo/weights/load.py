@@ -1,0 +1,97 @@
+"""The one path from a weights file back to a ready model, and to the recipe it was trained with:
+``zoo.load``, ``zoo predict``, ``zoo verify``, ``zoo inspect``, ``zoo export`` and ``zoo card`` all
+go through :func:`load` and :func:`settings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from zoo.assembly.assembler import Assembler, NoInit
+from zoo.errors import ZooError
+from zoo.recipe.schema import Settings, model_node, recorded
+from zoo.registry import Registry
+from zoo.weights.format import read
+from zoo.weights.locate import Located, locate
+from zoo.weights.metadata import WeightsMeta
+
+
+def load(name_or_path: str | Path, registry: Registry, *, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None, version: str | int | None = None) -> nn.Module:
+    """A model in eval mode with its weights, verified: ``model.zoo_meta`` is the file's metadata
+    (:class:`WeightsMeta`), ``model.zoo_source`` says which file it is (:class:`Located`). What a
+    name means: :mod:`zoo.weights.locate`. ``device`` and ``dtype`` (a floating-point dtype, applied
+    to floating-point weights) say where the weights go."""
+    return load_located(locate(name_or_path, registry, version), registry, device, dtype)
+
+
+def load_located(located: Located, registry: Registry, device: str | torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> nn.Module:
+    """Read, check and load a located weights file; any problem raises ZooError before the model is
+    returned. The model is built once, without random initialisation, and takes the file's mapped
+    tensors as its own, so loading costs about what reading the file does."""
+    path = located.path
+    device = _device(device)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ZooError(f"dtype must be a floating-point torch.dtype such as torch.bfloat16, got {dtype!r}")
+    tensors, meta = read(path, located.sha256)
+    model = rebuild(meta, path, registry)
+    check_state(model, tensors, path)
+    model.load_state_dict(tensors, strict=True, assign=True)
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    model.zoo_meta = meta
+    model.zoo_source = located
+    return model
+
+
+def _device(device: str | torch.device | None) -> torch.device | None:
+    try:
+        return None if device is None else torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ZooError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N, mps): {exc}") from None
+
+
+def rebuild(meta: WeightsMeta, origin: Path, registry: Registry, *, initialise: bool = False) -> nn.Module:
+    """The model a weights file describes, built through the registry, each component name meaning
+    what it meant when the file was saved (``meta.components``, whatever plugins were installed
+    since); without random initialisation (for weights that follow) unless ``initialise``."""
+    plugins = meta.versions.plugins if meta.versions else {}
+    assembler = Assembler(registry, pins=meta.components,
+                          saved_with={name: f"{p.dist} {p.version}" for name, p in plugins.items()})
+    if initialise:
+        return assembler.model(model_node(meta.model, origin))
+    with NoInit():
+        return assembler.model(model_node(meta.model, origin))
+
+
+def settings(model: nn.Module) -> Settings:
+    """The recipe a loaded model was trained with, brought up to this zoo's schema and validated;
+    errors name the file."""
+    meta, source = _loaded(model)
+    return recorded(meta.recipe, meta.recipe_version, source.path)
+
+
+def _loaded(model: nn.Module) -> tuple[WeightsMeta, Located]:
+    meta, source = getattr(model, "zoo_meta", None), getattr(model, "zoo_source", None)
+    if not isinstance(meta, WeightsMeta) or not isinstance(source, Located):
+        raise ZooError("the model has no zoo metadata: load it with zoo.load")
+    return meta, source
+
+
+def check_state(model: nn.Module, tensors: dict[str, torch.Tensor], origin: Path) -> None:
+    """Raise ZooError naming every missing or unexpected key and every shape or dtype mismatch (a file
+    saved in another floating-point dtype fits: the model takes the file's, or ``dtype=``)."""
+    expected = model.state_dict()
+    problems = [f"missing key {k} {tuple(v.shape)}" for k, v in expected.items() if k not in tensors]
+    problems += [f"unexpected key {k} {tuple(v.shape)}" for k, v in tensors.items() if k not in expected]
+    for key in expected.keys() & tensors.keys():
+        want, got = expected[key], tensors[key]
+        if want.shape != got.shape:
+            problems.append(f"{key}: the model has shape {tuple(want.shape)}, the file {tuple(got.shape)}")
+        elif want.dtype != got.dtype and not (want.is_floating_point() and got.is_floating_point()):
+            problems.append(f"{key}: the model has dtype {want.dtype}, the file {got.dtype}")
+    if problems:
+        raise ZooError(f"{origin}: weights do not fit the model: " + "; ".join(sorted(problems)))

@@ -1,0 +1,95 @@
+"""From a name to a weights file, without reading it. One rule, stated once (docs/recipes.md, "Which
+weights a name means"):
+
+- ``NAME`` (or ``plugin:NAME``) is the published model of that name in the catalog: zoo's own entry,
+  or a plugin's; a local build never changes what a bare name means;
+- ``NAME@latest``, ``NAME@3`` or ``NAME@1a2b3c`` is a local build in the store;
+- a path (it has a ``/`` or ends in ``.safetensors``) is that file.
+
+Nothing here reaches the network except a catalog entry with a URL, which the user installed: it
+downloads once into $ZOO_HOME/downloads, size-capped and sha256-checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.errors import ZooError
+from zoo.files import SUFFIX, download, file_sha256, home, stream_sha256
+from zoo.names import check
+from zoo.recipe import catalog
+from zoo.registry import Registry
+from zoo.text import did_you_mean
+from zoo.weights import store
+
+
+@dataclass(frozen=True)
+class Located:
+    """A weights file to load, where it came from, and the sha256 it must have (when known)."""
+
+    path: Path
+    source: str  # "catalog", "local" or "file"
+    label: str  # the name that reached it: mnist-mlp, mnist-mlp@3, or the path
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        """One line saying which weights these are: '<label> (zoo's catalog, sha256 1a2b3c4d)'."""
+        sha = (self.sha256 or file_sha256(self.path))[:12]
+        where = {"catalog": "published in the catalog", "local": "local build", "file": "file"}[self.source]
+        return f"{self.label} ({where}, sha256 {sha})"
+
+
+def is_path(text: str | Path) -> bool:
+    """Whether a model argument names a file rather than a model."""
+    return isinstance(text, Path) or "/" in str(text) or str(text).endswith(SUFFIX)
+
+
+def locate(name_or_path: str | Path, registry: Registry, version: str | int | None = None) -> Located:
+    """Resolve a name or path to a weights file, without reading it (see the module's rule)."""
+    text = str(name_or_path)
+    if is_path(name_or_path):
+        path = Path(text)
+        if version is not None:
+            raise ZooError(f"version= is for local builds of a name, not a file ({path})")
+        if not path.is_file():
+            raise ZooError(f"no weights file at {path}")
+        return Located(path, "file", text)
+    name, tagged = store.split(text)
+    if tagged is not None and version is not None:
+        raise ZooError(f"'{text}' names a version and version={version!r} another: give one")
+    version = tagged if version is None else version
+    plugin, _, bare = name.rpartition(":")
+    if version is not None:
+        if plugin:
+            raise ZooError(f"'{text}': local builds are named NAME@VERSION, without a plugin")
+        check(name, "model name", store.names())
+        build = store.get(name, str(version))
+        return Located(build.path, "local", build.label, build.sha256)
+    check(bare, "model name", [*catalog.entries(registry), *store.names()])
+    if plugin:
+        check(plugin, "plugin name")
+    entry = catalog.get(name, registry)
+    if entry is None:
+        raise ZooError(_unknown(name, registry))
+    if entry.file is not None:
+        return Located(entry.weights_path, "catalog", entry.qualified_name, entry.sha256)
+    target = home() / "downloads" / f"{entry.name}-{entry.sha256[:16]}{SUFFIX}"
+    if not target.is_file():
+        download([entry.url], target, verify=lambda path: _check_sha256(path, entry.sha256))
+    return Located(target, "catalog", entry.qualified_name, entry.sha256)
+
+
+def _unknown(name: str, registry: Registry) -> str:
+    published = sorted(catalog.entries(registry))
+    if name in store.names():
+        return (f"'{name}' is not published in any catalog; your local builds of it are '{name}@latest', "
+                f"'{name}@1' ... (zoo builds {name})")
+    hint = did_you_mean(name, [*published, *(f"{n}@latest" for n in store.names())])
+    return f"no model '{name}' in the catalog.{hint} Published: {', '.join(published) or 'none'}; local builds: NAME@latest"
+
+
+def _check_sha256(path: Path, sha256: str) -> None:
+    actual = stream_sha256(path)
+    if actual != sha256:
+        raise ZooError(f"sha256 {actual} does not match the catalog's {sha256}")
