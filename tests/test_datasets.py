@@ -137,35 +137,39 @@ def mirror(tmp_path):
     server.close()
 
 
-def test_download_from_a_local_mirror_with_checksums(tmp_path, mirror):
+def test_download_from_a_local_mirror_with_checksums_into_zoo_home(tmp_path, mirror):
     _, url = mirror
-    root = tmp_path / "data"
-    test = zoo.create("mnist", root=str(root), split="test", download=True, mirror=url)
+    root = tmp_path / "zoo-home" / "data" / "mnist"
+    test = zoo.create("mnist", split="test", download=True, mirror=url)
     assert len(test) == 10000
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         assert hashlib.md5((root / name).read_bytes()).hexdigest() == mnist_module.MNIST.gz_md5[name[:-3]]
     assert sorted(p.name for p in root.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
-def test_download_defaults_to_zoo_home(mirror, tmp_path):
+def test_a_download_never_writes_where_a_recipe_says(tmp_path, mirror):
     _, url = mirror
-    zoo.create("mnist", split="test", download=True, mirror=url)
-    assert (tmp_path / "zoo-home" / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(zoo.ZooError, match=r"download=True fetches MNIST into .*zoo-home/data/mnist, which zoo "
+                                           r"chooses: leave out root"):
+        zoo.create("mnist", root=str(elsewhere), split="test", download=True, mirror=url)
+    assert not elsewhere.exists()
+    assert len(zoo.create("mnist", root=str(BUNDLED), split="test", download=True)) == 10000  # the files are there
 
 
 def test_download_with_a_bad_checksum_leaves_nothing_behind(tmp_path, mirror):
     folder, url = mirror
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01" + (3).to_bytes(4, "big") + b"\1\2\3"))
-    root = tmp_path / "data"
+    root = tmp_path / "zoo-home" / "data" / "mnist"
     with pytest.raises(zoo.ZooError, match=r"could not download t10k-labels-idx1-ubyte.gz: .*checksum mismatch"):
-        zoo.create("mnist", root=root, split="test", download=True, mirror=url)
+        zoo.create("mnist", split="test", download=True, mirror=url)
     assert not (root / "t10k-labels-idx1-ubyte.gz").exists()
-    assert [p.name for p in root.iterdir()] == ["t10k-images-idx3-ubyte.gz"]  # only the verified file
+    assert [p.name for p in root.iterdir()] == ["t10k-images-idx3-ubyte.gz"]  # only the verified file, no .partial
 
 
 def test_download_from_an_unreachable_mirror_names_the_url(tmp_path):
     with pytest.raises(zoo.ZooError, match=r"(?s)could not download .*http://127.0.0.1:9/.*Connection refused"):
-        zoo.create("mnist", root=tmp_path, split="test", download=True, mirror="http://127.0.0.1:9/")
+        zoo.create("mnist", split="test", download=True, mirror="http://127.0.0.1:9/")
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")

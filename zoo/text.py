@@ -7,9 +7,19 @@ from collections.abc import Iterable, Sequence
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str:
-    """`` Did you mean 'x'?`` (or 'x' or 'y') for the choices close to ``word``; '' when none is."""
-    close = difflib.get_close_matches(str(word), list(choices), n=n)
+    """`` Did you mean 'x'?`` (or 'x' or 'y') for the choices close to ``word``, or that have it as
+    one of their hyphenated parts ('f1' -> 'macro-f1' or 'micro-f1'); '' when none is."""
+    choices = list(choices)
+    close = difflib.get_close_matches(str(word), choices, n=n)
+    parts = [c for c in choices if str(word) in str(c).split("-") and c != word][:3]
+    close = list(dict.fromkeys([*close, *parts]))
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def clip(text: object, limit: int = 60) -> str:
+    """``text`` as a string of at most about ``limit`` characters (a value from a file may be huge)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def with_article(noun: str) -> str:

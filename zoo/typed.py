@@ -10,6 +10,7 @@ import types
 import typing
 
 from zoo.errors import ZooError
+from zoo.text import clip
 
 
 def read(cls: type, data: object, where: str) -> object:
@@ -91,5 +92,4 @@ def describe(hint: object) -> str:
 
 
 def _kind(value: object) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+    return f"{type(value).__name__} {clip(repr(value))}"

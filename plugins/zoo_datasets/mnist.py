@@ -87,7 +87,8 @@ def mnist(
     """MNIST digits, 28x28 uint8, 10 classes; with no root, the real subset that ships with zoo.
 
     The bundled data is the full 10,000-image test split and 5,000 real training images.
-    ``download=True`` fetches the canonical files into root (default $ZOO_HOME/data/mnist).
+    ``download=True`` fetches the canonical files, checksummed, into $ZOO_HOME/data/mnist (a recipe
+    never chooses where zoo writes: ``root`` names a folder that already holds the files).
     """
     if root is None:
         root = home() / "data" / "mnist" if download else BUNDLED
@@ -113,6 +114,9 @@ def load(source: Source, root: Path, split: str, download: bool, mirror: str | N
     else:
         files = _find_idx(root, split)
         if files is None and download:
+            if root != home() / "data" / source.name:
+                raise ZooError(f"download=True fetches {source.title} into {home() / 'data' / source.name}, which zoo "
+                               f"chooses: leave out root, or give a root that already holds the files (not {root})")
             _download(source, root, split, mirror)
             files = _find_idx(root, split)
         if files is not None:

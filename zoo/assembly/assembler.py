@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from zoo.recipe.parse import KeyPath, Recipe
 from zoo.recipe.schema import Node
 from zoo.registry import Component, Registry
 from zoo.registry.signature import ParamError
-from zoo.text import with_article
+from zoo.text import clip, with_article
 
 MODEL_KINDS = ("model", "layer")
 
@@ -110,7 +111,7 @@ class Assembler:
         """The registered component ``node`` names, of one of ``kinds``; errors at the node's name."""
         name = node.name
         if not isinstance(name, str):
-            raise node.recipe.error(node.name_path, f"a component name is a string, got {name!r}")
+            raise node.recipe.error(node.name_path, f"a component name is a string, got {clip(repr(name))}")
         pinned = next((self.pins[k][name] for k in kinds if name in self.pins.get(k, {})), None)
         for kind in kinds:
             try:
@@ -194,6 +195,46 @@ class NoInit(TorchFunctionMode):
         if getattr(func, "__module__", None) == "torch.nn.init" or func in _RANDOM_FILLS:
             return args[0] if args else kwargs["tensor"]
         return func(*args, **kwargs)
+
+
+class Bounded(TorchFunctionMode):
+    """A context in which no tensor larger than ``limit`` bytes is created (by the factory functions a
+    module's constructor uses: empty, zeros, arange ...): a model node read from a file cannot make
+    zoo allocate what its size claims (a ``max_len`` of 10**12) before anything checks it."""
+
+    def __init__(self, limit: int, what: str):
+        super().__init__()
+        self.limit, self.what = limit, what
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        count = _elements(func, args, kwargs)
+        if count is not None:
+            dtype = kwargs.get("dtype") or torch.get_default_dtype()
+            size = count * (dtype.itemsize if isinstance(dtype, torch.dtype) else 8)
+            if size > self.limit:
+                raise ZooError(f"{self.what} would make a tensor of {count:,} elements ({size / 1e9:.1f} GB), more "
+                               f"than the {self.limit / 1e9:.1f} GB bound (ZOO_MAX_BUILD_BYTES raises it)")
+        return func(*args, **kwargs)
+
+
+def _elements(func, args: tuple, kwargs: dict) -> int | None:
+    """How many elements a call of a tensor factory asks for; None for any other function."""
+    try:
+        if func in (torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full):
+            size = kwargs.get("size", args[0] if args else ())
+            if func is not torch.full and args and isinstance(args[0], int):
+                size = [a for a in args if isinstance(a, int)]
+            return math.prod(int(n) for n in size)
+        if func is torch.arange:
+            numbers = [a for a in args if isinstance(a, (int, float))]
+            start, end, step = (0, numbers[0], 1) if len(numbers) == 1 else (*numbers[:2], numbers[2] if len(numbers) > 2 else 1)
+            return max(0, math.ceil((end - start) / step))
+        if func is torch.linspace:
+            return int(kwargs.get("steps", args[2] if len(args) > 2 else 0))
+    except (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError):
+        return None
+    return None
 
 
 _RANDOM_FILLS = {torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.random_, torch.Tensor.bernoulli_,

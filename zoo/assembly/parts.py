@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from zoo.assembly.assembler import Assembler, NoInit
+from zoo.assembly.assembler import Assembler, Bounded, NoInit
 from zoo.assembly.data import InputSpec, input_spec
 from zoo.assembly.finetune import Initial, InitReport, parameter_groups, start
 from zoo.assembly.precision import Precision, precision
@@ -22,6 +23,9 @@ from zoo.recipe.parse import RecipeError, format_path, raise_all
 from zoo.recipe.schema import Data, Node, Settings
 from zoo.registry import Registry
 from zoo.registry.events import Callback
+
+
+MAX_BUILD_BYTES = 16 << 30  # of one tensor a recipe's model may make (ZOO_MAX_BUILD_BYTES sets another bound)
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,8 @@ def assemble(settings: Settings, registry: Registry, *, device: str | None = Non
     where = attempt(lambda: _located(settings, "device", lambda: resolve_device(device or train.device)))
     numerics = where and attempt(lambda: _located(settings, "precision", lambda: precision(train.precision, where)))
     torch.manual_seed(train.seed)
-    with NoInit() if weights_follow else contextlib.nullcontext():
+    limit = int(os.environ.get("ZOO_MAX_BUILD_BYTES") or MAX_BUILD_BYTES)
+    with Bounded(limit, "the model"), NoInit() if weights_follow else contextlib.nullcontext():
         model = attempt(lambda: assembler.model(settings.model))
     train_data = attempt(lambda: dataset(assembler, data, data.train_split, "train_split"))
     eval_data = None if data.eval_split is None else attempt(lambda: dataset(assembler, data, data.eval_split))

@@ -29,6 +29,13 @@ class UsageError(Exception):
     """A global option is malformed."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line, like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"zoo: error: {message} (see '{self.prog} --help')\n")
+
+
 def split_globals(argv: Sequence[str]) -> tuple[list[str], bool, bool, list[str]]:
     """The plugins ``-p no:NAME`` switches off, ``--strict-plugins``, ``--debug``, and the rest of
     the line; these options may stand anywhere before ``--``, as pytest's ``-p`` does."""
@@ -59,7 +66,7 @@ def positive(text: str) -> int:
 
 def parser(registry: Registry) -> argparse.ArgumentParser:
     """The command line of the commands ``registry``'s plugins register (zoo's own first)."""
-    top = argparse.ArgumentParser(prog="zoo", epilog=GLOBAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    top = Parser(prog="zoo", epilog=GLOBAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
                                   description="A plugin-based PyTorch model zoo: list components, build recipes, "
                                               "load, predict, export and share models.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -19,7 +19,7 @@ from zoo.errors import ZooError
 from zoo.names import is_name
 from zoo.registry import hookspecs
 from zoo.registry.signature import Param, Signature, check_params, live_signature, static_signature, type_hints
-from zoo.text import did_you_mean, with_article
+from zoo.text import clip, did_you_mean, with_article
 
 ENTRY_POINT_GROUP = "zoo.plugins"
 BUILTIN = "zoo"  # the distribution of zoo's own plugins, whose names a bare name means in a clash
@@ -230,7 +230,7 @@ class Registry:
         names = sorted({n for k, n in self._components if kind in (None, k)})
         hint = did_you_mean(bare, names, n=3)
         listing = f"zoo list --kind {kind}" if kind else "zoo list"
-        return f"unknown {what} '{name}'.{hint} Run '{listing}' to see them all."
+        return f"unknown {what} '{clip(name)}'.{hint} Run '{listing}' to see them all."
 
     def _check_kind(self, kind: str) -> None:
         if kind not in hookspecs.KINDS:

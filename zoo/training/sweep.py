@@ -54,8 +54,8 @@ def _text(value: object) -> str:
 
 
 def _slug(text: str) -> str:
-    """A folder name from a label: letters, digits, dots and single hyphens, never a path."""
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text.replace("_", "-")).strip("-.")[:100]
+    """A folder name from a label: letters, digits, single dots and single hyphens, never a path."""
+    return re.sub(r"(?:[^A-Za-z0-9.]|\.{2,})+", "-", text.replace("_", "-")).strip("-.")[:100]
 
 
 def run_sweep(settings: Settings, out: Path, train: Callable[..., Run], events: Events,

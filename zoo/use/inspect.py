@@ -72,7 +72,9 @@ def capture(model: nn.Module, module: nn.Module, inputs: Tensor) -> dict[str, Fe
         model(inputs)
     except Exception as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), "")
-        raise ZooError(f"the model fails on input of shape {tuple(inputs.shape)} ({type(exc).__name__}: {first}); "
+        source = getattr(model, "zoo_source", None)
+        where = f"{source.path}: " if source else ""
+        raise ZooError(f"{where}the model fails on input of shape {tuple(inputs.shape)} ({type(exc).__name__}: {first}); "
                        "give --input-shape a shape it accepts (see its docstring: zoo info NAME)") from None
     finally:
         handle.remove()

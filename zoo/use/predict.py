@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,19 +213,20 @@ def decode_image(file: object, spec: InputSpec, name: str) -> np.ndarray:
         raise ZooError("reading images needs Pillow: pip install 'zoo[images]'") from None
     limit = int(os.environ.get("ZOO_MAX_IMAGE_PIXELS") or MAX_PIXELS)
     channels, height, width = spec.shape
+    pillows_own = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # zoo's bound, checked below from the header, is the one that holds
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as image:
-                if image.width * image.height > limit:
-                    raise ZooError(f"{name}: the image is {image.width} x {image.height} pixels, more than "
-                                   f"{limit:,} (ZOO_MAX_IMAGE_PIXELS raises the bound)")
-                image = image.convert(spec.mode or ("L" if channels == 1 else "RGB"))
+        with Image.open(file) as image:
+            if image.width * image.height > limit:
+                raise ZooError(f"{name}: the image is {image.width} x {image.height} pixels, more than "
+                               f"{limit:,} (ZOO_MAX_IMAGE_PIXELS raises the bound)")
+            image = image.convert(spec.mode or ("L" if channels == 1 else "RGB"))
     except ZooError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ZooError(f"{name}: cannot decode the image: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillows_own
     if image.size != (width, height):
         image = image.resize((width, height), Image.BILINEAR)
     pixels = np.array(image, dtype=np.uint8)

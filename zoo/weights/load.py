@@ -4,18 +4,24 @@ go through :func:`load` and :func:`settings`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from zoo.assembly.assembler import Assembler, NoInit
+from zoo.assembly.assembler import Assembler, Bounded, NoInit
 from zoo.errors import ZooError
 from zoo.recipe.schema import Settings, model_node, recorded
 from zoo.registry import Registry
 from zoo.weights.format import read
 from zoo.weights.locate import Located, locate
 from zoo.weights.metadata import WeightsMeta
+
+# No tensor the rebuilt model makes may be larger than 4x its file, nor than this: a file cannot
+# make zoo allocate what it merely claims (ZOO_MAX_BUILD_BYTES sets another bound).
+MIN_BUILD_BYTES = 1 << 30
 
 
 def load(name_or_path: str | Path, registry: Registry, *, device: str | torch.device | None = None,
@@ -61,10 +67,16 @@ def rebuild(meta: WeightsMeta, origin: Path, registry: Registry, *, initialise: 
     plugins = meta.versions.plugins if meta.versions else {}
     assembler = Assembler(registry, pins=meta.components,
                           saved_with={name: f"{p.dist} {p.version}" for name, p in plugins.items()})
-    if initialise:
+    limit = int(os.environ.get("ZOO_MAX_BUILD_BYTES") or max(4 * _size(origin), MIN_BUILD_BYTES))
+    with Bounded(limit, f"{origin}: the model it describes"), contextlib.nullcontext() if initialise else NoInit():
         return assembler.model(model_node(meta.model, origin))
-    with NoInit():
-        return assembler.model(model_node(meta.model, origin))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def settings(model: nn.Module) -> Settings:
