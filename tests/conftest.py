@@ -38,13 +38,21 @@ def make_registry(*extra: EntryPoint, **options) -> zoo.Registry:
     return zoo.Registry([*builtin_plugins(), *extra], **options)
 
 
-def run_zoo(*args: str, env: dict | None = None, cwd: Path | None = None, process: bool = False
-            ) -> subprocess.CompletedProcess:
+class Terminal(io.StringIO):
+    """A captured stream that says it is a terminal (as a progress bar wants)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def run_zoo(*args: str, env: dict | None = None, cwd: Path | None = None, process: bool = False,
+            terminal: bool = False) -> subprocess.CompletedProcess:
     """``zoo ARGS``: what it printed and its exit status. It runs in this process (``zoo.cli.main``,
     no interpreter start-up) unless ``process`` asks for the installed console script, or the
     environment needs a new interpreter (a sitecustomize); PYTHONPATH entries (pip-installed test
     plugins) go on sys.path for the call, and stay in PYTHONPATH for the processes it starts. A build
-    with --nproc runs as a process: torchrun's output reaches the file descriptors, not sys.stdout."""
+    with --nproc runs as a process: torchrun's output reaches the file descriptors, not sys.stdout.
+    ``terminal``: stderr says it is a terminal."""
     env = dict(env or {})
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if process or "--nproc" in args or any((Path(p) / "sitecustomize.py").exists() for p in paths):
@@ -54,7 +62,7 @@ def run_zoo(*args: str, env: dict | None = None, cwd: Path | None = None, proces
 
     if paths:  # on sys.path for this process, in the environment for the processes it starts
         env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])])
-    out, err = io.StringIO(), io.StringIO()
+    out, err = io.StringIO(), Terminal() if terminal else io.StringIO()
     saved_env = {k: os.environ.get(k) for k in env}
     saved_path, saved_cwd = list(sys.path), os.getcwd()
     os.environ.update(env)

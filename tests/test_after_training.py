@@ -132,6 +132,24 @@ def test_predict_on_png_files_gives_the_classes_of_a_forward_pass(digits):
     assert [line.split()[1] for line in text.splitlines()] == [str(predicted[0]), str(predicted[0]), str(predicted[1])]
 
 
+def test_an_input_unlike_the_training_data_gets_a_warning(digits, tmp_path):
+    folder, paths = digits
+    from PIL import Image, ImageOps
+
+    ImageOps.invert(Image.open(paths[0])).save(tmp_path / "inverted.png")  # black on white
+    result = run_zoo("predict", "mnist-mlp", str(paths[0]), str(tmp_path / "inverted.png"), "--json")
+    assert result.returncode == 0, result.stderr
+    normal, inverted = json.loads(result.stdout)
+    assert "warning" not in normal
+    assert inverted["warning"] == ("input looks inverted relative to the training data (they are light on a dark "
+                                   "background)")
+    assert f"zoo: warning: {tmp_path / 'inverted.png'}: input looks inverted" in result.stderr
+    x, _ = zoo.create("mnist", split="test").batch(torch.arange(1000))
+    assert not [r for r in zoo.predict("mnist-mlp", x) if "warning" in r]  # no real digit is flagged
+    card = run_zoo("card", "mnist-mlp", "--no-verify").stdout
+    assert "The training images average 0.131 (standard deviation 0.309): light strokes on a dark background" in card
+
+
 def test_predict_in_python_takes_arrays_token_lists_single_or_batched():
     model = zoo.load("mnist-mlp")
     x, y = zoo.create("mnist", split="test").tensors()

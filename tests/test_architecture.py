@@ -207,7 +207,7 @@ def test_run_features_are_plugins_that_can_be_switched_off(tmp_path):
 
 def test_the_progress_bar_follows_the_steps_of_each_epoch(tmp_path):
     recipe = write_recipe(tmp_path, SMALL_MLP, epochs=2, batch=500)
-    result = run_zoo("build", str(recipe), "--out", str(tmp_path / "run"), "--set", "train.log_every=2")
+    result = run_zoo("build", str(recipe), "--out", str(tmp_path / "run"), "--set", "train.log_every=2", terminal=True)
     assert result.returncode == 0, result.stderr
     assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr and "/10 [" in result.stderr
 

@@ -1,5 +1,7 @@
 """zoo build: the run folder, determinism, checkpoints and resume, the store, sweeps, the main job."""
 
+import contextlib
+import io
 import json
 import re
 import signal
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, REGRESSION, SMALL_MLP, build, make_run, assert_png, run_zoo, wait_for, write_recipe
+from conftest import BIN, REGRESSION, ROOT, SMALL_MLP, assert_png, build, make_run, run_zoo, wait_for, write_recipe
 from safetensors.torch import load_file
 
 import zoo
@@ -176,6 +178,25 @@ def test_the_readme_main_job_trains_mnist_mlp_on_the_bundled_data(tmp_path):
     final = json.loads((tmp_path / "runs" / "mnist-mlp" / "metrics.jsonl").read_text().splitlines()[-1])
     assert final["epoch"] == 42
     assert 0.90 < final["test_accuracy"] < 0.95  # the notebook's settings on 5k images: ~0.916
+    # then the README's Python snippet prints what its comments promise: the published model's 0.9612
+    # whatever was built, the build's own figure for NAME@latest
+    [snippet] = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    promised = [line.split("# ", 1)[1].split(": ")[0] for line in snippet.splitlines() if "print(" in line]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(snippet, {})
+    assert len(printed.getvalue().splitlines()) == len(promised) == 4
+    for got, expected in zip(printed.getvalue().splitlines(), promised):
+        if expected == "0.9162":  # this run's figure, whose last digits depend on the CPU
+            assert float(got) == final["test_accuracy"] and abs(float(got) - 0.9162) < 0.005
+        elif expected[0].isdigit():
+            assert abs(float(got) - float(expected)) < 5e-5, (got, expected)
+        else:
+            assert got == expected
+    # and the fine-tuning recipe still starts from the published weights, not this build
+    checked = run_zoo("check", "fashion-mnist-finetune", cwd=tmp_path)
+    published = catalog.get("mnist-mlp", zoo.default_registry())
+    assert f"from mnist-mlp ({published.weights_path}, sha256 {published.sha256[:12]}...)" in checked.stdout
 
 
 def test_ctrl_c_is_honoured_at_a_step_boundary_with_a_consistent_position(tmp_path):

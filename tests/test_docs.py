@@ -63,7 +63,8 @@ def test_component_reference_lists_every_component_with_its_parameters():
     assert shared == {"mse"}  # a loss and a metric: their headings say which is which
     for component in registry.components():
         section = text.split(f"\n### {title(component, shared)}\n", 1)[1].split("\n### ", 1)[0]
-        assert component.summary.split("*")[0] in section.replace("\\*", "*")
+        prose = " ".join(section.replace("\\*", "*").replace("``", "").split())
+        assert component.summary.split("*")[0] in prose
         for param in component.params:
             assert f"| `{param.name}` |" in section, (component.name, param.name)
 

@@ -392,7 +392,7 @@ def _mutations(meta: dict, rng: random.Random) -> list[tuple[str, dict]]:
         dropped = dict(meta)
         del dropped[key]
         found.append((f"no {key}", dropped))
-        for value in rng.sample(values, 2):
+        for value in rng.sample(values, 1):
             found.append((f"{key}={str(value)[:20]}", {**meta, key: value}))
     for path, value in ((("input", "shape"), [10**9, 10**9]), (("input", "dtype"), "complex128"),
                         (("input", "kind"), "audio"), (("classes",), list(range(5))), (("input", "shape"), [5])):
@@ -429,7 +429,7 @@ def test_every_command_on_fuzzed_metadata_succeeds_or_says_one_line(tmp_path):
         allowed = {str(work / "m.pt"), str(work / "m.pt.json"), str(tmp_path / "zoo-home" / "digests.json")}
         assert written <= allowed, (label, written)
     assert 0 in outcomes.values() and 2 in outcomes.values()
-    assert outcomes["no tensors_sha256", "predict"] == 2 and outcomes["seed=5", "predict"] == 0
+    assert outcomes["no tensors_sha256", "predict"] == 2 and outcomes["no seed", "predict"] == 0
 
 
 def test_a_tensor_whose_dtype_contradicts_the_model_is_named_with_its_file(tmp_path):

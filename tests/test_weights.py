@@ -56,13 +56,22 @@ def test_python_dash_c_load_in_a_fresh_process():
 def test_weights_files_are_plain_safetensors_describing_themselves():
     arrays = load_numpy(str(SHIPPED))
     assert arrays["linear_relu_stack.0.weight"].shape == (312, 784)
-    meta = read_meta(SHIPPED)  # written as metadata version 1, read through its migration
+    meta = read_meta(SHIPPED)
     assert meta.model == {"component": "mnist-mlp"} and meta.version == 2 and meta.recipe_version == 1
+    assert meta.input_stats.mean[0] == pytest.approx(0.1313, abs=1e-4)  # the training images' mean pixel
     assert meta.recipe["train"]["optimizer"]["component"] == "adamw"
     assert meta.metrics["test_accuracy"] == pytest.approx(published("mnist-mlp").metrics[0].value, abs=1e-4)
     assert meta.fingerprint == fingerprint(load_file(str(SHIPPED)))
     assert meta.versions.zoo == "0.1.0" and meta.versions.plugins["models"].dist == "zoo"
     assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() == published("mnist-mlp").sha256
+
+
+def test_a_file_of_metadata_version_1_reads_through_its_migration():
+    old = ROOT / "docs" / "examples" / "zoo-plugin-example" / "zoo_example" / "pretrained" / "two-spirals-glu.safetensors"
+    assert "version" not in raw_meta(old) and raw_meta(old)["versions"]["plugins"]["example"] == "zoo-plugin-example 0.2.0"
+    meta = read_meta(old)
+    assert (meta.version, meta.recipe_version) == (2, 1)
+    assert meta.versions.plugins["example"].dist == "zoo-plugin-example" and meta.versions.plugins["example"].version == "0.2.0"
 
 
 def test_the_catalog_is_shipped_inside_the_package_and_linked_at_the_top():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +154,16 @@ def _first_existing(root: Path, stem: str) -> Path | None:
 
 
 def _read_idx(source: Source, path: Path) -> np.ndarray:
-    stem = path.name.removesuffix(".gz")
-    raw = idx.verify(path.read_bytes(), path, _known(source.gz_md5, stem), _known(source.raw_md5, stem))
-    return np.array(idx.parse(raw, path))
+    """The verified array of an IDX file, read once per version of the file (a sweep's variants and
+    the train and test splits of one run read the same files again)."""
+    stat, stem = path.stat(), path.name.removesuffix(".gz")
+    known = frozenset(_known(source.gz_md5, stem)), frozenset(_known(source.raw_md5, stem))
+    return _verified(path.resolve(), stat.st_size, stat.st_mtime_ns, *known).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _verified(path: Path, size: int, mtime_ns: int, gz_md5: frozenset, raw_md5: frozenset) -> np.ndarray:
+    return np.array(idx.parse(idx.verify(path.read_bytes(), path, set(gz_md5), set(raw_md5)), path))
 
 
 def _known(table: dict[str, str], stem: str) -> set[str]:

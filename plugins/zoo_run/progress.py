@@ -1,4 +1,5 @@
-"""A tqdm progress bar per epoch, updated at each host sync (every ``train.log_every`` steps)."""
+"""A tqdm progress bar per epoch, updated at each host sync (every ``train.log_every`` steps), when
+stderr is a terminal: in a log file the console plugin's one line per epoch says it all."""
 
 from zoo.api import hookimpl
 
@@ -14,7 +15,7 @@ def zoo_train_progress(run, epoch, step, steps, loss):
         from tqdm import tqdm
 
         bar = _bars[run] = tqdm(total=steps, desc=f"epoch {epoch}/{run.settings.train.epochs}", unit="batch",
-                                leave=False, dynamic_ncols=True)
+                                leave=False, dynamic_ncols=True, disable=None)  # None: off unless a terminal
     bar.update(step - bar.n)
     bar.set_postfix(loss=f"{loss:.4f}")
     if step == steps:

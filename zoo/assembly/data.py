@@ -88,6 +88,57 @@ class InputSpec:
         return f"{what} of shape {self.shape} ({self.dtype})"
 
 
+@dataclass(frozen=True)
+class InputStats:
+    """Per-channel statistics of the training inputs, in the units ``zoo predict`` takes them: each
+    channel's mean and standard deviation over every value, and ``spread``, how much one input's own
+    mean varies from input to input (the standard deviation of the per-input means)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    spread: tuple[float, ...]
+
+    def __post_init__(self):
+        if not len(self.mean) == len(self.std) == len(self.spread) or len(self.mean) > 64:
+            raise ValueError("mean, std and spread must have one value per channel (at most 64)")
+
+    def surprise(self, x: Tensor, low: float = 0.0, high: float = 1.0) -> str | None:
+        """Why one input ``x`` (in these units) lies far outside the training inputs, or None: its
+        per-channel mean more than SURPRISE spreads from theirs, and, when ``1 - x`` (an image
+        between ``low`` and ``high``) would fit, that it looks inverted."""
+        means = x.float().reshape(len(self.mean), -1).mean(-1).tolist()
+        scale = [max(s, 0.05 * d, 1e-6) for s, d in zip(self.spread, self.std)]
+        far = [abs(m - t) / s for m, t, s in zip(means, self.mean, scale)]
+        if max(far) <= SURPRISE:
+            return None
+        flipped = [abs(low + high - m - t) / s for m, t, s in zip(means, self.mean, scale)]
+        if max(flipped) <= SURPRISE:
+            dark = sum(self.mean) / len(self.mean) < (low + high) / 2
+            return ("input looks inverted relative to the training data (they are "
+                    f"{'light on a dark' if dark else 'dark on a light'} background)")
+        return (f"input lies far outside the training data: its mean {max(means):.3g} is {max(far):.0f} spreads from "
+                f"theirs ({max(self.mean):.3g}); the prediction may mean little")
+
+
+SURPRISE = 6.0  # spreads (standard deviations of the training inputs' means) an input's mean may be away
+
+
+def input_stats(data: Dataset, spec: InputSpec, samples: int = 10_000) -> InputStats | None:
+    """The statistics of up to ``samples`` training inputs of ``data`` (images and float tensors; None
+    for token ids)."""
+    if spec.kind == "tokens" or not hasattr(data, "batch"):
+        return None
+    x = data.batch(torch.arange(min(samples, len(data))))[0]
+    if not x.is_floating_point() and spec.kind != "image":
+        return None
+    x = x.float() / 255 if spec.kind == "image" and not x.is_floating_point() else x.float()
+    channels = x.shape[1] if spec.kind == "image" else 1
+    values = x.reshape(len(x), channels, -1)
+    per_input = values.mean(-1)
+    std, mean = torch.std_mean(values.transpose(0, 1).reshape(channels, -1), dim=-1)
+    return InputStats(tuple(mean.tolist()), tuple(std.tolist()), tuple(per_input.std(0).tolist()))
+
+
 # The dtypes an input may have (what a .npy or a request may carry, and the model takes).
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
 

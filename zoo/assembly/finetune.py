@@ -41,13 +41,15 @@ class InitReport:
     missing: list[str] = field(default_factory=list)  # in the model, not in the file: keep their initialisation
     unexpected: list[str] = field(default_factory=list)  # in the file, not in the model
     mismatched: list[tuple[str, list[int], list[int]]] = field(default_factory=list)  # key, model's, file's shape
+    new_head: list[str] = field(default_factory=list)  # the head's tensors, kept at their initialisation
 
     def lines(self) -> str:
         """The report as a table of every key that was not loaded, and a summary line."""
-        rows = [(k, "missing: keeps its initialisation", "") for k in self.missing]
+        rows = [(k, "new head: keeps its initialisation", "") for k in self.new_head]
+        rows += [(k, "missing: keeps its initialisation", "") for k in self.missing]
         rows += [(k, "unexpected: not in the model", "") for k in self.unexpected]
         rows += [(k, "skipped: shape differs", f"model {tuple(a)}, file {tuple(b)}") for k, a, b in self.mismatched]
-        total = len(self.loaded) + len(self.missing) + len(self.mismatched)
+        total = len(self.loaded) + len(self.missing) + len(self.mismatched) + len(self.new_head)
         head = (f"init: loaded {len(self.loaded)} of the model's {total} tensors from {self.source} "
                 f"({self.path}, sha256 {self.sha256[:12]}...)")
         return head if not rows else head + "\n" + table(("KEY", "STATUS", "SHAPES"), rows)
@@ -67,9 +69,20 @@ def matching(patterns: Sequence[str], names: Sequence[str]) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
+def head(model: nn.Module) -> str:
+    """The dotted name of the model's head, its classifier: what its ``zoo_head`` attribute names, else
+    its last module with parameters of its own (the last ``Linear`` of an MLP or an encoder)."""
+    declared = getattr(model, "zoo_head", None)
+    if isinstance(declared, str):
+        return declared
+    owners = [name for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))]
+    return owners[-1] if owners else ""
+
+
 def start(model: nn.Module, settings: Settings, initial: Initial | None) -> InitReport | None:
-    """Copy what fits of ``initial`` (the weights ``train.init`` names), then apply ``train.freeze``;
-    problems are RecipeErrors located at the key that can fix them."""
+    """Copy what fits of ``initial`` (the weights ``train.init`` names), but the head with
+    ``train.new_head``, then apply ``train.freeze``; problems are RecipeErrors located at the key that
+    can fix them."""
     train = settings.train
     names = [name for name, _ in model.named_parameters()]
     _check_patterns(settings, "freeze", train.freeze, names)
@@ -95,14 +108,17 @@ def _init(model: nn.Module, settings: Settings, initial: Initial) -> InitReport:
     tensors = initial.tensors
     state = model.state_dict()
     report = InitReport(initial.source, initial.path, initial.sha256)
+    prefix = head(model) + "." if train.new_head else None
     for key, value in state.items():
-        if key not in tensors:
+        if prefix and key.startswith(prefix):
+            report.new_head.append(key)
+        elif key not in tensors:
             report.missing.append(key)
         elif tensors[key].shape != value.shape:
             report.mismatched.append((key, list(value.shape), list(tensors[key].shape)))
         else:
             report.loaded.append(key)
-    report.unexpected = sorted(tensors.keys() - state.keys())
+    report.unexpected = sorted(k for k in tensors.keys() - state.keys() if not (prefix and k.startswith(prefix)))
     allowed = set(matching(train.init_skip, [*state, *tensors]))
     refused = [k for k in [*report.missing, *report.unexpected, *(m[0] for m in report.mismatched)] if k not in allowed]
     if refused:

@@ -19,8 +19,8 @@ from zoo.assembly.finetune import Initial, InitReport, parameter_groups, start
 from zoo.assembly.precision import Precision, precision
 from zoo.assembly.transforms import Pipeline, Step, TransformError, batch_generator
 from zoo.errors import ZooError
-from zoo.recipe.parse import RecipeError, format_path, raise_all
-from zoo.recipe.schema import Data, Node, Settings
+from zoo.recipe.parse import Recipe, RecipeError, format_path, raise_all
+from zoo.recipe.schema import Data, Node, Settings, model_node_of
 from zoo.registry import Registry
 from zoo.registry.events import Callback
 
@@ -145,6 +145,20 @@ def assemble(settings: Settings, registry: Registry, *, device: str | None = Non
                   callbacks, numerics, where, per_epoch, assembler.resolved, assembler.origins, init=init)
     _check_batch(parts, assembler)
     return parts
+
+
+def model_problems(recipe: Recipe, registry: Registry) -> list[RecipeError]:
+    """The errors of building the model node of a recipe the schema refused for other reasons (so a
+    recipe's independent mistakes are all reported at once); none when the node itself is malformed."""
+    model = model_node_of(recipe)
+    if model is None:
+        return []
+    try:
+        with NoInit(), Bounded(int(os.environ.get("ZOO_MAX_BUILD_BYTES") or MAX_BUILD_BYTES), "the model"):
+            Assembler(registry).model(model)
+    except RecipeError as exc:
+        return list(getattr(exc, "errors", [exc]))
+    return []
 
 
 def _located(settings: Settings, key: str, build: Callable[[], object]) -> object:

@@ -170,6 +170,8 @@ def predict(args: argparse.Namespace) -> int:
         except ZooError as exc:
             message = str(exc)
             raise ZooError(message if message.startswith(raw) else f"{raw}: {message}") from None
+        if "warning" in result:
+            print(f"zoo: warning: {raw}: {result['warning']}", file=sys.stderr)
         results.append({"input": raw, **result})
     if args.json:
         print(json.dumps(results, indent=2))

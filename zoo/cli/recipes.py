@@ -39,11 +39,9 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
-    from zoo.recipe.catalog import recipe_path
-    from zoo.recipe.schema import read
-    from zoo.training.build import check_all, summary
+    from zoo.training.build import check_all, read_recipe, summary
 
-    parts = check_all(read(recipe_path(args.recipe, args.registry), args.set), args.registry)
+    parts = check_all(read_recipe(args.recipe, args.registry, args.set), args.registry)
     print(summary(parts))
     print(f"ok: {parts.settings.recipe.source} is a valid recipe")
     return 0

@@ -145,7 +145,18 @@ def recorded(data: dict, version: int, source: Path) -> Settings:
         data = migrate(data, version, VERSION)
     except ZooError as exc:
         raise ZooError(f"{source}: its recipe: {exc}") from None
-    return validate(Recipe(data, {}, source))
+    try:
+        return validate(Recipe(data, {}, source))
+    except RecipeError as exc:  # a file is one thing to refuse: one line, however many its problems
+        problems = [f"{format_path(e.path) or 'the recipe'}: {e.reason}" for e in getattr(exc, "errors", [exc])]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ZooError(f"{source}: its recorded recipe does not validate: {'; '.join(problems[:3])}{more}") from None
+
+
+def model_node_of(recipe: Recipe) -> Node | None:
+    """The model node of a recipe whose other keys may not validate; None when it is malformed."""
+    value = recipe.get(("model",))
+    return node(value, ("model",), recipe) if _is_node(value) else None
 
 
 def model_node(value: object, source: Path) -> Node:
@@ -215,10 +226,14 @@ class Train:
     weights_dtype: str = key(Check(lambda v: v in WEIGHTS_DTYPES, "float32, bfloat16 or float16"), "float32",
                              "dtype of the saved weights file")
     init: str | None = key(text.or_null(), None,
-                           "weights to start from: a model name (catalog or local build, NAME@N) or a weights file; "
+                           "weights to start from: a published model, a local build (NAME@latest, NAME@3) or a "
+                           "weights file; "
                            "tensors are copied where names and shapes match, and anything else is an error unless "
                            "`init_skip` allows it")
-    init_skip: tuple[str, ...] = key(globs, (), "parameters `init` need not fill (a new head): missing from the file, "
+    new_head: bool = key(boolean, False, "fine-tune to new classes: the model's head (its last layer with parameters, "
+                         "or the one its `zoo_head` names) keeps its own initialisation instead of `init`'s "
+                         "weights, whatever its shape (as timm's num_classes=); without `init` every layer does")
+    init_skip: tuple[str, ...] = key(globs, (), "parameters `init` need not fill: missing from the file, "
                                      "unexpected, or of another shape", convert=tuple)
     freeze: tuple[str, ...] = key(globs, (), "parameters kept fixed during training", convert=tuple)
     param_groups: tuple[dict, ...] = key(

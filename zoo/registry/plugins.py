@@ -260,8 +260,7 @@ class Registry:
             warnings.warn(message, PluginWarning, stacklevel=2)
 
     def _load_plugin(self, manager: pluggy.PluginManager, ep: EntryPoint) -> None:
-        dist = ep.dist
-        plugin = Plugin(ep.name, ep.value, dist.name if dist else "unknown", dist.version if dist else "")
+        plugin = Plugin(ep.name, ep.value, *_shipped_by(ep))
         if ep.name in self._disabled or plugin.dist in self._disabled:
             self._plugins[ep.name] = replace(plugin, status="disabled")
             return
@@ -329,6 +328,21 @@ class Registry:
         if self._strict:
             raise ZooError(message + " (plugin errors are fatal: --strict-plugins or ZOO_PLUGINS_STRICT)")
         warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+def _shipped_by(ep: EntryPoint) -> tuple[str, str]:
+    """The name and version of the distribution an entry point comes from (its METADATA parsed once
+    per distribution, not once per entry point and field)."""
+    dist = ep.dist
+    if dist is None:
+        return "unknown", ""
+    return _distribution(str(getattr(dist, "_path", "")) or repr(dist), dist)
+
+
+@functools.lru_cache(maxsize=256)
+def _distribution(key: str, dist: object) -> tuple[str, str]:
+    metadata = dist.metadata
+    return metadata["Name"] or "unknown", metadata["Version"] or ""
 
 
 def _unknown_hooks(manager: pluggy.PluginManager, plugin: str) -> list[str]:

@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import inspect
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -44,7 +45,10 @@ class Signature:
 
     @property
     def summary(self) -> str:
-        return self.doc.split("\n", 1)[0]
+        """The first sentence of the docstring, on one line, without reStructuredText's double backticks."""
+        paragraph = " ".join(self.doc.split("\n\n", 1)[0].split())
+        sentence = re.match(r"(.+?[.!?])(?=\s+[A-Z(]|$)", paragraph)
+        return (sentence.group(1) if sentence else paragraph).replace("``", "")
 
 
 class ParamError(ZooError):

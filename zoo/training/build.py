@@ -14,15 +14,15 @@ import torch
 import yaml
 
 from zoo.assembly.finetune import Initial
-from zoo.assembly.parts import Parts, assemble
+from zoo.assembly.parts import Parts, assemble, model_problems
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes, file_sha256
 from zoo.recipe.catalog import recipe_path
-from zoo.recipe.parse import RecipeError, raise_all
-from zoo.recipe.schema import Settings, read
+from zoo.recipe.parse import RecipeError, load, raise_all
+from zoo.recipe.schema import Settings, key_paths, validate
 from zoo.registry import Registry, default_registry
 from zoo.registry.events import Events
-from zoo.text import table
+from zoo.text import plural, table
 from zoo.training import checkpoint, distributed
 from zoo.training.distributed import Context
 from zoo.training.folders import claim, holds_run, newest
@@ -33,6 +33,17 @@ from zoo.weights.format import read as read_weights
 from zoo.weights.locate import locate
 
 Log = Callable[[str], None]
+
+
+def read_recipe(recipe_arg: str, registry: Registry, overrides: Sequence[str] = ()) -> Settings:
+    """The recipe file (or shipped recipe) ``recipe_arg`` with ``overrides``, validated. When the schema
+    refuses it, its model is still built, so that every independent mistake is reported at once."""
+    recipe = load(recipe_path(recipe_arg, registry), overrides, known=key_paths())
+    try:
+        return validate(recipe)
+    except RecipeError as exc:
+        raise_all([*getattr(exc, "errors", [exc]), *model_problems(recipe, registry)])
+        raise  # (raise_all raised: the list holds at least the schema's error)
 
 
 def check(settings: Settings, registry: Registry, context: Context = Context(), weights_follow: bool = False) -> Parts:
@@ -70,7 +81,7 @@ def check_all(settings: Settings, registry: Registry, context: Context = Context
 
 def summary(parts: Parts, context: Context = Context()) -> str:
     """Each leaf layer with its output shape and parameter count, then the totals and how it trains."""
-    data = parts.settings.data
+    data, count = parts.settings.data, threads(parts.settings, context)
     layers = table(("LAYER", "TYPE", "OUTPUT SHAPE", "PARAMS"),
                    [(r.name, r.kind, r.shape, f"{r.params:,}") for r in parts.layers], right=(3,))
     evaluation = f", {len(parts.eval_data):,} evaluation samples ({data.eval_split})" if parts.eval_data else ""
@@ -79,7 +90,7 @@ def summary(parts: Parts, context: Context = Context()) -> str:
     return (f"{layers}\ntotal parameters: {parts.total_params:,}\n"
             f"data: {len(parts.train_data):,} training samples ({data.train_split}){evaluation}; "
             f"{parts.steps} batches of {data.batch_size} per epoch{processes}; device {parts.device}{numerics}, "
-            f"{threads(parts.settings, context)} CPU threads" + (f"\n{parts.init.lines()}" if parts.init else ""))
+            f"{count} CPU {plural('thread', count)}" + (f"\n{parts.init.lines()}" if parts.init else ""))
 
 
 def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None, out: Path | None = None,
@@ -91,7 +102,7 @@ def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry 
     free one of runs/NAME, runs/NAME-2, ...; an ``out`` that holds a run is refused unless
     ``overwrite``. ``resume`` continues ``out`` (default: the newest runs/NAME-N)."""
     registry = registry or default_registry()
-    settings = read(recipe_path(recipe_arg, registry), overrides)
+    settings = read_recipe(recipe_arg, registry, overrides)
     if resume and settings.sweep is not None:
         raise ZooError("--resume is for single runs; a sweep reruns its variants")
     context = distributed.from_environment(settings.train.backend, settings.train.device)

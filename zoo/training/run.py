@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from zoo.assembly.data import input_stats
 from zoo.assembly.parts import Parts
 from zoo.assembly.precision import Precision
 from zoo.recipe.schema import VERSION, Settings
@@ -143,10 +144,12 @@ class Run:
             versions=Versions(version("zoo"), torch.__version__, plugins),
             epoch=epoch,
             input=parts.input,
+            input_stats=input_stats(parts.train_data, parts.input),
             classes=tuple(parts.classes) if parts.classes else None,
             components=parts.components,
             init=init and Init(init.source, init.path, init.sha256, len(init.loaded), tuple(init.missing),
-                               tuple(init.unexpected), tuple((k, tuple(a), tuple(b)) for k, a, b in init.mismatched)),
+                               tuple(init.unexpected), tuple((k, tuple(a), tuple(b)) for k, a, b in init.mismatched),
+                               tuple(init.new_head)),
             frozen=settings.train.freeze,
             stopped=Stopped(len(self.history), self.position.stop) if self.position.stop else None,
             chosen=self.chosen if self.chosen and self.chosen.epoch == epoch else None,

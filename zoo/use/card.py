@@ -89,6 +89,13 @@ def _input(meta: WeightsMeta, recipe: Settings) -> str | None:
                          f"padded with {spec.pad_id}; batches add a first dimension.")
         else:
             lines.append(f"One input: a {spec.dtype} tensor of shape {shape}; batches add a first dimension.")
+    stats = meta.input_stats
+    if spec and stats and spec.kind == "image":
+        low, high = spec.range or (0.0, 1.0)
+        dark = sum(stats.mean) / len(stats.mean) < (low + high) / 2
+        lines.append(f"The training images average {_numbers(stats.mean)} (standard deviation {_numbers(stats.std)}): "
+                     f"{'light strokes on a dark' if dark else 'dark shapes on a light'} background. `zoo predict` "
+                     "warns about an input far from this (an inverted image, say).")
     transforms = [node.raw for node in recipe.data.eval_transform]
     if transforms:
         lines.append(f"Before the model, the recipe's evaluation transforms: {_yaml(transforms)}")
@@ -97,6 +104,10 @@ def _input(meta: WeightsMeta, recipe: Settings) -> str | None:
     if lines:
         lines.append("`zoo predict` and `zoo.predict` take raw input and apply all of this.")
     return "\n\n".join(lines) or None
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    return ", ".join(f"{v:.3f}" for v in values)
 
 
 def _training(meta: WeightsMeta, recipe: Settings) -> str | None:
@@ -127,8 +138,10 @@ def _init(meta: WeightsMeta) -> str:
                        (init.unexpected, "were in that file but not the model")):
         if keys:
             lines.append(f"{', '.join(f'`{k}`' for k in keys)} {what}.")
+    if init.new_head:
+        lines.append(f"A new head, trained from its own initialisation: {', '.join(f'`{k}`' for k in init.new_head)}.")
     if init.mismatched:
-        lines.append("Skipped for their shape (a new head): " + ", ".join(
+        lines.append("Skipped for their shape: " + ", ".join(
             f"`{k}` (model {tuple(a)}, file {tuple(b)})" for k, a, b in init.mismatched) + ".")
     if meta.frozen:
         lines.append(f"Frozen during fine-tuning: {', '.join(f'`{p}`' for p in meta.frozen)}.")

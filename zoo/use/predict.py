@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.assembly.assembler import Assembler
-from zoo.assembly.data import InputSpec
+from zoo.assembly.data import InputSpec, InputStats
 from zoo.assembly.parts import transforms
 from zoo.assembly.transforms import Pipeline
 from zoo.errors import ZooError
@@ -37,6 +37,7 @@ class Facts:
     spec: InputSpec
     classes: tuple[str, ...] | None
     transform: Pipeline | None  # the recipe's evaluation transforms
+    stats: InputStats | None = None  # of the training inputs
 
 
 def facts(model: nn.Module, registry: Registry) -> Facts:
@@ -47,7 +48,7 @@ def facts(model: nn.Module, registry: Registry) -> Facts:
         raise ZooError(f"{model.zoo_source.path}: records no input spec (what one input is), so raw input cannot "
                        "be made into model input; build it again with this zoo")
     assembler = Assembler(registry, pins=meta.components)
-    return Facts(meta.input, meta.classes, transforms(assembler, recipe.data.eval_transform))
+    return Facts(meta.input, meta.classes, transforms(assembler, recipe.data.eval_transform), meta.input_stats)
 
 
 def prepare(inputs: object, spec: InputSpec) -> Tensor:
@@ -72,10 +73,24 @@ def prepare(inputs: object, spec: InputSpec) -> Tensor:
 def predict(model: nn.Module, inputs: object, top_k: int = 5, *, known: Facts) -> list[dict]:
     """Predictions for ``inputs`` (see :func:`prepare`), one dict per input: for a classifier ``top``,
     the ``top_k`` classes as ``{"label", "index", "probability"}``; for a sequence model ``tokens``
-    and ``probabilities`` per real position; otherwise ``values``."""
+    and ``probabilities`` per real position; otherwise ``values``. An input far outside the training
+    inputs (an inverted image, say) gets a ``warning`` saying so."""
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ZooError(f"top-k must be a positive whole number, got {top_k!r}")
     x = prepare(inputs, known.spec)
+    warnings = [_surprise(known, one) for one in x]
+    return [{**result, "warning": warning} if warning else result
+            for result, warning in zip(_outputs(model, x, top_k, known), warnings)]
+
+
+def _surprise(known: Facts, x: Tensor) -> str | None:
+    if known.stats is None or known.spec.kind == "tokens":
+        return None
+    low, high = known.spec.range or (0.0, 1.0)
+    return known.stats.surprise(x, low, high)
+
+
+def _outputs(model: nn.Module, x: Tensor, top_k: int, known: Facts) -> list[dict]:
     device = next(model.parameters()).device
     x = x.to(device)
     try:

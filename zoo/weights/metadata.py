@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from zoo import typed
-from zoo.assembly.data import InputSpec
+from zoo.assembly.data import InputSpec, InputStats
 from zoo.errors import ZooError
 from zoo.names import is_name
 
@@ -73,6 +73,7 @@ class Init:
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
     mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()  # key, model's, file's shape
+    new_head: tuple[str, ...] = ()  # the head's tensors, kept at their initialisation (train.new_head)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class WeightsMeta:
     versions: Versions | None = None
     epoch: int | None = None  # whose metrics these are
     input: InputSpec | None = None
+    input_stats: InputStats | None = None  # of the training inputs: what predict compares an input with
     classes: tuple[str, ...] | None = None
     components: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> name -> plugin:name
     init: Init | None = None

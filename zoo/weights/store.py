@@ -152,13 +152,13 @@ def get(name: str, version: str | int | None, missing_ok: bool = False) -> Local
         except (OSError, ValueError, KeyError, TypeError):
             wanted = known[-1].version
         matches = [b for b in known if b.version == wanted] or known[-1:]
-    elif isinstance(version, int) or str(version).isdigit():
-        matches = [b for b in known if b.version == int(version)]
-    else:
-        prefix = str(version).lower()
-        matches = [b for b in known if b.sha256.startswith(prefix)] if len(prefix) >= 4 else []
-        if len({b.sha256 for b in matches}) == 1:
-            matches = matches[-1:]  # one file, several builds: the latest of them
+    else:  # a build number, else (4+ hex digits, even all of them digits) a sha256 prefix
+        text = str(version).lower()
+        matches = [b for b in known if text.isdigit() and b.version == int(text)]
+        if not matches and len(text) >= 4:
+            matches = [b for b in known if b.sha256.startswith(text)]
+            if len({b.sha256 for b in matches}) == 1:
+                matches = matches[-1:]  # one file, several builds: the latest of them
     if len(matches) != 1:
         listed = ", ".join(f"@{b.version} ({b.sha256[:8]})" for b in known)
         why = "matches several files" if matches else "is not one of its builds"
