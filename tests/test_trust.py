@@ -2,6 +2,7 @@
 write outside their folder, never reach the network, never corrupt the store, and never crash the
 command line -- each class of attack with several variants, through the CLI and the Python API."""
 
+import contextlib
 import json
 import os
 import random
@@ -216,11 +217,12 @@ def test_a_malformed_catalog_is_one_line_naming_it(tmp_path, top, models):
 
 
 def _serve_raw(answer: bytes) -> tuple[str, threading.Thread]:
-    """A server on 127.0.0.1 that answers one request with ``answer`` and closes."""
+    """A server on 127.0.0.1 that answers one request with ``answer`` and closes (or gives up after 30 s)."""
     server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
 
     def serve():
-        with server:
+        with server, contextlib.suppress(TimeoutError):
             connection, _ = server.accept()
             with connection:
                 connection.recv(65536)
