@@ -10,7 +10,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, PathDistribution, entry_points
 from pathlib import Path
 
 import pluggy
@@ -336,12 +336,13 @@ def _shipped_by(ep: EntryPoint) -> tuple[str, str]:
     dist = ep.dist
     if dist is None:
         return "unknown", ""
-    return _distribution(str(getattr(dist, "_path", "")) or repr(dist), dist)
+    path = getattr(dist, "_path", None)
+    return _distribution(str(path)) if path is not None else (dist.metadata["Name"], dist.metadata["Version"])
 
 
 @functools.lru_cache(maxsize=256)
-def _distribution(key: str, dist: object) -> tuple[str, str]:
-    metadata = dist.metadata
+def _distribution(path: str) -> tuple[str, str]:
+    metadata = PathDistribution(Path(path)).metadata
     return metadata["Name"] or "unknown", metadata["Version"] or ""
 
 
