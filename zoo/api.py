@@ -27,6 +27,27 @@ _LAZY = {
     "Run": "zoo.training.run:Run",
     "save_checkpoint": "zoo.training.checkpoint:save_run",
     "Transform": "zoo.assembly.transforms:Transform",
+    # commands
+    "Registry": "zoo.registry:Registry",
+    "positive": "zoo.cli:positive",
+    # trained models, for plugins that put them to use (zoo serve): from a name to a checked model,
+    # and from raw input to predictions, through the code zoo predict runs
+    "Located": "zoo.weights.locate:Located",
+    "locate": "zoo.weights.locate:locate",
+    "load_located": "zoo.weights.load:load_located",
+    "latest_build": "zoo.weights.store:latest",
+    "split_version": "zoo.weights.store:split",
+    "check_name": "zoo.names:check",
+    "file_sha256": "zoo.files:file_sha256",
+    "model_card": "zoo.use.card:card",
+    "Facts": "zoo.use.predict:Facts",
+    "facts": "zoo.use.predict:facts",
+    "prepare": "zoo.use.predict:prepare",
+    "forward": "zoo.use.predict:forward",
+    "interpret": "zoo.use.predict:interpret",
+    "check_top_k": "zoo.use.predict:check_top_k",
+    "read_npy": "zoo.use.predict:read_npy",
+    "decode_image": "zoo.use.predict:decode_image",
 }
 
 __all__ = ["PLOT_HINT", "RunPath", "ZooError", "atomic_write_bytes", "did_you_mean", "digest", "download", "final_metrics", "home",

@@ -1,6 +1,6 @@
 """Commands about trained models: ``zoo builds``, ``zoo prune``, ``zoo verify``, ``zoo predict``,
-``zoo export``, ``zoo card`` and ``zoo inspect``. Each command that loads weights says which, in one
-line on stderr (name, where they come from, sha256 prefix)."""
+``zoo export``, ``zoo card``, ``zoo push``, ``zoo reproduce`` and ``zoo inspect``. Each command that
+loads weights says which, in one line on stderr (name, where they come from, sha256 prefix)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ def register_commands(register):
     register("prune", prune, help="delete old local builds of a model", arguments=_prune_arguments,
              description="Delete all but the newest --keep builds of NAME from the local store (the latest is "
                          "always kept). Run folders are not touched.")
-    register("verify", verify, help="re-score a catalog model against its declared figure", arguments=_verify_arguments,
-             description="Re-score a catalog model on its declared dataset and split; exit 1 on a mismatch "
-                         "beyond 0.001.")
+    register("verify", verify, help="re-score a model against its declared figure", arguments=_verify_arguments,
+             description="Re-score a model on its dataset and split: a catalog model against its catalog's figures, "
+                         "other weights (NAME@3, a file, hf-hub:) against the metrics their file records; exit 1 on "
+                         "a mismatch beyond 0.001.")
     register("predict", predict, help="predict on image files, .npy arrays or token id lists",
              arguments=_predict_arguments,
              description="Load a model and print its top predictions for each input: an image file (converted "
@@ -48,6 +49,20 @@ def register_commands(register):
                          "how they were measured (re-measured by zoo verify for catalog models), input and labels, "
                          "training facts, fine-tuning provenance, license, hashes, versions and the recipe. "
                          "Sections without facts are left out.")
+    register("push", push, help="write a model as a Hugging Face Hub repo, to a folder or the Hub",
+             arguments=_push_arguments,
+             description="Write MODEL's repo -- model.safetensors (zoo's file, metadata intact), config.json, "
+                         "README.md (the model card, with the front matter the Hub renders: library, license, "
+                         "tags, datasets, metrics as model-index) and recipe.yaml -- to DEST: a folder, or "
+                         "hf-hub:ORG/REPO[@BRANCH] (the 'hub' extra; token from HF_TOKEN or 'hf auth login'). "
+                         "An unchanged model is not pushed again; a different file already there is replaced "
+                         "only with --force.")
+    register("reproduce", reproduce, help="train a model again from its recorded recipe and compare the tensors",
+             arguments=lambda p: p.add_argument("model", help=MODEL_HELP),
+             description="Train MODEL again from the recipe inside its weights file, on the data it names, and "
+                         "compare: identical tensors, or the largest difference, the metric deltas and the "
+                         "reasons zoo can see. The run goes to $ZOO_HOME/reproductions (not the store); "
+                         "zoo card shows the last result. Exit 1 when the tensors differ.")
     register("inspect", inspect, help="per-feature activation statistics of one module", arguments=_inspect_arguments,
              description="Feed a batch through a model and report the per-feature mean and standard deviation "
                          "of one module's input and output, as a table and a PNG (the notebook's LayerNorm "
@@ -101,7 +116,8 @@ def prune(args: argparse.Namespace) -> int:
 
 
 def _verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", nargs="?", help="catalog model name (see zoo list --pretrained)")
+    p.add_argument("name", nargs="?", help="a catalog model (zoo list --pretrained), or any weights zoo.load takes "
+                                           "(checked against the metrics their file records)")
     p.add_argument("--all", action="store_true",
                    help="every model of zoo's and the plugins' catalogs (one whose data cannot be reached is skipped)")
 
@@ -112,7 +128,7 @@ def verify(args: argparse.Namespace) -> int:
     from zoo.use.verify import verify as measure
 
     if args.all == bool(args.name):
-        raise ZooError("give a catalog model name or --all")
+        raise ZooError("give a model name or --all")
     names = list(catalog.entries(args.registry)) if args.all else [args.name]
     failed, skipped = [], 0
     for name in names:
@@ -127,14 +143,14 @@ def verify(args: argparse.Namespace) -> int:
         for check in checks:
             status = "ok" if check.ok else "MISMATCH"
             print(f"{name}: {check.metric.metric} on {check.metric.dataset} {check.metric.split}: "
-                  f"measured {check.measured:.4f}, catalog {check.metric.value:.4f}  {status}")
+                  f"measured {check.measured:.4f}, {check.source} {check.metric.value:.4f}  {status}")
         if not all(check.ok for check in checks):
             failed.append(name)
     if args.all:
         print(f"verified {len(names) - skipped - len(failed)} of {len(names)} catalog models; {len(failed)} "
               f"mismatched, {skipped} skipped")
     if failed:
-        print(f"zoo: {', '.join(failed)} does not score its catalog figure (tolerance {TOLERANCE})", file=sys.stderr)
+        print(f"zoo: {', '.join(failed)} does not score its declared figure (tolerance {TOLERANCE})", file=sys.stderr)
         return 1
     return 0
 
@@ -226,6 +242,30 @@ def card(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return 0
+
+
+def _push_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("dest", metavar="DEST", help="a folder, or hf-hub:ORG/REPO[@BRANCH]")
+    p.add_argument("--force", action="store_true", help="replace files already there with other content")
+
+
+def push(args: argparse.Namespace) -> int:
+    from zoo.use.share import push as write
+
+    print(write(loaded(args.model, args.registry), args.dest, args.registry, force=args.force))
+    return 0
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    from zoo.registry import Registry
+    from zoo.use.reproduce import reproduce as again
+
+    registry = Registry.from_environment(disabled=[*args.disabled, "store"], strict=args.strict)
+    found = again(args.model, registry, log=lambda line: print(line, file=sys.stderr))
+    print(found.summary())
+    print(f"reproduced in {found.seconds:.0f} s with torch {found.torch} on a CPU with {found.cpu}; run: {found.run}")
+    return 0 if found.identical else 1
 
 
 def _inspect_arguments(p: argparse.ArgumentParser) -> None:

@@ -223,9 +223,10 @@ def _entry(item: object, folder: Path, where: str) -> Entry:
         raise ZooError(f"{where}: weights need exactly one of file or url")
     if file is not None and not (isinstance(file, str) and (folder / file).resolve().is_relative_to(folder.resolve())):
         raise ZooError(f"{where}: weights file {file!r} points outside {folder}"[:300])
-    if url is not None and not (isinstance(url, str) and urllib.parse.urlsplit(url).scheme in ("http", "https")
-                                and urllib.parse.urlsplit(url).netloc):
-        raise ZooError(f"{where}: weights url {url!r} is not an http(s) URL"[:300])
+    if url is not None and not (isinstance(url, str) and (
+            urllib.parse.urlsplit(url).scheme in ("http", "https") and urllib.parse.urlsplit(url).netloc
+            or url.startswith("hf-hub:"))):
+        raise ZooError(f"{where}: weights url {url!r} is not an http(s) URL or hf-hub:ORG/REPO@REVISION"[:300])
     metrics = item.get("metrics", [])
     if not isinstance(metrics, list) or not all(isinstance(m, dict) for m in metrics):
         raise ZooError(f"{where}: 'metrics' must be a list of mappings (dataset, split, metric, value)")

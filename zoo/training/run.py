@@ -141,7 +141,7 @@ class Run:
             seed=settings.train.seed,
             processes=self.context.world,
             data_sha256=data_digest(parts.train_data),
-            versions=Versions(version("zoo"), torch.__version__, plugins),
+            versions=Versions(version("zoo"), torch.__version__, plugins, torch.backends.cpu.get_cpu_capability()),
             epoch=epoch,
             input=parts.input,
             input_stats=input_stats(parts.train_data, parts.input),

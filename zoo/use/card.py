@@ -7,6 +7,7 @@ from __future__ import annotations
 import yaml
 from torch import nn
 
+from zoo.files import file_sha256
 from zoo.recipe import catalog
 from zoo.recipe.schema import Settings
 from zoo.registry import Registry
@@ -32,6 +33,7 @@ def card(model: nn.Module, registry: Registry, *, verify: bool = True) -> str:
         parts.append(_section("Fine-tuned from", _init(meta)))
     if entry and entry.license:
         parts.append(_section("License", entry.license))
+    parts.append(_section("Reproduced", _reproduced(model)))
     parts.append(_section("Files and versions", _files(model)))
     parts.append(_section("Recipe", "The resolved recipe the weights were trained with:\n\n" + _yaml(meta.recipe)))
     return "\n\n".join(p for p in parts if p) + "\n"
@@ -146,6 +148,17 @@ def _init(meta: WeightsMeta) -> str:
     if meta.frozen:
         lines.append(f"Frozen during fine-tuning: {', '.join(f'`{p}`' for p in meta.frozen)}.")
     return " ".join(lines)
+
+
+def _reproduced(model: nn.Module) -> str | None:
+    from zoo.use.reproduce import last
+
+    source = model.zoo_source
+    found = last(source.sha256 or file_sha256(source.path))
+    if found is None:
+        return None
+    return (f"The last `zoo reproduce` ({found.when}, torch {found.torch}, CPU {found.cpu}, {found.seconds:.0f} s): "
+            f"{found.summary().split(': ', 1)[1]}.")
 
 
 def _files(model: nn.Module) -> str:

@@ -53,7 +53,12 @@ def facts(model: nn.Module, registry: Registry) -> Facts:
 
 def prepare(inputs: object, spec: InputSpec) -> Tensor:
     """A batch of model inputs from ``inputs``: an image file, a .npy file, an array or tensor, a list
-    of token ids, or a list of any of these. ZooError says what does not fit the spec."""
+    of token ids, nested lists of numbers (whole numbers are 8-bit pixels for an image model), or a
+    list of any of these. ZooError says what does not fit the spec."""
+    if spec.kind != "tokens" and isinstance(inputs, (list, tuple)) and inputs and (
+            all(isinstance(item, (list, tuple)) for item in inputs)
+            or spec.kind == "tensor" and all(isinstance(item, (int, float)) for item in inputs)):
+        inputs = _nested(inputs, spec, MAX_BATCH)
     if _single(inputs, spec):
         return _one(inputs, spec)[None]
     if isinstance(inputs, Sequence) and inputs and all(isinstance(t, (int, np.integer)) for t in inputs):
@@ -75,12 +80,49 @@ def predict(model: nn.Module, inputs: object, top_k: int = 5, *, known: Facts) -
     the ``top_k`` classes as ``{"label", "index", "probability"}``; for a sequence model ``tokens``
     and ``probabilities`` per real position; otherwise ``values``. An input far outside the training
     inputs (an inverted image, say) gets a ``warning`` saying so."""
+    check_top_k(top_k)
+    x = prepare(inputs, known.spec)
+    return interpret(forward(model, x, known), x, top_k, known)
+
+
+def check_top_k(top_k: object) -> int:
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ZooError(f"top-k must be a positive whole number, got {top_k!r}")
-    x = prepare(inputs, known.spec)
+    return top_k
+
+
+def forward(model: nn.Module, x: Tensor, known: Facts) -> Tensor:
+    """The model's float output for a batch from :func:`prepare`, the evaluation transforms applied."""
+    device = next(model.parameters()).device
+    x = x.to(device)
+    try:
+        if known.transform is not None:
+            x, _ = known.transform(x, torch.zeros(len(x), device=device), None)
+        with torch.no_grad():
+            return model(x).float().cpu()
+    except (ZooError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ZooError(f"the model fails on input of shape {tuple(x.shape)}, which its weights file declares "
+                       f"({known.spec.describe()}): {first}") from None
+
+
+def interpret(out: Tensor, x: Tensor, top_k: int, known: Facts) -> list[dict]:
+    """One prediction dict per row of ``out``, the output of :func:`forward` for the inputs ``x``."""
+    if known.spec.kind == "tokens" and out.dim() == 3:
+        probabilities, tokens = out.softmax(-1).max(-1)
+        real = x != known.spec.pad_id
+        results = [{"tokens": t[r].tolist(), "probabilities": p[r].tolist()}
+                   for t, p, r in zip(tokens, probabilities, real)]
+    elif out.dim() == 2 and (known.classes or out.shape[-1] > 1):
+        probabilities = out.softmax(-1)
+        best = probabilities.topk(min(top_k, out.shape[-1]), dim=-1)
+        results = [{"top": [{"label": _label(known.classes, i), "index": i, "probability": p}
+                            for i, p in zip(indices.tolist(), values.tolist())]}
+                   for values, indices in zip(best.values, best.indices)]
+    else:
+        results = [{"values": row.reshape(-1).tolist()} for row in out]
     warnings = [_surprise(known, one) for one in x]
-    return [{**result, "warning": warning} if warning else result
-            for result, warning in zip(_outputs(model, x, top_k, known), warnings)]
+    return [{**result, "warning": warning} if warning else result for result, warning in zip(results, warnings)]
 
 
 def _surprise(known: Facts, x: Tensor) -> str | None:
@@ -88,31 +130,6 @@ def _surprise(known: Facts, x: Tensor) -> str | None:
         return None
     low, high = known.spec.range or (0.0, 1.0)
     return known.stats.surprise(x, low, high)
-
-
-def _outputs(model: nn.Module, x: Tensor, top_k: int, known: Facts) -> list[dict]:
-    device = next(model.parameters()).device
-    x = x.to(device)
-    try:
-        if known.transform is not None:
-            x, _ = known.transform(x, torch.zeros(len(x), device=device), None)
-        with torch.no_grad():
-            out = model(x).float()
-    except (ZooError, RuntimeError, ValueError, TypeError, IndexError) as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ZooError(f"the model fails on input of shape {tuple(x.shape)}, which its weights file declares "
-                       f"({known.spec.describe()}): {first}") from None
-    if known.spec.kind == "tokens" and out.dim() == 3:
-        probabilities, tokens = out.softmax(-1).max(-1)
-        real = x != known.spec.pad_id
-        return [{"tokens": t[r].tolist(), "probabilities": p[r].tolist()} for t, p, r in zip(tokens, probabilities, real)]
-    if out.dim() == 2 and (known.classes or out.shape[-1] > 1):
-        probabilities = out.softmax(-1)
-        best = probabilities.topk(min(top_k, out.shape[-1]), dim=-1)
-        return [{"top": [{"label": _label(known.classes, i), "index": i, "probability": p}
-                         for i, p in zip(indices.tolist(), values.tolist())]}
-                for values, indices in zip(best.values, best.indices)]
-    return [{"values": row.reshape(-1).tolist()} for row in out]
 
 
 def _label(classes: Sequence[str] | None, index: int) -> str:
@@ -155,14 +172,19 @@ def _one(item: object, spec: InputSpec) -> Tensor:
     return array.to(getattr(torch, spec.dtype))
 
 
-def _nested(item: list | tuple, spec: InputSpec) -> np.ndarray:
-    """Nested lists of numbers (JSON) as an array, bounded by the spec's size."""
+def _nested(item: list | tuple, spec: InputSpec, count: int = 1) -> np.ndarray:
+    """Nested lists of numbers (JSON) as an array of at most ``count`` inputs of the spec."""
     try:
         array = np.asarray(item)
     except (ValueError, TypeError) as exc:
         raise ZooError(f"expects {spec.describe()} as nested lists of numbers: {exc}") from None
-    if array.size > math.prod(spec.shape) or array.dtype.kind not in NUMERIC:
+    if array.size > count * math.prod(spec.shape) or array.dtype.kind not in NUMERIC:
         raise ZooError(f"expects {spec.describe()} as nested lists of numbers, got {array.dtype} of shape {array.shape}")
+    if spec.kind == "image" and array.dtype.kind in "iu":  # whole numbers are 8-bit pixels, as in a .npy
+        if array.size and not 0 <= array.min() <= array.max() <= 255:
+            raise ZooError(f"whole-number pixels are 0 to 255, got {array.min()} to {array.max()}; "
+                           f"give scaled pixels as floats ({spec.describe()})")
+        array = array.astype(np.uint8)
     return array
 
 
@@ -219,14 +241,15 @@ def read_npy(source: Path | object, elements: int) -> np.ndarray:
     return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
 
 
-def decode_image(file: object, spec: InputSpec, name: str) -> np.ndarray:
+def decode_image(file: object, spec: InputSpec, name: str, max_pixels: int | None = None) -> np.ndarray:
     """An image file (a binary file object) as a (channels, height, width) uint8 array in the spec's
-    mode and size, its pixel count checked before it is decoded."""
+    mode and size, its pixel count checked before it is decoded (against ``max_pixels``, else
+    ZOO_MAX_IMAGE_PIXELS, else 40 million)."""
     try:
         from PIL import Image
     except ImportError:
         raise ZooError("reading images needs Pillow: pip install 'zoo[images]'") from None
-    limit = int(os.environ.get("ZOO_MAX_IMAGE_PIXELS") or MAX_PIXELS)
+    limit = max_pixels or int(os.environ.get("ZOO_MAX_IMAGE_PIXELS") or MAX_PIXELS)
     channels, height, width = spec.shape
     pillows_own = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # zoo's bound, checked below from the header, is the one that holds

@@ -4,10 +4,13 @@ weights a name means"):
 - ``NAME`` (or ``plugin:NAME``) is the published model of that name in the catalog: zoo's own entry,
   or a plugin's; a local build never changes what a bare name means;
 - ``NAME@latest``, ``NAME@3`` or ``NAME@1a2b3c`` is a local build in the store;
+- ``hf-hub:ORG/REPO[@REVISION]`` is the ``model.safetensors`` of a repo on the Hugging Face Hub
+  (:mod:`zoo.weights.hub`), downloaded into the Hugging Face cache;
 - a path (it has a ``/`` or ends in ``.safetensors``) is that file.
 
-Nothing here reaches the network except a catalog entry with a URL, which the user installed: it
-downloads once into $ZOO_HOME/downloads, size-capped and sha256-checked.
+Nothing here reaches the network except a catalog entry with a URL, which the user installed (it
+downloads once into $ZOO_HOME/downloads, size-capped and sha256-checked, or into the Hugging Face
+cache for an ``hf-hub:`` URL), and an ``hf-hub:`` name the user gave.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from zoo.names import check
 from zoo.recipe import catalog
 from zoo.registry import Registry
 from zoo.text import did_you_mean
-from zoo.weights import store
+from zoo.weights import hub, store
 
 
 @dataclass(frozen=True)
@@ -29,25 +32,32 @@ class Located:
     """A weights file to load, where it came from, and the sha256 it must have (when known)."""
 
     path: Path
-    source: str  # "catalog", "local" or "file"
-    label: str  # the name that reached it: mnist-mlp, mnist-mlp@3, or the path
+    source: str  # "catalog", "local", "hub" or "file"
+    label: str  # the name that reached it: mnist-mlp, mnist-mlp@3, hf-hub:org/repo@<commit>, or the path
     sha256: str | None = None
 
     def describe(self) -> str:
         """One line saying which weights these are: '<label> (zoo's catalog, sha256 1a2b3c4d)'."""
         sha = (self.sha256 or file_sha256(self.path))[:12]
-        where = {"catalog": "published in the catalog", "local": "local build", "file": "file"}[self.source]
+        where = {"catalog": "published in the catalog", "local": "local build", "hub": "Hugging Face Hub",
+                 "file": "file"}[self.source]
         return f"{self.label} ({where}, sha256 {sha})"
 
 
 def is_path(text: str | Path) -> bool:
     """Whether a model argument names a file rather than a model."""
-    return isinstance(text, Path) or "/" in str(text) or str(text).endswith(SUFFIX)
+    return isinstance(text, Path) or not hub.is_hub(text) and ("/" in str(text) or str(text).endswith(SUFFIX))
 
 
 def locate(name_or_path: str | Path, registry: Registry, version: str | int | None = None) -> Located:
     """Resolve a name or path to a weights file, without reading it (see the module's rule)."""
     text = str(name_or_path)
+    if hub.is_hub(text):
+        if version is not None:
+            raise ZooError(f"version= is for local builds; pin a Hub revision as {text}@REVISION")
+        ref = hub.parse(text)
+        path, commit = hub.download(ref)
+        return Located(path, "hub", f"{hub.PREFIX}{ref.repo}@{commit}")
     if is_path(name_or_path):
         path = Path(text)
         if version is not None:
@@ -74,6 +84,13 @@ def locate(name_or_path: str | Path, registry: Registry, version: str | int | No
         raise ZooError(_unknown(name, registry))
     if entry.file is not None:
         return Located(entry.weights_path, "catalog", entry.qualified_name, entry.sha256)
+    if hub.is_hub(entry.url):  # a catalog entry may point at a Hub repo (pin a commit) instead of shipping bytes
+        path, _ = hub.download(hub.parse(entry.url))
+        try:
+            _check_sha256(path, entry.sha256)
+        except ZooError as exc:
+            raise ZooError(f"{entry.url}: {exc}") from None
+        return Located(path, "catalog", entry.qualified_name, entry.sha256)
     target = home() / "downloads" / f"{entry.name}-{entry.sha256[:16]}{SUFFIX}"
     if not target.is_file():
         download([entry.url], target, verify=lambda path: _check_sha256(path, entry.sha256))

@@ -35,6 +35,7 @@ class Versions:
     zoo: str
     torch: str
     plugins: dict[str, PluginVersion] = field(default_factory=dict)  # by plugin name
+    cpu: str | None = None  # torch's CPU capability where it was trained (AVX2, AVX512 ...)
 
 
 @dataclass(frozen=True)

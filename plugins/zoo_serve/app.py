@@ -1,0 +1,381 @@
+"""The HTTP application of ``zoo serve``, on FastAPI: the Open Inference Protocol (``/v2``), zoo's own
+API (``/v1``), a page to try each model (``/``) and Prometheus metrics (``/metrics``).
+
+Requests for one model are batched dynamically by ``batched`` (a batch goes to the model when it is
+full or ``batch_timeout_ms`` has passed) and answered by one forward pass in a worker thread. Raw
+input becomes model input through ``zoo.use.predict`` -- the code ``zoo predict`` runs -- and the
+output becomes top-k labels there too. Every request is bounded before it is read: its body size,
+its count of inputs, an image's pixels, the requests in flight (beyond them: 503 with Retry-After)
+and its time (504)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from importlib.resources import files
+
+import torch
+from batched.aio import dynamically
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException
+
+from zoo.api import Registry, ZooError, check_top_k, decode_image, forward, interpret, model_card, prepare, read_npy
+from zoo_serve import protocol
+from zoo_serve.models import Served, Slot, follow, open_slot
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one server takes on; every bound a request could otherwise choose."""
+
+    max_batch_size: int = 64  # inputs in one forward pass
+    batch_timeout_ms: float = 2.0  # how long a batch waits to fill
+    max_queue: int = 256  # requests in flight before new ones get 503
+    max_body_bytes: int = 8 << 20  # of one request
+    max_inputs: int = 256  # in one request
+    max_image_pixels: int = 4_000_000  # of an uploaded image, checked before it is decoded
+    timeout: float = 30.0  # seconds a request may take
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("zoo_requests", "Requests answered, by endpoint, model and status",
+                                ["endpoint", "model", "status"], registry=self.registry)
+        self.latency = Histogram("zoo_request_seconds", "Time to answer a request", ["endpoint"],
+                                 registry=self.registry)
+        self.batch = Histogram("zoo_batch_size", "Inputs in one forward pass", ["model"], registry=self.registry,
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.in_flight = Gauge("zoo_in_flight_requests", "Inference requests being answered", registry=self.registry,
+                               multiprocess_mode="livesum")
+
+
+def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), follow_every: float = 2.0) -> FastAPI:
+    """The application serving ``slots`` (see :func:`zoo_serve.models.open_slot`)."""
+    by_name = {slot.name: slot for slot in slots}
+    metrics = Metrics()
+    batchers = {slot.name: _batcher(slot, limits, metrics) for slot in slots}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        following = asyncio.create_task(follow(slots, registry, follow_every)) if any(s.follows for s in slots) else None
+        yield
+        if following:
+            following.cancel()
+
+    app = FastAPI(title="zoo serve", version=version("zoo"), lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(_Bounded, limits=limits, metrics=metrics, names=set(by_name))
+
+    def slot_of(name: str, version: str | None = None) -> Slot:
+        slot = by_name.get(name)
+        if slot is None:
+            raise HTTPException(404, f"no model '{name[:100]}' is served here; served: {', '.join(by_name)}")
+        if version is not None and version != slot.current.version:
+            raise HTTPException(404, f"{name} serves version {slot.current.version}, not {version[:40]!r}")
+        return slot
+
+    async def answer(slot: Slot, x: torch.Tensor) -> list[tuple[torch.Tensor, Served]]:
+        try:
+            return await asyncio.wait_for(batchers[slot.name](list(x)), limits.timeout)
+        except TimeoutError:
+            raise HTTPException(504, f"no answer within {limits.timeout:g} s; try again later") from None
+
+    @app.exception_handler(ZooError)
+    async def bad_input(request: Request, exc: ZooError):
+        return _error(400, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):  # a bug in zoo or a plugin: said in one line, kept serving
+        where = f"{exc.__traceback__.tb_frame.f_code.co_filename}" if exc.__traceback__ else "?"
+        print(f"zoo serve: error: {request.url.path}: {type(exc).__name__}: {exc} ({where})", file=sys.stderr)
+        return _error(500, f"internal error: {type(exc).__name__}; the server log has the details")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        return _error(400, f"{'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', 'invalid request')}")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return (files("zoo_serve") / "page.html").read_text()
+
+    @app.get("/v1/models")
+    async def models():
+        return [{"name": s.name, "follows": s.follows, **s.current.describe()} for s in slots]
+
+    @app.get("/v1/models/{name}/card")
+    async def card(name: str):
+        served = slot_of(name).current
+        return PlainTextResponse(model_card(served.model, registry, verify=False), media_type="text/markdown")
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request, top_k: int = 5):
+        slot = slot_of(name)
+        spec = slot.current.known.spec
+        kind = request.headers.get("content-type", "")
+        if kind.startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=2, max_part_size=limits.max_body_bytes)
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ZooError("send the input as the multipart field 'file' (an image or a .npy array)")
+            label, raw = upload.filename or "file", await upload.read()
+            x = await asyncio.to_thread(_from_file, raw, label, spec, limits)
+            labels = [label] * len(x)
+        else:
+            body = _json(await request.body())
+            if not isinstance(body, dict) or "inputs" not in body:
+                raise ZooError('send JSON {"inputs": ...} (token ids or nested lists of numbers), or a multipart '
+                               "field 'file'")
+            top_k = body.get("top_k", top_k)
+            x = prepare(body["inputs"], spec)
+            labels = list(range(len(x)))
+        check_top_k(top_k)
+        if len(x) > limits.max_inputs:
+            raise ZooError(f"{len(x)} inputs in one request; this server takes at most {limits.max_inputs}")
+        rows = await answer(slot, x)
+        results = [{"input": label, **interpret(out[None], one[None], top_k, served.known)[0]}
+                   for label, one, (out, served) in zip(labels, x, rows)]
+        return JSONResponse(results, headers={"x-zoo-model-version": rows[0][1].version})
+
+    @app.get("/v2")
+    async def server_metadata():
+        return {"name": "zoo", "version": version("zoo"), "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready():
+        return {"ready": True}
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None):
+        served = slot_of(name, version).current
+        return protocol.metadata(name, [served.version], served.known.spec, served.output_shape)
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None):
+        slot_of(name, version)
+        return {"name": name, "ready": True}
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None):
+        slot = slot_of(name, version)
+        spec = slot.current.known.spec
+        array, asked = protocol.decode(await request.body(), request.headers.get(protocol.HEADER), spec,
+                                       limits.max_inputs)
+        x = prepare(array, spec)
+        rows = await answer(slot, x)
+        out = torch.stack([row for row, _ in rows]).numpy()
+        body, headers = protocol.encode(name, rows[0][1].version, asked, out)
+        return Response(body, headers=headers)
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(generate_latest(_collected(metrics.registry)), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _batcher(slot: Slot, limits: Limits, metrics: Metrics):
+    """The batched forward pass of ``slot``: rows in, (output row, the model that answered) out."""
+
+    def run(rows: list[torch.Tensor]) -> list[tuple[torch.Tensor, Served]]:
+        served = slot.current  # one model for the whole batch, even while a newer one swaps in
+        metrics.batch.labels(slot.name).observe(len(rows))
+        return [(out, served) for out in forward(served.model, torch.stack(rows), served.known)]
+
+    return dynamically(run, batch_size=limits.max_batch_size, timeout_ms=limits.batch_timeout_ms)
+
+
+def _from_file(raw: bytes, label: str, spec, limits: Limits) -> torch.Tensor:
+    """An uploaded image or .npy file as a batch of inputs, read as ``zoo predict`` reads files."""
+    if raw.startswith(b"\x93NUMPY"):
+        return prepare(read_npy(io.BytesIO(raw), math.prod(spec.shape) * limits.max_inputs), spec)
+    if spec.kind != "image":
+        raise ZooError(f"{label}: the model takes {spec.describe()}; send a .npy array or JSON")
+    return prepare(decode_image(io.BytesIO(raw), spec, label, limits.max_image_pixels), spec)
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ZooError(f"the request body is not JSON: {exc}") from None
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _collected(registry: CollectorRegistry) -> CollectorRegistry:
+    """The registry to report: with several worker processes, all of theirs (prometheus_client's
+    multiprocess mode, which ``zoo serve --workers`` turns on)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return registry
+    from prometheus_client import multiprocess
+
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)
+    return merged
+
+
+INFERENCE = ("/predict", "/infer")
+
+
+class _Bounded:
+    """ASGI middleware: bounds each inference request (body size, requests in flight) before the
+    application sees it, and counts and times every request."""
+
+    def __init__(self, app, limits: Limits, metrics: Metrics, names: set[str]):
+        self.app, self.limits, self.metrics, self.names = app, limits, metrics, names
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        parts = path.strip("/").split("/")
+        endpoint = next((e.strip("/") for e in INFERENCE if path.endswith(e)), "other")
+        model = parts[2] if len(parts) > 2 and parts[1] == "models" and parts[2] in self.names else "-"
+        status, started = [500], time.perf_counter()
+
+        async def counted(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if endpoint == "other":
+                return await self.app(scope, receive, counted)
+            if self.in_flight >= self.limits.max_queue:
+                return await _error(503, f"{self.in_flight} requests in flight, the most this server takes; retry "
+                                         "shortly", {"retry-after": "1"})(scope, receive, counted)
+            self.in_flight += 1
+            self.metrics.in_flight.inc()
+            try:
+                body = await self._body(scope, receive)
+                if isinstance(body, Response):
+                    return await body(scope, receive, counted)
+                return await self.app(scope, _replay(body), counted)
+            finally:
+                self.in_flight -= 1
+                self.metrics.in_flight.dec()
+        finally:
+            self.metrics.requests.labels(endpoint, model, str(status[0])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    async def _body(self, scope, receive) -> bytes | Response:
+        headers = dict(scope["headers"])
+        limit = self.limits.max_body_bytes
+        if headers.get(b"content-encoding", b"identity") != b"identity":
+            return _error(415, "compressed request bodies are not accepted; send it uncompressed")
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return _error(413, f"the request is {declared.decode()[:20]} bytes; this server takes at most {limit:,}")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return Response(status_code=499)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return _error(413, f"the request is more than {limit:,} bytes, the most this server takes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes):
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # the body is read; wait for a disconnect that only the server sends
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+@contextlib.contextmanager
+def background(app: FastAPI, host: str = "127.0.0.1", port: int = 0, **config):
+    """Serve ``app`` from a thread of this process while the block runs; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    sock = bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **config))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not server.started:
+        raise RuntimeError("the server did not start")
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def bind(host: str, port: int):
+    """A listening TCP socket on ``host``:``port`` (0: a free port)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ZooError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def from_environment() -> FastAPI:
+    """The application a ``zoo serve --workers N`` worker process runs, from the command's settings."""
+    from zoo_serve import SWITCH_INTERVAL
+
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    settings = json.loads(os.environ["ZOO_SERVE_SETTINGS"])
+    registry = Registry.from_environment(disabled=settings["disabled"], strict=settings["strict"])
+    slots = [open_slot(spec, registry, settings["device"]) for spec in settings["models"]]
+    return create(slots, registry, Limits(**settings["limits"]), settings["follow_every"])
+
+
+def settings_json(models: list[str], device: str | None, limits: Limits, follow_every: float, disabled: list[str],
+                  strict: bool) -> str:
+    """What :func:`from_environment` reads: the command's settings, for its worker processes."""
+    return json.dumps({"models": models, "device": device, "limits": asdict(limits), "follow_every": follow_every,
+                       "disabled": disabled, "strict": strict})
+

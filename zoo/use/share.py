@@ -1,0 +1,110 @@
+"""``zoo push``: a model as a Hugging Face Hub repo -- ``model.safetensors`` (zoo's file, metadata
+intact), ``config.json`` (what it is), ``README.md`` (the model card under the YAML front matter the
+Hub renders: library, license, tags, datasets, and the recorded metrics as ``model-index``
+results) and ``recipe.yaml`` -- written to a folder or committed to a Hub repo. A file already
+there with other content is replaced only with ``force``; an unchanged model is not pushed again."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.files import atomic_path, file_sha256
+from zoo.recipe import catalog
+from zoo.registry import Registry
+from zoo.use.card import card
+from zoo.weights import hub
+from zoo.weights.load import settings
+
+TASKS = {"image": "image-classification", "tokens": "token-classification", "tensor": "tabular-regression"}
+
+
+def layout(model: nn.Module, registry: Registry) -> dict[str, bytes | Path]:
+    """The files of a model's repo: path in the repo -> bytes, or the file holding them."""
+    meta = model.zoo_meta
+    return {hub.WEIGHTS: model.zoo_source.path, "config.json": _config(model).encode(),
+            "README.md": (_front_matter(model, registry) + card(model, registry, verify=False)).encode(),
+            "recipe.yaml": yaml.safe_dump(meta.recipe, sort_keys=False).encode()}
+
+
+def _config(model: nn.Module) -> str:
+    meta = model.zoo_meta
+    versions = meta.versions
+    return json.dumps({
+        "library_name": "zoo", "name": meta.name, "model": meta.model,
+        "input": asdict(meta.input) if meta.input else None, "classes": list(meta.classes or []),
+        "metrics": meta.metrics, "zoo_version": versions.zoo if versions else None,
+        "torch_version": versions.torch if versions else None,
+        "plugins": {name: asdict(p) for name, p in sorted(versions.plugins.items())} if versions else {},
+        "tensors_sha256": meta.tensors_sha256,
+    }, indent=2, sort_keys=True) + "\n"
+
+
+def _front_matter(model: nn.Module, registry: Registry) -> str:
+    """The model card's YAML header, made with huggingface_hub's ModelCardData (model-index included)."""
+    hf = hub.library()
+    meta, recipe = model.zoo_meta, settings(model)
+    entry = catalog.get(model.zoo_source.label, registry) if model.zoo_source.source == "catalog" else None
+    dataset = recipe.data.dataset.name
+    task = TASKS[meta.input.kind] if meta.input else None
+    split = meta.evaluation.split if meta.evaluation else None
+    results = [hf.EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, dataset_split=split,
+                             metric_type=key.removeprefix(f"{split}_"), metric_name=key, metric_value=round(value, 6))
+               for key, value in sorted(meta.metrics.items()) if task and split and key.startswith(f"{split}_")]
+    tags = dict.fromkeys(["zoo", "pytorch", *([task] if task else []), *(entry.tags if entry else ())])
+    data = hf.ModelCardData(library_name="zoo", license=_license(entry.license if entry else ""), tags=list(tags),
+                            datasets=[dataset], model_name=meta.name, eval_results=results or None)
+    return f"---\n{data.to_yaml()}\n---\n\n"
+
+
+def _license(text: str) -> str | None:
+    """The Hub's license id from a catalog's license text ('MIT (weights); ...' -> 'mit'); the text
+    itself is in the card."""
+    first = text.split()[0].lower() if text.split() else ""
+    return first if re.fullmatch(r"[a-z0-9][a-z0-9.-]*", first) else None
+
+
+def push(model: nn.Module, dest: str, registry: Registry, *, force: bool = False) -> str:
+    """Write ``model``'s repo to ``dest`` (a folder, or hf-hub:ORG/REPO[@BRANCH]); what was done, in a line."""
+    files = layout(model, registry)
+    if hub.is_hub(dest):
+        ref = hub.parse(dest)
+        commit, changed = hub.upload(files, ref, force=force, message=f"zoo push {model.zoo_meta.name} "
+                                                                          f"({model.zoo_source.describe()})")
+        if not changed:
+            return f"{ref}: unchanged, nothing pushed"
+        return f"{ref}: committed {', '.join(changed)} (commit {commit[:12]})"
+    return _write_folder(files, Path(dest), force)
+
+
+def _write_folder(files: dict[str, bytes | Path], folder: Path, force: bool) -> str:
+    if folder.exists() and not folder.is_dir():
+        raise ZooError(f"{folder} is a file; give a folder (or hf-hub:ORG/REPO)")
+    changed, replaced = [], []
+    for name, data in files.items():
+        target = folder / name
+        if target.is_file() and _same(target, data):
+            continue
+        (replaced if target.exists() else changed).append(name)
+    if replaced and not force:
+        raise ZooError(f"{folder}: {', '.join(replaced)} already there with other content; --force replaces them")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [*changed, *replaced]:
+        data = files[name]
+        with atomic_path(folder / name) as tmp:
+            shutil.copyfile(data, tmp) if isinstance(data, Path) else tmp.write_bytes(data)
+    written = [*changed, *replaced]
+    return f"{folder}: wrote {', '.join(written)}" if written else f"{folder}: unchanged, nothing written"
+
+
+def _same(target: Path, data: bytes | Path) -> bool:
+    if isinstance(data, Path):
+        return target.stat().st_size == data.stat().st_size and file_sha256(target) == file_sha256(data)
+    return target.read_bytes() == data

@@ -1,0 +1,138 @@
+"""Weights on the Hugging Face Hub protocol: ``hf-hub:ORG/REPO[@REVISION]`` names the
+``model.safetensors`` of a repo, at a branch, tag or commit (default: main). huggingface_hub does
+the protocol -- its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, tokens from ``HF_TOKEN`` or
+``hf auth login`` -- and is the ``hub`` extra, imported only when a name asks for it. Every failure
+is one line naming the repo; a failed download leaves nothing half-written in the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.errors import ZooError
+from zoo.files import file_sha256
+
+PREFIX = "hf-hub:"
+WEIGHTS = "model.safetensors"
+REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A repo on the Hub and, optionally, a revision of it."""
+
+    repo: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return f"{PREFIX}{self.repo}" + (f"@{self.revision}" if self.revision else "")
+
+
+def is_hub(text: object) -> bool:
+    return isinstance(text, str) and text.startswith(PREFIX)
+
+
+def parse(text: str) -> Ref:
+    """'hf-hub:org/name@v1' -> Ref('org/name', 'v1'); a malformed name is a ZooError."""
+    repo, _, revision = text.removeprefix(PREFIX).partition("@")
+    if not REPO.fullmatch(repo) or ".." in repo or (revision and (not REVISION.fullmatch(revision) or ".." in revision)):
+        raise ZooError(f"'{text[:120]}' is not a Hub name: hf-hub:ORG/REPO or hf-hub:ORG/REPO@REVISION (letters, "
+                       "digits, '.', '_', '-')")
+    return Ref(repo, revision or None)
+
+
+def library():
+    """huggingface_hub, or a ZooError saying which extra installs it."""
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ZooError("hf-hub: names need huggingface_hub: pip install 'zoo[hub]'") from None
+    return huggingface_hub
+
+
+def download(ref: Ref) -> tuple[Path, str]:
+    """The cached ``model.safetensors`` of ``ref`` (downloaded when not cached) and the commit it is from."""
+    hf = library()
+    try:
+        path = Path(hf.hf_hub_download(ref.repo, WEIGHTS, revision=ref.revision))
+    except Exception as exc:
+        _clean_incomplete(hf, ref)
+        raise ZooError(explain(exc, ref, WEIGHTS)) from None
+    return path, path.parent.name  # the cache keeps each file under snapshots/<commit>/
+
+
+def explain(exc: Exception, ref: Ref, file: str) -> str:
+    """One line saying what went wrong reaching ``ref`` and what to do."""
+    from huggingface_hub import constants, errors
+
+    if isinstance(exc, errors.LocalEntryNotFoundError):
+        if constants.HF_HUB_OFFLINE:
+            return f"{ref}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set: download it once online"
+        if exc.__cause__ is None or not isinstance(exc.__cause__, errors.HfHubHTTPError):
+            return f"{ref}: the Hub could not be reached ({_first(exc.__cause__ or exc)}) and the file is not cached"
+        exc = exc.__cause__
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return f"{ref}: {ref.repo} has no revision '{ref.revision}' (a branch, tag or commit)"
+    if isinstance(exc, errors.EntryNotFoundError):
+        return (f"{ref}: the repo has no {file}, so it is not a zoo model (zoo push writes one with zoo's metadata "
+                "inside)")
+    if isinstance(exc, (errors.RepositoryNotFoundError, errors.GatedRepoError)):
+        return (f"{ref}: no such repo on the Hub, or your token cannot read it (log in with 'hf auth login' or set "
+                "HF_TOKEN)")
+    if isinstance(exc, errors.HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else "an error"
+        return f"{ref}: the Hub answered {status}: {_first(exc)}"
+    return f"{ref}: the download failed: {_first(exc)}"
+
+
+def _first(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:300]
+
+
+def _clean_incomplete(hf, ref: Ref) -> None:
+    """Remove the partial blobs a failed download of ``ref`` left in the cache."""
+    folder = Path(hf.constants.HF_HUB_CACHE) / f"models--{ref.repo.replace('/', '--')}" / "blobs"
+    for partial in folder.glob("*.incomplete") if folder.is_dir() else ():
+        partial.unlink(missing_ok=True)
+
+
+def git_oid(data: bytes) -> str:
+    """The git blob id of ``data``: what the Hub reports for a file not stored in LFS."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def upload(files: dict[str, bytes | Path], ref: Ref, *, force: bool, message: str) -> tuple[str, list[str]]:
+    """Commit ``files`` (repo path -> bytes, or a file to read them from) to ``ref`` (its branch, created when new), creating the
+    repo when needed; a file the repo has with other content is replaced only with ``force``. The
+    commit id and the paths that changed (none: nothing was committed)."""
+    hf = library()
+    api = hf.HfApi()
+    try:
+        api.create_repo(ref.repo, exist_ok=True)
+        if ref.revision:
+            api.create_branch(ref.repo, branch=ref.revision, exist_ok=True)
+        remote = {info.path: info for info in api.get_paths_info(ref.repo, list(files), revision=ref.revision)}
+    except Exception as exc:
+        raise ZooError(explain(exc, ref, WEIGHTS)) from None
+    changed = [path for path, data in files.items() if path not in remote or not _same(remote[path], data)]
+    replaced = [path for path in changed if path in remote]
+    if replaced and not force:
+        raise ZooError(f"{ref}: {', '.join(replaced)} differ from what is pushed; --force replaces them (the Hub "
+                       "keeps the old ones in the repo's history)")
+    if not changed:
+        return remote[WEIGHTS].blob_id if WEIGHTS in remote else "", []
+    operations = [hf.CommitOperationAdd(path, files[path]) for path in changed]
+    try:
+        commit = api.create_commit(ref.repo, operations, commit_message=message, revision=ref.revision)
+    except Exception as exc:
+        raise ZooError(explain(exc, ref, WEIGHTS)) from None
+    return commit.oid, changed
+
+
+def _same(info, data: bytes | Path) -> bool:
+    if getattr(info, "lfs", None):
+        return info.lfs.sha256 == (file_sha256(data) if isinstance(data, Path) else hashlib.sha256(data).hexdigest())
+    return info.blob_id == git_oid(data.read_bytes() if isinstance(data, Path) else data)
