@@ -12,7 +12,7 @@ def zoo_run_end(run, weights):
 
 @hookimpl
 def zoo_sweep_end(name, folder, runs, log):
-    _draw(folder / "sweep.png", {run.sweep: run.history for run in runs}, f"{name}: train loss against epoch", log)
+    _draw(folder / "sweep.png", {run.label: run.history for run in runs}, f"{name}: train loss against epoch", log)
 
 
 def _draw(path, histories, title, log) -> None:

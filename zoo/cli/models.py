@@ -81,7 +81,7 @@ def builds(args: argparse.Namespace) -> int:
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(build.metrics.items()) if isinstance(v, (int, float)))
         rows.append((f"@{build.version}" + (" latest" if build.version == latest.version else ""), build.recorded,
                      build.sha256[:12], metrics, recipe_changes(before.recipe, build.recipe) if before else "",
-                     build.run))
+                     build.run + (f" (search trial {build.origin['trial']})" if "trial" in build.origin else "")))
     print(table(("BUILD", "RECORDED", "SHA256", "METRICS", "RECIPE CHANGES", "RUN"), rows))
     return 0
 

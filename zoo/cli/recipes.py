@@ -16,6 +16,13 @@ def register_commands(register):
     register("check", check, help="validate a recipe without training", arguments=_recipe_arguments,
              description="Validate a recipe: build everything it names, run one batch through it, print each layer.")
     register("build", build, help="validate, train, evaluate and save a recipe", arguments=_build_arguments)
+    register("search", search, help="run a recipe's hyperparameter search (or sweep) on Optuna",
+             arguments=_search_arguments,
+             description="Run the recipe's search section: trials of an Optuna study (TPE, random, grid or CMA-ES "
+                         "over the space, pruned through the epoch-end event), each a run folder of its own under "
+                         "the search folder, K worker processes here and any number elsewhere on the same "
+                         "--storage. Rerunning the command continues the study; --status prints its trials. The "
+                         "best trial's weights are recorded in the store. Needs the 'search' extra.")
     register("plot", plot, help="draw a run's loss and metric curves", arguments=_plot_arguments,
              description="Draw the loss and metric curves of a run folder (loss.png) or a sweep folder, one "
                          "curve per variant (sweep.png). Needs matplotlib: pip install 'zoo[plot]'.")
@@ -36,6 +43,35 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the same as -p no:progress)")
     p.add_argument("--nproc", type=positive, metavar="N",
                    help="train data-parallel in N processes on this machine (relaunches through torchrun)")
+
+
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    _recipe_arguments(p)
+    p.add_argument("--out", type=Path, help="the search folder (default runs/NAME; a rerun continues its study)")
+    p.add_argument("--workers", type=positive, default=1, metavar="K", help="worker processes on this machine (default 1)")
+    p.add_argument("--storage", metavar="URL",
+                   help="the study's storage: an RDB URL (postgresql://..., mysql://..., sqlite:///...) or "
+                        "journal:PATH; the same URL on another machine joins the study (default: SQLite in the folder)")
+    p.add_argument("--nproc", type=positive, default=1, metavar="N",
+                   help="train each trial data-parallel in N processes (torchrun); rank 0 talks to the study")
+    p.add_argument("--status", action="store_true", help="print the trials table and exit")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of the workers a search starts
+
+
+def search(args: argparse.Namespace) -> int:
+    from zoo.training.build import search as run
+    from zoo.training.build import search_status
+
+    if args.status:
+        print(search_status(args.recipe, args.set, registry=args.registry, out=args.out, storage=args.storage))
+        return 0
+    relaunch = [*(f"-pno:{name}" for name in args.disabled), *(["--strict-plugins"] if args.strict else [])]
+    folder = run(args.recipe, args.set, registry=args.registry, out=args.out, storage=args.storage,
+                 workers=args.workers, worker=args.worker, nproc=args.nproc, relaunch=relaunch)
+    if not args.worker:
+        print(f"search folder: {folder} (zoo search {args.recipe} --status; optuna-dashboard "
+              f"{args.storage or f'sqlite:///{folder}/study.db'})")
+    return 0
 
 
 def check(args: argparse.Namespace) -> int:

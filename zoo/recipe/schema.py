@@ -275,7 +275,11 @@ class Settings:
     sweep: dict | None = key(
         Check(lambda v: isinstance(v, dict) and bool(v) and all(isinstance(x, list) and x for x in v.values()),
               "a mapping of key path -> non-empty list of values").or_null(),
-        None, "one run per combination of the listed values")
+        None, "one run per combination of the listed values (a grid search: `zoo build`, resumable)")
+    search: Search | None = key(
+        Check(lambda v: isinstance(v, dict) and bool(v), "a mapping: trials, metric, space ...").or_null(),
+        None, "a hyperparameter search on Optuna (`zoo search`): trials, metric, direction, sampler, pruner, "
+              "space (docs/search.md)")
     recipe: Recipe = field(repr=False, compare=False)  # where every value came from
 
     def path(self, name: str) -> KeyPath:
@@ -306,16 +310,19 @@ def validate(recipe: Recipe) -> Settings:
     problems: list[RecipeError] = []
     values = _section(recipe, Settings, (), problems)
     if values.get("sweep"):
-        _check_sweep(recipe, values["sweep"], problems)
+        _check_paths(recipe, "sweep", values["sweep"], problems)
+    if values.get("search"):
+        values["search"] = _search(recipe, values["search"], problems)
     raise_all(problems)
     return Settings(**values, recipe=recipe)
 
 
-def _check_sweep(recipe: Recipe, sweep: dict, problems: list[RecipeError]) -> None:
-    """Each sweep key is a key path the recipe has, or one the schema declares."""
+def _check_paths(recipe: Recipe, section: str, paths: dict, problems: list[RecipeError]) -> None:
+    """Each key of ``section`` (sweep, search.space) is a key path the recipe has, or one the schema declares."""
     known = key_paths()
-    for text in sweep:
-        where = ("sweep", text)
+    prefix = tuple(section.split("."))
+    for text in paths:
+        where = (*prefix, text)
         try:
             path = parse_path(str(text))
         except ZooError as exc:
@@ -325,9 +332,126 @@ def _check_sweep(recipe: Recipe, sweep: dict, problems: list[RecipeError]) -> No
         exists = isinstance(parent, dict) and path[-1] in parent or (
             isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent))
         if not exists and path not in known and not (isinstance(parent, dict) and COMPONENT in parent):
-            hint = did_you_mean(format_path(path), [format_path(p) for p in known])
-            problems.append(recipe.error(where, f"the sweep sets {format_path(path)}, which the recipe does not "
+            hint = did_you_mean(format_path(path), [format_path(p) for p in [*known, *_paths(recipe.data)]])
+            problems.append(recipe.error(where, f"the {section} sets {format_path(path)}, which the recipe does not "
                                                 f"have and the schema does not declare.{hint}"))
+
+
+def _paths(data: object, prefix: KeyPath = ()) -> list[KeyPath]:
+    """Every key path of a recipe's mappings (what a sweep or a search space may set)."""
+    if not isinstance(data, dict) or len(prefix) > 8:
+        return []
+    return [path for key, value in data.items() for path in [(*prefix, key), *_paths(value, (*prefix, key))]]
+
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes")  # Optuna's samplers a search may name
+PRUNERS = ("median", "hyperband", "none")
+MAXIMIZED = ("accuracy", "f1", "precision", "recall", "auroc", "auc", "iou", "r2", "score")  # metric name parts
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter of a search's space: the key path it sets and the values it may take."""
+
+    path: str
+    kind: str  # "choice", "float", "log" (a float on a log scale) or "int"
+    low: float | int | None = None
+    high: float | int | None = None
+    step: float | int | None = None
+    choices: tuple = ()
+
+    def extremes(self) -> tuple[object, object]:
+        """Its smallest and largest values (the first and last choice)."""
+        return (self.choices[0], self.choices[-1]) if self.kind == "choice" else (self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Search:
+    """A validated ``search`` section."""
+
+    trials: int
+    metric: str  # a recorded metric: test_accuracy, val_loss ...
+    direction: str  # "maximize" or "minimize"
+    sampler: str
+    pruner: str
+    space: tuple[Param, ...]
+
+
+def direction_of(metric: str) -> str | None:
+    """'maximize' for an accuracy-like metric, 'minimize' for a loss or error, else None."""
+    parts = re.split(r"[_-]", metric.lower())
+    if parts[-1] in ("loss", "error", "mse", "mae", "perplexity"):
+        return "minimize"
+    return "maximize" if any(part in MAXIMIZED for part in parts) else None
+
+
+def _search(recipe: Recipe, section: dict, problems: list[RecipeError]) -> Search | None:
+    """The ``search`` section, typed; each problem is added to ``problems`` at its key."""
+    before = len(problems)
+    fields = {"trials", "metric", "direction", "sampler", "pruner", "space"}
+
+    def bad(key: str, message: str) -> None:
+        problems.append(recipe.error(("search", key), message))
+
+    for name in section:
+        if name not in fields:
+            bad(name, f"unknown key '{name}'.{did_you_mean(str(name), fields)} search takes: {', '.join(sorted(fields))}")
+    trials, metric = section.get("trials"), section.get("metric")
+    if not (_integer(trials) and 1 <= trials <= 100_000):
+        bad("trials", f"expects a whole number of trials from 1 to 100,000, got {trials!r}")
+    if not (isinstance(metric, str) and re.fullmatch(r"[a-z][a-z0-9_]*", metric)):
+        bad("metric", f"expects a recorded metric such as test_accuracy or val_loss, got {metric!r}")
+    direction = section.get("direction") or (direction_of(metric) if isinstance(metric, str) else None)
+    if direction not in ("maximize", "minimize"):
+        bad("direction" if "direction" in section else "metric",
+            f"say direction: maximize or minimize (it is inferred only for accuracy-like metrics and losses), "
+            f"got {section.get('direction')!r}")
+    sampler, pruner = section.get("sampler", "tpe"), section.get("pruner", "median")
+    if sampler not in SAMPLERS:
+        bad("sampler", f"expects one of {', '.join(SAMPLERS)}, got {sampler!r}.{did_you_mean(str(sampler), SAMPLERS)}")
+    if pruner not in PRUNERS:
+        bad("pruner", f"expects one of {', '.join(PRUNERS)}, got {pruner!r}.{did_you_mean(str(pruner), PRUNERS)}")
+    space = section.get("space")
+    params = []
+    if not (isinstance(space, dict) and space):
+        bad("space", "expects a mapping of key path -> values: a list of choices, {log: [low, high]}, "
+                     "{float: [low, high]} or {int: [low, high], step: N}")
+    else:
+        _check_paths(recipe, "search.space", space, problems)
+        params = [_space_param(recipe, str(path), spec, problems) for path, spec in space.items()]
+    if sampler == "grid" and any(p is not None and p.kind != "choice" for p in params):
+        bad("sampler", "a grid search takes lists of choices only; give each space key a list")
+    if len(problems) > before:
+        return None
+    return Search(trials, metric, direction, sampler, pruner, tuple(params))
+
+
+def _space_param(recipe: Recipe, path: str, spec: object, problems: list[RecipeError]) -> Param | None:
+    where = ("search", "space", path)
+    form = ("a list of choices, {log: [low, high]}, {float: [low, high], step: S} or {int: [low, high], step: N}")
+    if isinstance(spec, list):
+        if not spec:
+            problems.append(recipe.error(where, "expects at least one choice"))
+            return None
+        return Param(path, "choice", choices=tuple(spec))
+    kinds = [k for k in ("log", "float", "int") if isinstance(spec, dict) and k in spec]
+    if len(kinds) != 1 or set(spec) - {kinds[0], "step"}:
+        problems.append(recipe.error(where, f"expects {form}, got {spec!r}"))
+        return None
+    kind = kinds[0]
+    bounds, step = spec[kind], spec.get("step")
+    whole = kind == "int"
+    valid = (isinstance(bounds, list) and len(bounds) == 2 and all(_integer(b) if whole else _number(b) for b in bounds)
+             and bounds[0] < bounds[1] and (kind != "log" or bounds[0] > 0))
+    if not valid:
+        what = "two whole numbers, low < high" if whole else "two numbers, low < high" + (", both > 0" if kind == "log" else "")
+        problems.append(recipe.error((*where, kind), f"expects [low, high]: {what}; got {bounds!r}"))
+        return None
+    if step is not None and (kind == "log" or not (_integer(step) if whole else _number(step)) or step <= 0):
+        problems.append(recipe.error((*where, "step"), f"expects a positive {'whole ' if whole else ''}number"
+                                                       f"{' (log ranges take none)' if kind == 'log' else ''}, got {step!r}"))
+        return None
+    return Param(path, kind, bounds[0], bounds[1], step)
 
 
 def _section(recipe: Recipe, cls: type, prefix: KeyPath, problems: list[RecipeError]) -> dict:

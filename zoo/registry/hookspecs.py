@@ -180,7 +180,8 @@ def zoo_run_end(run, metrics: dict[str, float], weights: Path | None) -> None:
 @hookspec
 def zoo_sweep_end(name: str, folder: Path, runs: list, log) -> None:
     """Every variant of sweep ``name`` was trained into ``folder`` (sweep.json and sweep.csv written);
-    ``runs`` are their finished runs in order (``run.sweep`` is each one's label); ``log`` prints.
+    ``runs`` are the variants in grid order, as their folders record them (``label``, ``folder``,
+    ``history``, ``metrics``: they may have been trained by other worker processes); ``log`` prints.
     Not a run event: plugins hear it, a run's callbacks do not."""
 
 

@@ -1,11 +1,14 @@
-"""``zoo check`` and ``zoo build``: a recipe checked, then trained, evaluated and saved. Everything else
-a run does (console lines, progress bar, metrics.jsonl, checkpoints, plots, the store) is done by
-plugins on the lifecycle events."""
+"""``zoo check``, ``zoo build`` and ``zoo search``: a recipe checked, then trained, evaluated and saved
+(a sweep's or a search's variants as trials of an Optuna study). Everything else a run does (console
+lines, progress bar, metrics.jsonl, checkpoints, plots, the store) is done by plugins on the lifecycle
+events."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -25,10 +28,23 @@ from zoo.registry.events import Events
 from zoo.text import plural, table
 from zoo.training import checkpoint, distributed
 from zoo.training.distributed import Context
-from zoo.training.folders import claim, holds_run, newest
+from zoo.training.folders import claim, holds_run, newest, read_history
 from zoo.training.loop import fit
 from zoo.training.run import Run
-from zoo.training.sweep import run_sweep, variants
+from zoo.training.search import (
+    Worker,
+    as_search,
+    extremes,
+    finish_sweep,
+    in_process,
+    open_study,
+    plots,
+    status,
+    storage_url,
+    trial_listeners,
+    under_torchrun,
+    variants,
+)
 from zoo.weights.format import read as read_weights
 from zoo.weights.locate import locate
 
@@ -67,14 +83,16 @@ def initial(settings: Settings, registry: Registry) -> Initial | None:
 
 
 def check_all(settings: Settings, registry: Registry, context: Context = Context()) -> Parts:
-    """:func:`check` the recipe and each variant of its sweep: everything ``zoo build`` would refuse
-    before training is refused here."""
+    """:func:`check` the recipe, each variant of its sweep and the smallest and largest variants of
+    its search: everything ``zoo build`` or ``zoo search`` would refuse before training is refused here."""
     parts = check(settings, registry, context)
-    for variant in variants(settings) if settings.sweep else ():
+    points = variants(settings) if settings.sweep else extremes(settings) if settings.search else ()
+    what = "sweep variant" if settings.sweep else "search variant"
+    for variant in points:
         try:
             check(variant.settings, registry, context)
         except RecipeError as exc:
-            raise_all([RecipeError(f"sweep variant {variant.label}: {e.reason}", e.mark, e.path)
+            raise_all([RecipeError(f"{what} {variant.label}: {e.reason}", e.mark, e.path)
                        for e in getattr(exc, "errors", [exc])])
     return parts
 
@@ -103,9 +121,12 @@ def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry 
     ``overwrite``. ``resume`` continues ``out`` (default: the newest runs/NAME-N)."""
     registry = registry or default_registry()
     settings = read_recipe(recipe_arg, registry, overrides)
-    if resume and settings.sweep is not None:
-        raise ZooError("--resume is for single runs; a sweep reruns its variants")
+    if settings.search is not None:
+        raise ZooError(f"{settings.recipe.source}: has a search section: run it with zoo search (or train the "
+                       "recipe once with --set search=null)")
     context = distributed.from_environment(settings.train.backend, settings.train.device)
+    if settings.sweep is not None and context.active:
+        raise ZooError("a sweep runs its variants one process each: zoo build without --nproc or torchrun")
     log = log if context.is_main else _quiet
     try:
         if settings.sweep is not None:
@@ -113,15 +134,96 @@ def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry 
         folder = _folder(settings.name, out, resume, overwrite, context, log)
         train = partial(train_run, registry=registry, context=context, log=log)
         try:
-            if settings.sweep is None:
-                return [train(settings, folder, resume=resume).folder]
-            return run_sweep(settings, folder, partial(train, claimed=False), Events(registry.hook_plugins()), log)
+            if settings.sweep is None:  # (a search's trial under torchrun reports to its trial: see search.py)
+                return [train(settings, folder, resume=resume, listeners=trial_listeners(context)).folder]
+            return _sweep(settings, folder, registry, log)
         except BaseException:
             if context.is_main and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()  # refused before anything was written: leave no empty folder behind
             raise
     finally:
         distributed.close(context)
+
+
+def _sweep(settings: Settings, folder: Path, registry: Registry, log: Log) -> list[Path]:
+    """A sweep: its grid as trials of a study in ``folder`` (a rerun with --resume continues it)."""
+    plan = as_search(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    study = open_study(settings, plan, storage_url(folder, None))
+    train = in_process(partial(train_run, registry=registry, context=Context(), log=log, claimed=False), plan.metric)
+    Worker(settings, plan, folder, train, log, grid=True).run(study)
+    return finish_sweep(settings, folder, study, Events(registry.hook_plugins()), log)
+
+
+def search(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None, out: Path | None = None,
+           storage: str | None = None, workers: int = 1, worker: bool = False, nproc: int = 1,
+           relaunch: Sequence[str] = (), log: Log = print) -> Path:
+    """Run the recipe's search (or its sweep, as a grid) in ``out`` (default runs/NAME, continued when it
+    holds the study) with ``workers`` processes on ``storage`` (default: SQLite in ``out``), each trial
+    in this process or, with ``nproc`` > 1, under torchrun; ``worker``: be one of the workers and only
+    take trials. ``relaunch`` is the command line's global options, for the processes started here.
+    Returns the folder."""
+    registry = registry or default_registry()
+    settings = read_recipe(recipe_arg, registry, overrides)
+    if workers * nproc > 1 and settings.train.threads is None:  # the cores shared out among this machine's processes
+        overrides = [*overrides, f"train.threads={max(1, _cores() // (workers * nproc))}"]
+        settings = read_recipe(recipe_arg, registry, overrides)
+    if settings.search is None and settings.sweep is None:
+        raise ZooError(f"{settings.recipe.source}: has no search section (nor a sweep) to run; see docs/search.md")
+    plan = as_search(settings)
+    folder = Path(out) if out else Path("runs") / settings.name
+    url = storage_url(folder, storage)
+    if not worker:
+        check_all(settings, registry)
+        folder.mkdir(parents=True, exist_ok=True)
+    study = open_study(settings, plan, url)
+    train = (under_torchrun(nproc, url, plan, list(relaunch)) if nproc > 1 else
+             in_process(partial(train_run, registry=registry, context=Context(), log=log, claimed=False), plan.metric))
+    grid = settings.search is None
+    helpers = [] if worker else [subprocess.Popen(
+        [sys.executable, "-m", "zoo", *relaunch, "search", recipe_arg, *(f"--set={s}" for s in overrides),
+         f"--out={folder}", f"--storage={url}", f"--nproc={nproc}", "--worker"]) for _ in range(workers - 1)]
+    try:
+        Worker(settings, plan, folder, train, log, grid=grid).run(study)
+    finally:
+        failed = [p.args for p in helpers if p.wait() != 0]
+    if worker:
+        return folder
+    if failed:
+        raise ZooError(f"{len(failed)} of the {workers} search workers failed; rerun the command to continue the study")
+    log(status(study))
+    if grid:
+        finish_sweep(settings, folder, study, Events(registry.hook_plugins()), log)
+    else:
+        plots(study, folder, log)
+        _record_best(settings, plan, study, folder, log)
+    return folder
+
+
+def _record_best(settings: Settings, plan, study, folder: Path, log: Log) -> None:
+    """File the best trial's weights in the store as a build of the recipe's name, saying where they came from."""
+    from zoo.weights.store import record
+
+    best = study.best_trial
+    run = folder / best.user_attrs["run"]
+    metrics = {k: v for k, v in read_history(run)[-1].items() if k not in ("epoch", "seconds")}
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    build = record(settings.name, run / "weights.safetensors", metrics=metrics, recipe=recipe,
+                   origin={"search": str(folder.resolve()), "trial": best.number, "params": best.params})
+    log(f"best: trial {best.number}, {plan.metric} {best.value:.4f} ({', '.join(f'{k}={v}' for k, v in best.params.items())}); "
+        f"recorded in the store as {build.label}")
+
+
+def search_status(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None,
+                  out: Path | None = None, storage: str | None = None) -> str:
+    """The trials table of the recipe's study."""
+    registry = registry or default_registry()
+    settings = read_recipe(recipe_arg, registry, overrides)
+    plan = as_search(settings)
+    folder = Path(out) if out else Path("runs") / settings.name
+    if storage is None and not (folder / "study.db").is_file():
+        raise ZooError(f"no study in {folder}: zoo search {recipe_arg} starts one")
+    return status(open_study(settings, plan, storage_url(folder, storage)))
 
 
 def _folder(name: str, out: Path | None, resume: bool, overwrite: bool, context: Context, log: Log) -> Path:
@@ -152,27 +254,29 @@ def _claimed(base: Path, context: Context) -> Path:
 
 
 def new_run(settings: Settings, folder: Path, *, registry: Registry, context: Context = Context(),
-            resume: bool = False, log: Log = print, sweep: str | None = None) -> Run:
+            resume: bool = False, log: Log = print, sweep: str | None = None, listeners: Sequence = ()) -> Run:
     """A checked recipe made into a run that writes into ``folder``: its parts built, its shuffles and
-    dropout seeded, and with ``resume`` its checkpoint restored."""
+    dropout seeded, and with ``resume`` its checkpoint restored; ``listeners`` (Callbacks) hear its
+    events besides the recipe's callbacks."""
     parts = check(settings, registry, context, weights_follow=resume)
     generator = torch.Generator().manual_seed(settings.train.seed)  # the same permutation on every rank
     torch.manual_seed(settings.train.seed + context.rank)  # each rank its own dropout stream
-    run = Run(settings, parts, folder, context, registry, Events(registry.hook_plugins(), parts.callbacks), log,
-              generator, sweep=sweep)
+    run = Run(settings, parts, folder, context, registry, Events(registry.hook_plugins(), [*parts.callbacks, *listeners]),
+              log, generator, sweep=sweep)
     if resume:
         checkpoint.resume(run)
     return run
 
 
 def train_run(settings: Settings, folder: Path, *, registry: Registry, context: Context, resume: bool = False,
-              log: Log = print, sweep: str | None = None, claimed: bool = True) -> Run:
+              log: Log = print, sweep: str | None = None, claimed: bool = True, listeners: Sequence = ()) -> Run:
     """Check, train, evaluate and save one recipe into ``folder`` (``claimed``: already chosen; else a
     free folder of that name is claimed). Under torchrun every process trains its shard; only rank 0
     logs and writes."""
     folder = folder if claimed else _claimed(folder, context)
     with _threads(threads(settings, context)):
-        run = new_run(settings, folder, registry=registry, context=context, resume=resume, log=log, sweep=sweep)
+        run = new_run(settings, folder, registry=registry, context=context, resume=resume, log=log, sweep=sweep,
+                      listeners=listeners)
         log(summary(run.parts, context))
         if resume:
             log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")
@@ -205,9 +309,13 @@ def threads(settings: Settings, context: Context) -> int:
         return settings.train.threads
     if context.active:
         local = int(os.environ.get("LOCAL_WORLD_SIZE", context.world))
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(1, cores // local)
+        return max(1, _cores() // local)
     return torch.get_num_threads()
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextlib.contextmanager

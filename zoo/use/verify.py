@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from zoo.assembly.parts import evaluation, record_name
 from zoo.errors import ZooError
 from zoo.recipe import catalog
+from zoo.recipe.schema import Settings
 from zoo.registry import Registry
 from zoo.training.loop import evaluate
-from zoo.recipe.schema import Settings
 from zoo.weights.load import load, settings
 from zoo.weights.metadata import WeightsMeta
 

@@ -39,6 +39,7 @@ class LocalBuild:
     run: str  # the run folder it was built in
     metrics: dict = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)
+    origin: dict = field(default_factory=dict)  # how it was chosen, when not by one build: a search's trial
 
     @property
     def path(self) -> Path:
@@ -80,9 +81,11 @@ def locked(name: str) -> Iterator[Path]:
                        "or pruning); try again, or delete its .lock file if no zoo is running") from None
 
 
-def record(name: str, weights: Path, metrics: dict | None = None, recipe: dict | None = None) -> LocalBuild:
+def record(name: str, weights: Path, metrics: dict | None = None, recipe: dict | None = None,
+           origin: dict | None = None) -> LocalBuild:
     """File a built weights file in the store as the next version of ``name`` and make it the latest.
-    The file's bytes are stored once, whatever the number of builds that have them."""
+    The file's bytes are stored once, whatever the number of builds that have them. ``origin`` says
+    how it was chosen when that is more than one build (a search: its folder, trial and parameters)."""
     sha256 = file_sha256(weights)
     with locked(name) as folder:
         target = folder / f"{sha256}{SUFFIX}"
@@ -92,7 +95,7 @@ def record(name: str, weights: Path, metrics: dict | None = None, recipe: dict |
             remember_digests(target, sha256=sha256)
         number = max((b.version for b in builds(name)), default=0) + 1
         build = LocalBuild(name, number, sha256, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           str(Path(weights).parent.resolve()), metrics or {}, recipe or {})
+                           str(Path(weights).parent.resolve()), metrics or {}, recipe or {}, origin or {})
         record_ = {k: v for k, v in asdict(build).items() if k != "name"}
         atomic_write_bytes(folder / "versions" / f"{number}.json", json.dumps(record_, indent=1).encode())
         atomic_write_bytes(folder / "entry.json", json.dumps({"version": number}).encode())
@@ -110,7 +113,8 @@ def builds(name: str) -> list[LocalBuild]:
         try:
             data = json.loads(path.read_text())
             build = LocalBuild(name, int(path.stem), data["sha256"], data.get("recorded", ""),
-                               data.get("run", ""), data.get("metrics", {}), data.get("recipe", {}))
+                               data.get("run", ""), data.get("metrics", {}), data.get("recipe", {}),
+                               data.get("origin", {}))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ZooError(f"{path} is unreadable ({exc}); delete it (that build is then forgotten)") from exc
         if not (isinstance(build.sha256, str) and re.fullmatch(r"[0-9a-f]{64}", build.sha256)):

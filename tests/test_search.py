@@ -1,0 +1,166 @@
+"""zoo search: a recipe's search section on Optuna -- checked at zoo check, workers sharing one SQLite
+study, resumable after a kill, pruning through the epoch-end event, the best trial in the store."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import REGRESSION, run_zoo
+
+import zoo
+
+optuna = pytest.importorskip("optuna")
+
+
+def recipe(folder, trials=4, epochs=2, space=None, **search):
+    data = {**REGRESSION, "name": "tiny-search", "train": {**REGRESSION["train"], "epochs": epochs},
+            "search": {"trials": trials, "metric": "train_loss", "sampler": "tpe", "pruner": "none",
+                       "space": space or {"train.optimizer.lr": {"log": [1.0e-3, 1.0e-1]},
+                                          "data.batch_size": [8, 16]}, **search}}
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def study(folder):
+    return optuna.load_study(study_name="tiny-search", storage=f"sqlite:///{folder / 'study.db'}")
+
+
+def counts(found):
+    states = [t.state.name for t in found.get_trials()]
+    return {state: states.count(state) for state in set(states)}
+
+
+def test_check_refuses_a_bad_space_at_its_line(tmp_path):
+    path = recipe(tmp_path, space={"train.optimizr.lr": {"log": [1.0e-3, 1.0e-1]}, "data.batch_size": {"int": [0, 16]},
+                                   "train.epochs": {"log": [0, 3]}}, sampler="tpee")
+    result = run_zoo("check", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    text = "\n".join(lines)
+    assert f"{path}:" in lines[0]
+    assert "the search.space sets train.optimizr.lr, which the recipe does not have" in text
+    assert "Did you mean 'train.optimizer.lr'?" in text
+    assert "search.space.train.epochs.log: expects [low, high]: two numbers, low < high, both > 0; got [0, 3]" in text
+    assert "search.sampler: expects one of tpe, random, grid, cmaes, got 'tpee'. Did you mean 'tpe'?" in text
+    # every bound tried: batch size 0 (the low end) does not assemble
+    path = recipe(tmp_path, space={"data.batch_size": {"int": [0, 16]}})
+    result = run_zoo("check", str(path))
+    assert result.returncode == 2 and "search variant batch_size=0" in result.stderr
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "data.batch_size" in text)
+    assert f"{path}:{line}:" in result.stderr
+
+
+def test_two_workers_share_one_study_and_the_best_is_recorded(tmp_path):
+    path = recipe(tmp_path, trials=6)
+    out = tmp_path / "search"
+    result = run_zoo("search", str(path), "--workers", "2", "--out", str(out), "-p", "no:progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = study(out)
+    trials = found.get_trials()
+    assert counts(found) == {"COMPLETE": 6}
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert len({t.user_attrs["run"] for t in trials}) == 6  # each trial a folder of its own, intact
+    for t in trials:
+        assert (out / t.user_attrs["run"] / "weights.safetensors").is_file()
+        assert len((out / t.user_attrs["run"] / "metrics.jsonl").read_text().splitlines()) == 2
+    assert {p.name for p in out.glob("*.png")} == {"history.png", "importances.png", "parallel.png"}
+    [build] = zoo.weights.store.builds("tiny-search")  # only the best is a build
+    best = found.best_trial
+    assert build.origin == {"search": str(out.resolve()), "trial": best.number, "params": best.params}
+    assert build.metrics["train_loss"] == pytest.approx(best.value)
+    table = run_zoo("search", str(path), "--out", str(out), "--status").stdout
+    assert table.splitlines()[0].split() == ["trial", "state", "batch_size", "lr", "value", "epochs"]
+    assert len(table.splitlines()) == 7 and all(" complete " in line for line in table.splitlines()[1:])
+
+
+def test_a_killed_search_resumes_to_exactly_its_trials(tmp_path):
+    path = recipe(tmp_path, trials=5, epochs=100)
+    out = tmp_path / "search"
+    command = [sys.executable, "-m", "zoo", "-p", "no:progress", "search", str(path), "--out", str(out)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "trial-002").is_dir():  # two trials done, the third running
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = counts(study(out))
+    assert killed.get("RUNNING") == 1 and killed.get("COMPLETE", 0) <= 3
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = study(out)
+    after = counts(found)
+    assert after.get("COMPLETE") == 5 and after.get("RUNNING") is None
+    assert after.get("FAIL") == 1  # the killed trial, failed when its heartbeat went stale
+    retried = [t for t in found.get_trials() if "failed_trial" in t.system_attrs]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE"  # and run again with its parameters
+
+
+def test_pruning_stops_bad_learning_rates_early(tmp_path):
+    space = {"train.optimizer.lr": [0.01, 0.011, 0.012, 0.013, 3.0, 4.0]}
+    path = recipe(tmp_path, trials=6, epochs=6, space=space, sampler="grid", pruner="median")
+    out = tmp_path / "search"
+    result = run_zoo("search", str(path), "--out", str(out), "-p", "no:progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trials = study(out).get_trials()
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    # the median pruner judges a trial once one has finished (a quarter of 6): every bad rate after it is pruned
+    bad = [t for t in trials if t.params["train.optimizer.lr"] >= 3.0 and t.number >= 1]
+    assert bad and all(t.state.name == "PRUNED" for t in bad)
+    assert all(t.user_attrs["epochs"] < 6 for t in pruned)  # stopped early, through the run's stop path
+    assert all(t.user_attrs["epochs"] == 6 for t in trials if t.state.name == "COMPLETE")
+    stopped = (out / pruned[0].user_attrs["run"] / "metrics.jsonl").read_text().splitlines()
+    assert len(stopped) == pruned[0].user_attrs["epochs"]
+    assert "pruned by the search after epoch" in result.stdout
+
+
+def test_without_optuna_the_command_says_which_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    result = run_zoo("search", str(recipe(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 2 and "pip install 'zoo[search]'" in result.stderr
+    assert os.listdir(tmp_path) == ["recipe.yaml"] or not (tmp_path / "runs" / "tiny-search" / "study.db").exists()
+
+
+def test_a_killed_sweep_resumes_into_the_same_folder(tmp_path):
+    data = {**REGRESSION, "name": "tiny-sweep", "train": {**REGRESSION["train"], "epochs": 100},
+            "sweep": {"train.optimizer.lr": [0.01, 0.02, 0.03]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "zoo", "-p", "no:progress", "build", str(path), "--out", str(out)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("lr-0.0*/metrics.jsonl"))[1:]:  # one variant done, the next one training
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    index = yaml.safe_load((out / "sweep.json").read_text())
+    assert [v["label"] for v in index["variants"]] == ["lr=0.01", "lr=0.02", "lr=0.03"]
+    assert all((out / v["run"] / "weights.safetensors").is_file() for v in index["variants"])
+    assert (out / "sweep.png").is_file() and len((out / "sweep.csv").read_text().splitlines()) == 4
+
+
+def test_trials_under_torchrun_report_from_rank_0_and_every_rank_stops(tmp_path):
+    space = {"train.optimizer.lr": [7.0, 0.01]}  # the grid's seeded order puts the bad rate second
+    path = recipe(tmp_path, trials=2, epochs=4, space=space, sampler="grid", pruner="median")
+    out = tmp_path / "search"
+    result = run_zoo("search", str(path), "--out", str(out), "--nproc", "2", "-p", "no:progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = study(out).get_trials()
+    bad = [t for t in trials if t.params["train.optimizer.lr"] >= 6.0 and t.number >= 1]
+    assert bad and all(t.state.name == "PRUNED" and t.user_attrs["epochs"] < 4 for t in bad)
+    for t in trials:
+        meta = zoo.weights.format.read_meta(out / t.user_attrs["run"] / "weights.safetensors")
+        assert meta.processes == 2  # each trial trained by two processes
+        assert (meta.stopped is not None) == (t.state.name == "PRUNED")
+    assert not zoo.weights.store.names() or zoo.weights.store.names() == ["tiny-search"]
+    [build] = zoo.weights.store.builds("tiny-search")  # the best, filed once by the search, not by its trials
+    assert build.origin["trial"] == study(out).best_trial.number
