@@ -17,7 +17,6 @@ from conftest import ROOT
         ("precision.py", ["--epochs", "2", "--repeat", "1"],
          r"bf16/fp32 seconds per epoch: mnist-mlp \d+\.\d\d, transformer-encoder-reverse \d+\.\d\d"),
         ("scale.py", ["--small", "20", "--large", "200", "--repeat", "1"], r"list_s@200: \d+\.\d\d  200/20: \d+\.\d\d"),
-        ("serving.py", ["--seconds", "0.3", "--soak", "300"], r"serving: batched/unbatched \d+\.\d\d at 64 clients \(encoder\)"),
     ],
 )
 def test_benchmark_runs_and_prints_its_last_line(script, args, last_line):
