@@ -16,6 +16,9 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+LIFETIME = 600  # seconds the server lives at most
+MAX_REQUESTS = 2000
+
 
 def git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -64,8 +67,12 @@ class FakeHub:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
+        self.lifetime = threading.Timer(LIFETIME, self.httpd.shutdown)  # stops by itself, whatever the tests do
+        self.lifetime.daemon = True
+        self.lifetime.start()
 
     def close(self) -> None:
+        self.lifetime.cancel()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -75,8 +82,8 @@ class FakeHub:
         path = unquote(request.path.split("?", 1)[0])
         body = request.rfile.read(int(request.headers.get("Content-Length") or 0)) if method in ("POST", "PUT") else b""
         self.requests.append(f"{method} {path}")
-        if len(self.requests) > 2000:
-            return self.send(request, 429, {"error": "the fake hub takes at most 2000 requests"})
+        if len(self.requests) > MAX_REQUESTS:
+            return self.send(request, 429, {"error": f"the fake hub takes at most {MAX_REQUESTS} requests"})
         if self.fail and self.fail[0] != "truncate":
             status = self.fail.pop(0)
             return self.send(request, status, {"error": f"failing on purpose with {status}"}, head=method == "HEAD")

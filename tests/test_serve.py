@@ -2,6 +2,7 @@
 through tritonclient, the JSON API through httpx, the page through Chromium -- answering what zoo
 predict answers, swapping builds under a stream of requests, shedding load and draining on SIGTERM."""
 
+import contextlib
 import gzip
 import io
 import json
@@ -23,14 +24,42 @@ import zoo
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
-from zoo_serve.app import Limits, background, create  # noqa: E402
+from zoo_serve.app import Limits, bind, create  # noqa: E402
 from zoo_serve.models import open_slot  # noqa: E402
+
+LIFETIME = 300  # seconds a test's server lives at most, whatever the test does
 
 
 def serving(*models: str, registry=None, **limits):
     registry = registry or zoo.Registry.from_environment()
     slots = [open_slot(m, registry) for m in models]
     return background(create(slots, registry, Limits(**limits), follow_every=0.1))
+
+
+@contextlib.contextmanager
+def background(app):
+    """Serve ``app`` on a free port of 127.0.0.1 from a thread of this process while the block runs
+    (at most LIFETIME seconds); yields its base URL."""
+    import uvicorn
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    stop = threading.Timer(LIFETIME, lambda: setattr(server, "should_exit", True))
+    stop.daemon = True
+    stop.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.cancel()
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -321,30 +321,6 @@ def _replay(body: bytes):
     return receive
 
 
-@contextlib.contextmanager
-def background(app: FastAPI, host: str = "127.0.0.1", port: int = 0, **config):
-    """Serve ``app`` from a thread of this process while the block runs; yields its base URL."""
-    import threading
-
-    import uvicorn
-
-    sock = bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **config))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if not server.started:
-        raise RuntimeError("the server did not start")
-    try:
-        yield f"http://{host}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
 def bind(host: str, port: int):
     """A listening TCP socket on ``host``:``port`` (0: a free port)."""
     import socket
