@@ -1,54 +1,115 @@
-"""zoo build under torchrun: data-parallel on CPU (gloo, loopback), resume, and a crashing rank."""
+"""zoo build under torchrun on CPU (gloo, loopback): DDP and FSDP, two nodes, elastic restarts after a
+SIGKILL, a job that keeps dying, resume, and the strategies' pieces in one torchrun script."""
 
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import SMALL_MLP, raw_meta, run_zoo, wait_for, write_recipe
+import pytest
+import torch
+from conftest import BIN, SMALL_MLP, raw_meta, wait_for, write_recipe
 from safetensors.torch import load_file
 
+import zoo
 from zoo.weights.format import read_meta
 
-def recipe(tmp_path: Path, epochs: int = 3, batch: int = 50) -> Path:
-    return write_recipe(tmp_path, SMALL_MLP, epochs=epochs, batch=batch)
+# Every run here trains one thread per process, so that one node of two processes and two nodes of one
+# compute the same bits; 2 epochs of 100 batches per process, checkpoints every 40 steps.
+SETTINGS = ("--set=train.threads=1", "--set=train.checkpoint_every=40", "--no-progress")
 
 
-def torchrun(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "-m", "zoo", "build", *args, "--no-progress"]
+def zoo_build(recipe: Path, out: Path, *args: str) -> list[str]:
+    return [str(BIN / "zoo"), "build", str(recipe), "--out", str(out), *SETTINGS, *args]
 
 
-def final(out: Path) -> dict:
-    return json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "weights.safetensors"))
 
 
-def test_nproc_relaunches_through_torchrun_and_two_processes_train_one_model(tmp_path):
-    path = recipe(tmp_path)
-    (tmp_path / "runs" / "small-mlp").mkdir(parents=True)
-    (tmp_path / "runs" / "small-mlp" / "metrics.jsonl").write_text("{}\n")  # an earlier run: this one takes -2
-    result = run_zoo("build", str(path), "--nproc", "2", "--no-progress", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    out, ddp = result.stdout, tmp_path / "runs" / "small-mlp-2"
-    assert "50 batches of 50 per epoch on each of 2 processes (gloo)" in out
-    shared = max(1, len(os.sched_getaffinity(0)) // 2)  # the cores shared out among the 2 processes
-    assert re.search(rf"device cpu, {shared} CPU threads?$", out, re.M)
-    assert "weights identical on all 2 processes" in out
-    assert out.count("epoch 3/3") == 1 and out.count("holds an earlier run") == 1  # only rank 0 logs
-    assert sorted(p.name for p in ddp.iterdir()) == ["loss.png", "metrics.jsonl", "recipe.yaml", "weights.safetensors"]
-    assert read_meta(ddp / "weights.safetensors").processes == 2
-    single = run_zoo("build", str(path), "--out", str(tmp_path / "single"), "--no-progress")
-    assert single.returncode == 0, single.stderr
-    ddp_accuracy, single_accuracy = final(ddp)["test_accuracy"], final(tmp_path / "single")["test_accuracy"]
-    assert ddp_accuracy > 0.85 and abs(ddp_accuracy - single_accuracy) < 0.03
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    return write_recipe(tmp_path_factory.mktemp("recipe"), SMALL_MLP, epochs=2, batch=25)
+
+
+@pytest.fixture(scope="module")
+def reference(recipe, tmp_path_factory) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    """Uninterrupted runs of the recipe on 2 processes, one per strategy."""
+    folder = tmp_path_factory.mktemp("reference")
+    (folder / "runs" / "small-mlp").mkdir(parents=True)
+    (folder / "runs" / "small-mlp" / "metrics.jsonl").write_text("{}\n")  # an earlier run: ddp's takes -2
+    ddp = subprocess.run([str(BIN / "zoo"), "build", str(recipe), *SETTINGS, "--nproc", "2"], capture_output=True,
+                         text=True, timeout=600, cwd=folder)
+    assert ddp.returncode == 0, ddp.stderr
+    fsdp = subprocess.run(zoo_build(recipe, folder / "fsdp", "--nproc", "2", "--set=train.strategy=fsdp"),
+                          capture_output=True, text=True, timeout=600)
+    assert fsdp.returncode == 0, fsdp.stderr
+    return {"ddp": (folder / "runs" / "small-mlp-2", ddp), "fsdp": (folder / "fsdp", fsdp)}
+
+
+def test_nproc_relaunches_through_torchrun_and_two_processes_train_one_model(reference):
+    out, result = reference["ddp"]
+    log = result.stdout
+    assert "100 batches of 25 per epoch on each of 2 processes (gloo)" in log
+    assert re.search(r"device cpu, 1 CPU thread$", log, re.M)
+    assert "weights identical on all 2 processes" in log
+    assert log.count("epoch 2/2") == 1 and log.count("holds an earlier run") == 1  # only rank 0 logs
+    assert sorted(p.name for p in out.iterdir()) == ["loss.png", "metrics.jsonl", "recipe.yaml", "weights.safetensors"]
+    assert read_meta(out / "weights.safetensors").processes == 2
+    assert history(out)[-1]["test_accuracy"] > 0.85
+
+
+def test_fsdp_trains_to_ddps_losses_and_writes_one_ordinary_weights_file(reference):
+    """The same steps sharded: every recorded loss within 1e-5 of DDP's, the weights within 1e-5, and
+    the gathered file is an ordinary zoo weights file of the whole model."""
+    (ddp, _), (fsdp, result) = reference["ddp"], reference["fsdp"]
+    assert "weights gathered from 2 shards onto rank 0" in result.stdout
+    for a, b in zip(history(ddp), history(fsdp), strict=True):
+        for key in ("train_loss", "test_loss", "test_accuracy"):
+            assert abs(a[key] - b[key]) < 1e-5, (key, a[key], b[key])
+    a, b = weights(ddp), weights(fsdp)
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    assert sorted(p.name for p in fsdp.iterdir()) == ["loss.png", "metrics.jsonl", "recipe.yaml", "weights.safetensors"]
+    model = zoo.load(str(fsdp / "weights.safetensors"))
+    assert model.zoo_meta.processes == 2 and model.zoo_meta.recipe["train"]["strategy"] == "fsdp"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_loopback_train_the_weights_of_two_processes_on_one(recipe, reference, tmp_path):
+    rdzv = f"127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen(zoo_build(recipe, tmp_path / "run", "--nnodes", "2", "--node-rank", str(n),
+                                        "--rdzv", rdzv),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    logs = [out for out, _ in outputs]
+    assert sum("weights identical on all 2 processes" in log for log in logs) == 1  # one process, on one node, logs
+    assert sum("epoch 2/2" in log for log in logs) == 1
+    assert read_meta(tmp_path / "run" / "weights.safetensors").processes == 2
+    assert same(weights(tmp_path / "run"), weights(reference["ddp"][0]))
 
 
 def _rank_pids(parent: int) -> dict[int, int]:
-    """rank -> pid of the workers under a torchrun process."""
+    """rank -> pid of the workers under a torchrun agent process."""
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -65,112 +126,109 @@ def _rank_pids(parent: int) -> dict[int, int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_gone(pids, timeout: float = 30) -> None:
+def _kill_rank(process: subprocess.Popen, rank: int, besides: set[int] = frozenset(), timeout: float = 300) -> int:
+    """SIGKILL the worker of ``rank`` under ``process`` (one whose pid is not in ``besides``); its pid."""
     deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, "workers still running"
-        time.sleep(0.05)
+    while (pid := _rank_pids(process.pid).get(rank)) is None or pid in besides:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"no worker of rank {rank}"
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    return pid
 
 
-def test_a_crashing_rank_ends_the_run_with_an_error_and_the_checkpoint_stays_intact(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_killed_worker_is_restarted_and_the_job_resumes_to_the_uninterrupted_weights(recipe, reference, tmp_path,
+                                                                                       strategy):
+    """SIGKILL of rank 1 mid-epoch under --max-restarts 1: torchrun restarts both processes, zoo resumes
+    by itself from the step checkpoint (fsdp: from the shards each process wrote), and the final
+    weights are the uninterrupted run's, bit for bit."""
     out = tmp_path / "run"
-    process = subprocess.Popen(torchrun(str(recipe(tmp_path, epochs=40, batch=10)), "--out", str(out)),
+    process = subprocess.Popen(zoo_build(recipe, out, "--nproc", "2", "--max-restarts", "1",
+                                         f"--set=train.strategy={strategy}"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saved = out / ("checkpoint.safetensors" if strategy == "ddp" else "checkpoint/state.safetensors")
+    wait_for(saved, process)
+    if strategy == "fsdp":
+        shards = [f for d in (out / "checkpoint").glob("shards-*") for f in d.iterdir()]
+        assert len(shards) == 2  # one file per process, no process holding the whole state
+        halves = [load_file(str(f))["state.model.linear_relu_stack.0.weight"].shape for f in shards]
+        assert halves == [torch.Size([32, 784])] * 2  # each holds half of the (64, 784) matrix
+    _kill_rank(process, 1)
+    log, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    assert "restart 1 of this job by torchrun: resuming from the checkpoint" in log
+    resumed = re.search(r"resuming small-mlp at epoch (\d+), batch (\d+)", log)
+    assert resumed and int(resumed[2]) % 40 == 0 and (resumed[1], resumed[2]) != ("1", "0")  # from a step checkpoint
+    assert same(weights(out), weights(reference[strategy][0]))
+    assert not (out / "checkpoint.safetensors").exists() and not (out / "checkpoint").exists()
+
+
+def test_a_job_that_keeps_dying_stops_with_one_line_and_resume_finishes_it(recipe, reference, tmp_path):
+    out = tmp_path / "run"
+    command = zoo_build(recipe, out, "--nproc", "2")
+    process = subprocess.Popen([*command, "--max-restarts", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     wait_for(out / "checkpoint.safetensors", process)
-    ranks = _rank_pids(process.pid)
-    assert set(ranks) == {0, 1}
-    os.kill(ranks[1], signal.SIGKILL)
-    started = time.monotonic()
-    _, err = process.communicate(timeout=120)
-    assert process.returncode != 0
-    assert time.monotonic() - started < 60, "the surviving rank hung"
-    assert "ChildFailedError" in err or "failed" in err.lower()
-    assert "SIGKILL" in err or "Signal 9" in err
+    first = _kill_rank(process, 1)
+    second = _kill_rank(process, 1, besides={first})  # the restarted worker of rank 1 dies too
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 1
+    assert re.search(rf"^zoo: error: rank 1 \(pid {second}\) was killed by SIGKILL; the job stopped after 1 "
+                     r"restart\(s\) \(--max-restarts\)\. .*--resume continues it$", err, re.M), err
+    assert "Traceback" not in err
     from zoo.training.checkpoint import load
 
-    state = load_file(str(out / "checkpoint.safetensors"))
-    assert state and raw_meta(out / "checkpoint.safetensors")["format"] == "zoo-checkpoint/1"
-    recorded = raw_meta(out / "checkpoint.safetensors")["fingerprint"]
-    assert load(out / "checkpoint.safetensors", recorded)["position"]["epoch"] >= 1  # whole: its digest checks
+    fingerprint = raw_meta(out / "checkpoint.safetensors")["fingerprint"]
+    assert load(out / "checkpoint.safetensors", fingerprint)["position"]["step"] >= 40  # whole: its digest checks
     assert not (out / "weights.safetensors").exists()
-
-
-def test_resume_under_torchrun_reaches_the_weights_of_an_uninterrupted_run(tmp_path):
-    path = recipe(tmp_path, epochs=4, batch=25)
-    reference = subprocess.run(torchrun(str(path), "--out", str(tmp_path / "reference")), capture_output=True,
-                               text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr
-    out = tmp_path / "run"
-    process = subprocess.Popen(torchrun(str(path), "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "checkpoint.safetensors", process)
-    workers = _rank_pids(process.pid)
-    assert set(workers) == {0, 1}
-    for pid in [process.pid, *workers.values()]:  # the whole job at once: torchrun and both workers
-        os.kill(pid, signal.SIGKILL)
-    process.wait()
-    _wait_gone(workers.values())
-    assert not (out / "weights.safetensors").exists()
-    resumed = subprocess.run(torchrun(str(path), "--out", str(out), "--resume"), capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming small-mlp at epoch" in resumed.stdout
-    a, b = load_file(str(out / "weights.safetensors")), load_file(str(tmp_path / "reference" / "weights.safetensors"))
-    assert all((a[k] == b[k]).all() for k in a)
-    one = run_zoo("build", str(path), "--out", str(out), "--resume")
-    assert one.returncode == 2 and "nothing to resume" in one.stderr
+    assert same(weights(out), weights(reference["ddp"][0]))
 
 
-def test_two_nodes_on_loopback_with_torchruns_rendezvous_flags(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    path = recipe(tmp_path, epochs=2)
-    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
-                               f"--node-rank={n}", "--master-addr=127.0.0.1", f"--master-port={port}",
-                               "-m", "zoo", "build", str(path), "--out", str(tmp_path / "run"), "--no-progress"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
-    outputs = [node.communicate(timeout=600) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs
-    assert "weights identical on all 2 processes" in outputs[0][0]
-    assert "epoch 2/2" not in outputs[1][0]  # the second node's rank logs nothing
-    assert read_meta(tmp_path / "run" / "weights.safetensors").processes == 2
-
-
-ACCUMULATING = """
+SCRIPT = """
 import json, os, sys
 from pathlib import Path
 import torch
 import torch.distributed as dist
 import zoo
+from zoo.assembly import distributed
+from zoo.errors import ZooError
 from zoo.recipe.parse import Recipe
 from zoo.recipe.schema import validate
 from zoo.registry.events import Events
-from zoo.training import distributed
+from zoo.training import checkpoint
 from zoo.training.build import new_run
 from zoo.training.loop import fit
 
+out = Path(sys.argv[1])
 context = distributed.from_environment()
 registry = zoo.default_registry()
+torch.set_num_threads(1)
 results = {}
-for accumulate in (1, 2, 3):
-    recipe = {"name": "accumulate", "model": {"component": "linear", "in_features": 4, "out_features": 2},
-              "data": {"dataset": {"component": "synthetic-regression", "n": 80, "in_features": 4, "out_features": 2},
-                       "batch_size": 4, "eval_split": None},
-              "train": {"epochs": 1, "optimizer": {"component": "sgd", "lr": 0.1}, "loss": "mse",
-                        "accumulate": accumulate}}
-    run = new_run(validate(Recipe(recipe, {}, Path("recipe.yaml"))), Path(sys.argv[1]), registry=registry,
-                  context=context)
+
+
+def start(recipe, folder, resume=False):
+    run = new_run(validate(Recipe(recipe, {}, Path("recipe.yaml"))), folder, registry=registry, context=context)
     run.events = Events([])
-    ddp = distributed.wrap(run.model, torch.device("cpu"), context)
+    if resume:
+        checkpoint.resume(run)
+    return run
+
+
+def linear(**train):
+    return {"name": "linear", "model": {"component": "linear", "in_features": 4, "out_features": 2},
+            "data": {"dataset": {"component": "synthetic-regression", "n": 80, "in_features": 4, "out_features": 2},
+                     "batch_size": 4, "eval_split": None},
+            "train": {"epochs": 1, "optimizer": {"component": "sgd", "lr": 0.1}, "loss": "mse", **train}}
+
+
+# DDP all-reduces once per optimizer step when accumulating: 10 batches per process make 10, 5 or 4 steps
+for accumulate in (1, 2, 3):
+    run = start(linear(accumulate=accumulate), out / f"accumulate{accumulate}")
+    ddp = run.strategy.wrap(run.model, torch.device("cpu"), context)
     reductions = []
 
     def counting(state, bucket):  # DDP's default all-reduce, counted
@@ -180,23 +238,108 @@ for accumulate in (1, 2, 3):
 
     ddp.register_comm_hook(None, counting)
     fit(run, ddp)
-    results[accumulate] = {"reductions": len(reductions), "weight": run.model.weight.flatten().tolist()}
-with open(os.path.join(sys.argv[1], f"rank{context.rank}.json"), "w") as f:
+    results[f"accumulate{accumulate}"] = {"reductions": len(reductions), "weight": run.model.weight.flatten().tolist()}
+
+# FSDP against DDP with accumulation and clipping
+for strategy in ("ddp", "fsdp"):
+    run = start(linear(epochs=2, accumulate=2, grad_clip=0.05, strategy=strategy), out / strategy)
+    fit(run, run.strategy.wrap(run.model, torch.device("cpu"), context))
+    tensors, _ = run.strategy.weights(run.model, context)
+    if context.is_main:
+        results[strategy] = {k: v.flatten().tolist() for k, v in tensors.items()}
+
+# an MNIST MLP under FSDP: what the sharded model predicts, its gathered weights file, its sharded checkpoint
+mlp = {"name": "sharded-mlp", "model": {"component": "mnist-mlp", "hidden": [32, 16]},
+       "data": {"dataset": {"component": "mnist"}, "batch_size": 100, "eval_batch_size": 5000},
+       "train": {"epochs": 1, "seed": 3, "optimizer": {"component": "adam", "lr": 1.0e-3}, "loss": "cross-entropy",
+                 "strategy": "fsdp"},
+       "metrics": ["accuracy"]}
+run = start(mlp, out / "mlp")
+fit(run)
+images = run.parts.eval_data.batch(torch.arange(16))[0]
+with torch.no_grad():
+    run.model.eval()
+    logits = run.model(images)
+run.save_weights(out / "mlp.safetensors")
+checkpoint.save_run(run)
+again = start(mlp, out / "mlp", resume=True)
+mine = {k: v.to_local() for k, v in run.model.state_dict().items()}
+restored = {k: v.to_local() for k, v in again.model.state_dict().items()}
+results[f"restored{context.rank}"] = all(torch.equal(mine[k], restored[k]) for k in mine)
+dist.barrier()
+if context.is_main:
+    shard = next((out / "mlp" / "checkpoint").glob("shards-*/*.safetensors"))
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 1
+    shard.write_bytes(bytes(data))
+dist.barrier()
+try:
+    start(mlp, out / "mlp", resume=True)
+except ZooError as exc:
+    results["corrupt"] = str(exc)
+if context.is_main:
+    results["logits"] = logits.tolist()
+    results["images"] = images.tolist()
+with open(out / f"rank{context.rank}.json", "w") as f:
     json.dump(results, f)
 distributed.close(context)
 os._exit(0)  # as zoo's CLI does under torchrun: gloo's threads can abort the interpreter's finalization
 """
 
 
-def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(tmp_path):
-    """40 samples per process in batches of 4: 10 batches, so 10, 5 or 4 optimizer steps (the last
-    group short) for accumulate 1, 2 and 3."""
-    script = tmp_path / "accumulate.py"
-    script.write_text(ACCUMULATING)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
-    result = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def script(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """SCRIPT's results on each of 2 processes."""
+    folder = tmp_path_factory.mktemp("script")
+    (folder / "script.py").write_text(SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(folder / "script.py"), str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return folder, [json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(script):
+    _, ranks = script
     for accumulate, expected in (("1", 10), ("2", 5), ("3", 4)):
-        assert [r[accumulate]["reductions"] for r in ranks] == [expected, expected]
-        assert ranks[0][accumulate]["weight"] == ranks[1][accumulate]["weight"]  # the skipped reductions did not let the ranks drift
+        assert [r[f"accumulate{accumulate}"]["reductions"] for r in ranks] == [expected, expected]
+        # the skipped reductions did not let the ranks drift
+        assert ranks[0][f"accumulate{accumulate}"]["weight"] == ranks[1][f"accumulate{accumulate}"]["weight"]
+
+
+def test_fsdp_accumulates_and_clips_as_ddp_does(script):
+    _, ranks = script
+    ddp, fsdp = ranks[0]["ddp"], ranks[0]["fsdp"]
+    assert ddp.keys() == fsdp.keys() == {"weight", "bias"}
+    for key in ddp:
+        assert max(abs(a - b) for a, b in zip(ddp[key], fsdp[key], strict=True)) < 1e-6
+    assert ddp != ranks[0]["accumulate2"]["weight"]  # (the clipping and second epoch changed something)
+
+
+def test_fsdps_gathered_weights_load_with_zoo_load_and_predict_like_the_sharded_model(script):
+    folder, ranks = script
+    model = zoo.load(str(folder / "mlp.safetensors"))
+    with torch.no_grad():
+        logits = model(torch.tensor(ranks[0]["images"]))
+    sharded = torch.tensor(ranks[0]["logits"])
+    assert logits.shape == sharded.shape == (16, 10)
+    assert torch.allclose(logits, sharded, atol=1e-5)
+    assert model.zoo_meta.processes == 2
+
+
+def test_an_fsdp_checkpoint_restores_every_shard_and_refuses_a_corrupt_one(script):
+    _, ranks = script
+    assert [ranks[0]["restored0"], ranks[1]["restored1"]] == [True, True]
+    for rank in ranks:
+        assert re.fullmatch(r"checkpoint \S+/checkpoint: shards-[0-9a-f]{8}/\S+\.safetensors does not match the "
+                            r"digest it was written with; it is corrupt\. Delete it to start over", rank["corrupt"])
+
+
+def test_fsdp_shards_the_blocks_a_model_names_or_its_containers_members():
+    from zoo_training.strategies import blocks
+
+    registry = zoo.default_registry()
+    encoder = registry.get("transformer-encoder", "model").build(vocab_size=16, dim=8, heads=2, layers=3)
+    assert blocks(encoder) == ["layers.0", "layers.1", "layers.2"]  # what its zoo_blocks names
+    mlp = registry.get("mnist-mlp", "model").build(hidden=[8, 8])
+    assert blocks(mlp) == ["linear_relu_stack.0", "linear_relu_stack.2", "linear_relu_stack.4"]  # the ReLUs hold nothing

@@ -26,6 +26,14 @@ _LAZY = {
     "InputSpec": "zoo.assembly.data:InputSpec",
     "Run": "zoo.training.run:Run",
     "save_checkpoint": "zoo.training.checkpoint:save_run",
+    # checkpoint files, for training strategies (see hookspecs.register_strategies)
+    "write_checkpoint": "zoo.training.checkpoint:save",
+    "read_checkpoint": "zoo.training.checkpoint:load",
+    "split_state": "zoo.training.checkpoint:split",
+    "write_state": "zoo.training.checkpoint:write_state",
+    "read_checkpoint_state": "zoo.training.checkpoint:read_state",
+    "join_checkpoint_state": "zoo.training.checkpoint:join_state",
+    "content_digest": "zoo.weights.format:content_digest",
     "Transform": "zoo.assembly.transforms:Transform",
     # commands
     "Registry": "zoo.registry:Registry",

@@ -35,6 +35,7 @@ class TransformerEncoder(nn.Module):
     attention and after it; ``position_dropout`` after the positional encoding (the notebook's 0.05).
     """
 
+    zoo_blocks = ("layers.*",)  # what train.strategy fsdp shards one by one
     example = {"params": {"vocab_size": 16, "max_len": 12, "dim": 16, "heads": 2, "layers": 1}, "input": {"tokens": [2, 12], "vocab_size": 16}}  # for zoo.testing.check_component
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Built-in optimizers, LR schedules, losses and metrics."""
+"""Built-in optimizers, LR schedules, losses, metrics and training strategies."""
 
 from zoo.api import hookimpl
 
@@ -31,3 +31,9 @@ def register_metrics(register):
     register("confusion-matrix", "zoo_training.metrics:confusion_matrix")
     register("mse", "zoo_training.metrics:mse")
     register("mae", "zoo_training.metrics:mae")
+
+
+@hookimpl
+def register_strategies(register):
+    register("ddp", "zoo_training.strategies:DDP")
+    register("fsdp", "zoo_training.strategies:FSDP")

@@ -9,14 +9,24 @@ import torch
 
 
 def _fused(make, params: Iterable, fused: bool | None) -> torch.optim.Optimizer:
-    """Build with the fused kernel unless told otherwise; fall back where the device has none."""
+    """Build with the fused kernel unless told otherwise; fall back where the device has none, or the
+    parameters are sharded (FSDP's DTensors: fused SGD has no sharded kernel)."""
     params = list(params)
+    if fused is None and _sharded(params):
+        return make(params, fused=None)
     if fused is None:
         try:
             return make(params, fused=True)
         except (RuntimeError, ValueError):
             return make(params, fused=None)
     return make(params, fused=fused)
+
+
+def _sharded(params: list) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    return any(isinstance(p, DTensor) for p in tensors)
 
 
 def adam(

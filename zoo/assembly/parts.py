@@ -15,8 +15,10 @@ from torch import nn
 
 from zoo.assembly.assembler import Assembler, Bounded, NoInit
 from zoo.assembly.data import InputSpec, input_spec
+from zoo.assembly.distributed import Context
 from zoo.assembly.finetune import Initial, InitReport, parameter_groups, start
 from zoo.assembly.precision import Precision, precision
+from zoo.assembly.strategy import Strategy
 from zoo.assembly.transforms import Pipeline, Step, TransformError, batch_generator
 from zoo.errors import ZooError
 from zoo.recipe.parse import Recipe, RecipeError, format_path, raise_all
@@ -54,6 +56,7 @@ class Parts:
     eval_transform: Pipeline | None
     callbacks: list[Callback]
     precision: Precision
+    strategy: Strategy
     device: torch.device
     steps: int  # batches per epoch on each process
     components: dict[str, dict[str, str]]  # kind -> name -> plugin:name, as looked up
@@ -99,11 +102,11 @@ def steps(samples: int, batch_size: int, world: int = 1) -> int:
     return math.ceil(math.ceil(samples / world) / batch_size)
 
 
-def assemble(settings: Settings, registry: Registry, *, device: str | None = None, world: int = 1,
+def assemble(settings: Settings, registry: Registry, *, device: str | None = None, context: Context = Context(),
              initial: Initial | None = None, weights_follow: bool = False) -> Parts:
-    """Build every part of a validated recipe on ``device`` (default: ``train.device``) for one of
-    ``world`` processes, start from ``initial`` (the weights ``train.init`` names), and check them
-    together on one batch. Independent errors are all reported (RecipeErrors); with
+    """Build every part of a validated recipe on ``device`` (default: ``train.device``) for this process
+    of a torchrun job (``context``), start from ``initial`` (the weights ``train.init`` names), shard the
+    model as ``train.strategy`` says, and check the parts together on one batch. Independent errors are all reported (RecipeErrors); with
     ``weights_follow`` (a resume) the model is built without random initialisation."""
     assembler = Assembler(registry)
     data, train = settings.data, settings.train
@@ -126,6 +129,7 @@ def assemble(settings: Settings, registry: Registry, *, device: str | None = Non
     train_data = attempt(lambda: dataset(assembler, data, data.train_split, "train_split"))
     eval_data = None if data.eval_split is None else attempt(lambda: dataset(assembler, data, data.eval_split))
     loss = attempt(lambda: assembler.build(train.loss, ("loss",)))
+    strategy = attempt(lambda: assembler.build(train.strategy, ("strategy",)))
     transform = attempt(lambda: transforms(assembler, data.transform))
     eval_transform = attempt(lambda: transforms(assembler, data.eval_transform))
     classes = getattr(eval_data or train_data, "info", {}).get("classes")
@@ -134,15 +138,16 @@ def assemble(settings: Settings, registry: Registry, *, device: str | None = Non
     raise_all(problems)
     model = model.to(where)
     init = start(model, settings, initial)
+    numerics = strategy.shard(model, context, numerics)
     optimizer = assembler.build(train.optimizer, ("optimizer",),
                                 {"params": parameter_groups(model, settings) or model.parameters()})
-    per_epoch = steps(len(train_data), data.batch_size, world)
+    per_epoch = steps(len(train_data), data.batch_size, context.world)
     schedule = None
     if train.schedule is not None:
         total = math.ceil(per_epoch / train.accumulate) * train.epochs
         schedule = assembler.build(train.schedule, ("scheduler",), {"optimizer": optimizer, "total_steps": total})
     parts = Parts(settings, model, train_data, eval_data, loss, optimizer, schedule, {}, transform, eval_transform,
-                  callbacks, numerics, where, per_epoch, assembler.resolved, assembler.origins, init=init)
+                  callbacks, numerics, strategy, where, per_epoch, assembler.resolved, assembler.origins, init=init)
     _check_batch(parts, assembler)
     return parts
 

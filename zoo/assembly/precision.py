@@ -29,11 +29,19 @@ class Precision:
     name: str
     device: torch.device
     scaler: torch.amp.GradScaler | None = None
+    autocasts: bool = True  # False when the training strategy casts the parameters itself (FSDP's policy)
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype forward passes compute in, when not float32."""
+        name = PRECISIONS[self.name]
+        return None if name is None else getattr(torch, name)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context forward passes (and the loss) run in."""
-        dtype = PRECISIONS[self.name]
-        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=getattr(torch, dtype))
+        dtype = self.dtype
+        return contextlib.nullcontext() if dtype is None or not self.autocasts else torch.autocast(self.device.type,
+                                                                                                   dtype=dtype)
 
     def backward(self, loss: Tensor) -> None:
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()

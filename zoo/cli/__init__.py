@@ -156,9 +156,13 @@ def _main(argv: list[str]) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"zoo {command}: internal error: {type(exc).__name__}: {_first_line(exc)} (at {_where(exc)}). This is "
-              "a bug: please report it to zoo's developers (or the plugin's, if that file is a plugin's) with the "
-              "output of the same command with --debug", file=sys.stderr)
+        if _lost_peer(exc):
+            print(f"zoo {command}: error: rank {os.environ.get('RANK')} lost the job's other processes "
+                  f"({_first_line(exc)[:160]}); the failure is theirs, reported above or by torchrun", file=sys.stderr)
+        else:
+            print(f"zoo {command}: internal error: {type(exc).__name__}: {_first_line(exc)} (at {_where(exc)}). This "
+                  "is a bug: please report it to zoo's developers (or the plugin's, if that file is a plugin's) with "
+                  "the output of the same command with --debug", file=sys.stderr)
         code = EXIT_FAILED
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker: gloo's threads can abort the interpreter's finalization (SIGABRT, seen
@@ -168,6 +172,15 @@ def _main(argv: list[str]) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _lost_peer(exc: BaseException) -> bool:
+    """Whether a torchrun worker failed because another process of its job went away (a collective broke)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    dist = sys.modules.get("torch.distributed")
+    return bool(dist and isinstance(exc, dist.DistError)) or isinstance(exc, RuntimeError) and any(
+        word in str(exc) for word in ("gloo", "Gloo", "NCCL", "Connection reset", "Connection closed"))
 
 
 def _first_line(exc: BaseException) -> str:

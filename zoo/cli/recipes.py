@@ -1,9 +1,9 @@
-"""Commands about recipes and runs: ``zoo check``, ``zoo build`` (also under torchrun) and ``zoo plot``."""
+"""Commands about recipes and runs: ``zoo check``, ``zoo build`` (also under torchrun, across machines) and
+``zoo plot``."""
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -43,6 +43,15 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the same as -p no:progress)")
     p.add_argument("--nproc", type=positive, metavar="N",
                    help="train data-parallel in N processes on this machine (relaunches through torchrun)")
+    launch = p.add_argument_group("across machines and restarts (through torchrun; docs/distributed.md)")
+    launch.add_argument("--nnodes", type=positive, metavar="N",
+                        help="machines the job spans; run the same command on each, with its --node-rank")
+    launch.add_argument("--node-rank", type=int, default=0, metavar="R",
+                        help="this machine's number, 0 to N-1; node 0 hosts the rendezvous (default 0)")
+    launch.add_argument("--rdzv", metavar="HOST:PORT", help="node 0's address and a free port: the c10d rendezvous")
+    launch.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                        help="restart the job's processes up to K times when one fails; each restart resumes "
+                             "from the latest checkpoint (default 0)")
 
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,7 +97,7 @@ def build(args: argparse.Namespace) -> int:
     from zoo.training.build import build as train
     from zoo.training.loop import Interrupted
 
-    if args.nproc:
+    if args.nproc or args.nnodes or args.max_restarts or args.rdzv:
         return _torchrun(args)
     registry = args.registry
     if args.no_progress and "progress" not in args.disabled:
@@ -103,15 +112,54 @@ def build(args: argparse.Namespace) -> int:
 
 
 def _torchrun(args: argparse.Namespace) -> int:
-    """``zoo build --nproc N``: the same build under torchrun, N processes on this machine."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+    """``zoo build`` with --nproc, --nnodes or --max-restarts: the same build under torchrun's elastic
+    agent, run in this process, so that a failure ends in one line naming the rank and the cause."""
+    import os
+    import signal
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from zoo.errors import ZooError
+
+    nproc, nnodes = args.nproc or 1, args.nnodes or 1
+    if args.max_restarts < 0:
+        raise ZooError(f"--max-restarts must be 0 or more, got {args.max_restarts}")
+    if not 0 <= args.node_rank < nnodes:
+        raise ZooError(f"--node-rank {args.node_rank} is not one of the {nnodes} nodes' numbers, 0 to {nnodes - 1}")
+    if nnodes > 1 and not args.rdzv:
+        raise ZooError(f"--nnodes {nnodes} needs --rdzv HOST:PORT: node 0's address and a free port, the same on "
+                       "every node")
+    if nnodes > 1 or args.rdzv:
+        host = "true" if args.node_rank == 0 else "false"
+        where = ["--rdzv-backend=c10d", f"--rdzv-endpoint={args.rdzv}", "--rdzv-id=zoo", f"--rdzv-conf=is_host={host}",
+                 f"--node-rank={args.node_rank}"]
+    else:
+        where = ["--standalone"]
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // nproc)))
+    # The workers' process group gets a TCP store of its own: on the rendezvous's shared one, restarted
+    # workers read the addresses of the previous attempt's and fail to connect (pytorch issue 135712).
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    command = [f"--nnodes={nnodes}", f"--nproc-per-node={nproc}", f"--max-restarts={args.max_restarts}", *where,
                "-m", "zoo", *(f"-pno:{name}" for name in args.disabled), *(["--strict-plugins"] if args.strict else []),
                "build", args.recipe, *(f"--set={s}" for s in args.set)]
     command += [f"--out={args.out}"] if args.out else []
     command += ["--resume"] if args.resume else []
     command += ["--overwrite"] if args.overwrite else []
     command += ["--no-progress"] if args.no_progress else []
-    return subprocess.call(command)
+    try:
+        run(parse_args(command))
+    except ChildFailedError as exc:
+        # the cause: a process killed by a signal other than the agent's SIGTERM, else the first to fail
+        rank, failure = min(exc.failures.items(), key=lambda item: (item[1].exitcode in (1, -signal.SIGTERM),
+                                                                   item[1].timestamp))
+        cause = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else
+                 f"exited with status {failure.exitcode}")
+        after = f" after {args.max_restarts} restart(s) (--max-restarts)" if args.max_restarts else ""
+        print(f"zoo: error: rank {rank} (pid {failure.pid}) {cause}; the job stopped{after}. Its last checkpoint "
+              "is in the run folder: the same command with --resume continues it", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _plot_arguments(p: argparse.ArgumentParser) -> None:

@@ -209,6 +209,12 @@ class Train:
     compile: bool = key(boolean, False, "torch.compile the model (on this CPU it made the MLP ~2.7x slower)")
     backend: str = key(Check(lambda v: v in ("auto", "gloo", "nccl", "mpi"), "auto, gloo, nccl or mpi"), "auto",
                        "torch.distributed backend under torchrun; auto: nccl on CUDA, else gloo")
+    strategy: Node = key(component, "ddp", "how the processes of a torchrun job share the training: ddp (each holds "
+                         "the whole model) or fsdp (each holds a shard of every block; docs/distributed.md)",
+                         node=True)
+    checkpoint_every: int | None = key(positive_int.or_null(), None,
+                                       "optimizer steps between checkpoints within an epoch (null: at each epoch's "
+                                       "end only); bounds the work a crash or an elastic restart loses")
     optimizer: Node = key(component, doc="an optimizer component; zoo supplies `params`", node=True)
     loss: Node = key(component, doc="a loss component, called as loss(prediction, target)", node=True)
     schedule: Node | None = key(component.or_null(), None,
@@ -472,7 +478,8 @@ def _section(recipe: Recipe, cls: type, prefix: KeyPath, problems: list[RecipeEr
             if "section" in f.metadata or f.default is MISSING:
                 problems.append(recipe.error(prefix, f"missing required key '{name}'"))
             else:
-                result[name] = f.default
+                default = f.default
+                result[name] = node(default, path, recipe) if f.metadata["node"] and isinstance(default, str) else default
             continue
         value = given[name]
         if "section" in f.metadata:

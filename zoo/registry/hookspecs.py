@@ -94,6 +94,14 @@ def register_exporters(register):
 
 
 @hookspec
+def register_strategies(register):
+    """Register training strategies, which ``train.strategy`` names: factories returning an object that
+    trains one model over the processes of a torchrun job -- shards or wraps it, syncs its gradients,
+    gathers its weights and writes and reads its checkpoints (the protocol in zoo.assembly.strategy).
+    zoo's own are ``ddp`` and ``fsdp``."""
+
+
+@hookspec
 def register_catalogs(register):
     """Register catalogs the plugin ships: ``register(path)``, the path of a YAML file in the format of
     zoo's registry.yaml -- ``models`` (pretrained weights: a file inside the plugin's package, or a
@@ -138,8 +146,9 @@ def zoo_train_step(run, epoch: int, step: int, loss: torch.Tensor) -> None:
 
 @hookspec
 def zoo_train_progress(run, epoch: int, step: int, steps: int, loss: float) -> None:
-    """Every ``train.log_every`` batches and at the epoch's last: ``step`` of ``steps`` batches done,
-    ``loss`` the epoch's mean training loss so far (summed over processes)."""
+    """Every ``train.log_every`` batches, at the epoch's last, and where ``train.checkpoint_every`` asks
+    for a checkpoint (``run.checkpoint_due(step, steps)``): ``step`` of ``steps`` batches done, ``loss``
+    the epoch's mean training loss so far (summed over processes); ``run.position`` is exact here."""
 
 
 @hookspec
@@ -197,6 +206,7 @@ KINDS = {
     "callback": "register_callbacks",
     "transform": "register_transforms",
     "exporter": "register_exporters",
+    "strategy": "register_strategies",
 }
 
 # Hooks that add to zoo besides components.

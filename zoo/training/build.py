@@ -26,9 +26,10 @@ from zoo.recipe.schema import Settings, key_paths, validate
 from zoo.registry import Registry, default_registry
 from zoo.registry.events import Events
 from zoo.text import plural, table
-from zoo.training import checkpoint, distributed
-from zoo.training.distributed import Context
-from zoo.training.folders import claim, holds_run, newest, read_history
+from zoo.assembly import distributed
+from zoo.training import checkpoint
+from zoo.assembly.distributed import Context
+from zoo.training.folders import CHECKPOINTS, claim, holds_run, newest, read_history
 from zoo.training.loop import fit
 from zoo.training.run import Run
 from zoo.training.search import (
@@ -66,7 +67,7 @@ def check(settings: Settings, registry: Registry, context: Context = Context(), 
     """Build everything the recipe names and check it on one batch (``weights_follow``: see
     :func:`zoo.assembly.parts.assemble`)."""
     return assemble(settings, registry, device=distributed.device_for(context, settings.train.device),
-                    world=context.world, initial=initial(settings, registry), weights_follow=weights_follow)
+                    context=context, initial=initial(settings, registry), weights_follow=weights_follow)
 
 
 def initial(settings: Settings, registry: Registry) -> Initial | None:
@@ -131,7 +132,10 @@ def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry 
     try:
         if settings.sweep is not None:
             check_all(settings, registry, context)  # no variant fails after others have trained
-        folder = _folder(settings.name, out, resume, overwrite, context, log)
+        if distributed.restarts() and settings.sweep is None:
+            folder, resume = _restarted(settings.name, out, context, log)
+        else:
+            folder = _folder(settings.name, out, resume, overwrite, context, log)
         train = partial(train_run, registry=registry, context=context, log=log)
         try:
             if settings.sweep is None:  # (a search's trial under torchrun reports to its trial: see search.py)
@@ -247,6 +251,21 @@ def _folder(name: str, out: Path | None, resume: bool, overwrite: bool, context:
     return folder
 
 
+def _restarted(name: str, out: Path | None, context: Context, log: Log) -> tuple[Path, bool]:
+    """After torchrun restarted the job (``--max-restarts``): the folder the first attempt wrote into
+    (``out``, else the newest runs/NAME-N, as ``--resume`` takes), and whether it holds a checkpoint to
+    resume from; a new folder when the first attempt died before it had one."""
+    folder = Path(out) if out else newest(Path("runs") / name)
+    seen = (str(folder), any((folder / entry).exists() for entry in CHECKPOINTS), holds_run(folder))
+    where, saved, taken = context.gather_object(seen if context.is_main else None)[0]  # rank 0's view decides
+    if saved:
+        log(f"restart {distributed.restarts()} of this job by torchrun: resuming from the checkpoint in {where}")
+        return Path(where), True
+    if taken:
+        return _folder(name, out, False, False, context, log), False
+    return Path(where), False
+
+
 def _claimed(base: Path, context: Context) -> Path:
     """A free folder of ``base`` (base, base-2 ...), created by rank 0 and shared with the others."""
     folder = claim(base) if context.is_main else None
@@ -286,7 +305,7 @@ def train_run(settings: Settings, folder: Path, *, registry: Registry, context: 
             if run.parts.init:
                 run.parts.init.save(folder)
         run.emit("zoo_run_start")
-        forward = distributed.wrap(run.model, run.parts.device, context)
+        forward = run.strategy.wrap(run.model, run.parts.device, context)
         fit(run, torch.compile(forward) if settings.train.compile else forward)
         forward = None  # release DistributedDataParallel (and its hold on the process group) before teardown
         if run.position.stop:
@@ -294,10 +313,9 @@ def train_run(settings: Settings, folder: Path, *, registry: Registry, context: 
         run.emit("zoo_train_end")
         if run.chosen:
             log(f"keeping the weights of epoch {run.chosen.epoch}: {run.chosen.reason}")
-        if context.active:
-            digest = distributed.same_weights(run.model, context)
-            log(f"weights identical on all {context.world} processes (sha256 {digest[:16]}...)")
-        run.save_weights(run.weights)
+        how = run.save_weights(run.weights)
+        if how:
+            log(how)
         run.emit("zoo_run_end", metrics=run.metrics, weights=run.weights if context.is_main else None)
     return run
 

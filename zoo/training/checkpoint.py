@@ -4,7 +4,9 @@ A checkpoint holds a run's whole state -- model, optimizer, schedule, RNG states
 and position -- so that ``--resume`` reaches the same weights as an uninterrupted run. Like a
 weights file it carries a digest of its tensors' bytes, checked before anything is restored, and a
 state that does not fit the run (a tensor missing or reshaped, a key this zoo does not know) is an
-error naming the checkpoint."""
+error naming the checkpoint. The run's strategy writes and reads it (zoo.assembly.strategy): ``ddp``
+as one file, through :func:`save` and :func:`load`; ``fsdp`` as one shard per process beside a file of
+:func:`write_state` holding everything else."""
 
 from __future__ import annotations
 
@@ -53,14 +55,27 @@ def join(skeleton: object, tensors: dict[str, torch.Tensor]) -> object:
 def save(path: Path, state: dict, fingerprint: str) -> None:
     """Write ``state`` (nested dicts of tensors and plain values) atomically, with its tensors' digest."""
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = split(state, "state", tensors)
-    meta = {"format": FORMAT, "fingerprint": fingerprint, "skeleton": skeleton, "tensors_sha256": content_digest(tensors)}
+    write_state(path, split(state, "state", tensors), tensors, fingerprint)
+
+
+def write_state(path: Path, skeleton: object, tensors: dict[str, torch.Tensor], fingerprint: str, **facts) -> None:
+    """Write a :func:`split` state atomically: its tensors, and as JSON its skeleton, the recipe's
+    ``fingerprint``, the tensors' digest and ``facts`` (JSON values a strategy keeps with it)."""
+    meta = {**facts, "format": FORMAT, "fingerprint": fingerprint, "skeleton": skeleton,
+            "tensors_sha256": content_digest(tensors)}
     write(path, tensors, json.dumps(meta, sort_keys=True))
 
 
 def load(path: Path, fingerprint: str) -> dict:
     """Read a checkpoint written for the same recipe (same ``fingerprint``), its tensors verified
     against its digest; else raise ZooError naming it."""
+    metadata, tensors = read_state(path, fingerprint)
+    return join_state(metadata, tensors, path)
+
+
+def read_state(path: Path, fingerprint: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The metadata and tensors of a file :func:`write_state` wrote for the same recipe, its tensors
+    verified against its digest; else ZooError naming it."""
     tensors, text = read_raw(path, "delete it to start over")
     try:
         metadata = json.loads(text) if len(text) <= MAX_BYTES else None
@@ -76,6 +91,11 @@ def load(path: Path, fingerprint: str) -> dict:
     if metadata.get("tensors_sha256") != file_content_digest(path):
         raise ZooError(f"checkpoint {path}: its tensor data does not match the digest it was written with; it is "
                        "corrupt. Delete it to start over")
+    return metadata, tensors
+
+
+def join_state(metadata: dict, tensors: dict[str, torch.Tensor], path: Path) -> dict:
+    """The state a checkpoint's skeleton and ``tensors`` make; ZooError naming ``path`` if malformed."""
     try:
         return join(metadata["skeleton"], tensors)
     except (KeyError, TypeError, ValueError, RecursionError) as exc:
@@ -85,9 +105,10 @@ def load(path: Path, fingerprint: str) -> dict:
 def snapshot(run: Run, rng: list[torch.Tensor]) -> dict:
     """The run's state; ``rng`` holds every process's CPU RNG state."""
     position = run.position
+    model, optimizer = run.strategy.state(run.model, run.optimizer)
     return {
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
+        "model": model,
+        "optimizer": optimizer,
         "schedule": run.schedule.state_dict() if run.schedule is not None else None,
         "rng": rng,
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -120,8 +141,7 @@ def _restore(run: Run, state: dict) -> None:
     if len(state["rng"]) != context.world:
         raise ZooError(f"written by {len(state['rng'])} process(es), this run has "
                        f"{context.world}; resume with the same number")
-    run.model.load_state_dict(state["model"], strict=True)
-    run.optimizer.load_state_dict(state["optimizer"])
+    run.strategy.load_state(run.model, run.optimizer, state["model"], state["optimizer"])
     if run.schedule is not None and state["schedule"] is not None:
         run.schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["rng"][context.rank])
@@ -135,18 +155,19 @@ def _restore(run: Run, state: dict) -> None:
 
 
 def save_run(run: Run) -> None:
-    """Checkpoint the run (every process calls this: the RNG states are gathered); rank 0 writes it."""
+    """Checkpoint the run, as its strategy writes checkpoints (every process calls this)."""
     rng = run.context.gather(torch.get_rng_state())
+    run.strategy.save(run.checkpoint, snapshot(run, rng), fingerprint(run), run.context)
     if run.is_main:
-        save(run.checkpoint, snapshot(run, rng), fingerprint(run))
         run.emit("zoo_checkpoint_saved", path=run.checkpoint, epoch=run.position.epoch + 1, step=run.position.step)
 
 
 def resume(run: Run) -> None:
     """Restore the run from its folder's checkpoint, or say there is none."""
-    if not run.checkpoint.is_file():
+    if not run.checkpoint.exists():
         raise ZooError(f"nothing to resume: no checkpoint in {run.folder}; run without --resume")
-    restore(run, load(run.checkpoint, fingerprint(run)), run.checkpoint)
+    like = snapshot(run, run.context.gather(torch.get_rng_state()))
+    restore(run, run.strategy.load(run.checkpoint, fingerprint(run), like, run.context), run.checkpoint)
     run.resumed = True
 
 

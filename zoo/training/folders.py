@@ -17,10 +17,10 @@ from zoo.files import SUFFIX, atomic_write_bytes
 METRICS = "metrics.jsonl"
 SWEEP = "sweep.json"
 WEIGHTS = f"weights{SUFFIX}"
-CHECKPOINT = f"checkpoint{SUFFIX}"
+CHECKPOINTS = (f"checkpoint{SUFFIX}", "checkpoint")  # the file of ddp's checkpoints, the folder of fsdp's
 MAX_ENTRIES = 10_000  # entries of a folder looked at for earlier runs
 
-RUN_FILES = (WEIGHTS, CHECKPOINT, METRICS, SWEEP)  # a folder with one of these holds a run
+RUN_FILES = (WEIGHTS, *CHECKPOINTS, METRICS, SWEEP)  # a folder with one of these holds a run
 
 
 def holds_run(folder: Path, depth: int = 2) -> bool:

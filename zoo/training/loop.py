@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.assembly.precision import Precision
 from zoo.assembly.transforms import Pipeline, batch_generator
-from zoo.training.distributed import Context
+from zoo.assembly.distributed import Context
 from zoo.training.run import Position, Run
 
 
@@ -124,7 +124,9 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
     """One epoch from ``run.position.step``. With ``train.accumulate`` = K the optimizer steps after
     every K batches (and the epoch's last), each batch's mean loss weighted by its share of the
     group's samples: the gradient of one batch K times as large. A run stops (Ctrl-C) and syncs only
-    between optimizer steps, so a checkpoint never holds half-accumulated gradients."""
+    between optimizer steps, so a checkpoint never holds half-accumulated gradients; with
+    ``train.checkpoint_every`` it also syncs after every that many optimizer steps, where the
+    ``zoo_train_progress`` event lets the checkpoints plugin save the run."""
     parts, train, position, context = run.parts, run.settings.train, run.position, run.context
     optimizer, precision, accumulate = parts.optimizer, parts.precision, train.accumulate
     steps = batches.steps(len(order))
@@ -145,14 +147,14 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
             boundary = step % accumulate == 0 or step == steps
             first = (step - 1) // accumulate * group
             share = len(y) / (min(len(order), first + group) - first)  # of the optimizer step's samples
-            with contextlib.nullcontext() if boundary else _no_sync(forward):
+            with contextlib.nullcontext() if boundary else run.strategy.no_sync(forward):
                 with precision.autocast():
                     loss = parts.loss(forward(x), y)
                 precision.backward(loss if accumulate == 1 else loss * share)
             if each_step:
                 step_loss.add_(loss.detach(), alpha=share)
+            number = (step - 1) // accumulate + 1
             if boundary:
-                number = (step - 1) // accumulate + 1
                 announce = (lambda: run.emit("zoo_before_optimizer_step", epoch=epoch, step=number,
                                              optimizer=optimizer)) if before_step else (lambda: None)
                 precision.step(optimizer, parameters, train.grad_clip, announce)
@@ -165,7 +167,7 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
             loss_sum.add_(loss.detach(), alpha=len(y))
             seen += len(y)
             position.step = step
-            sync_due = sync_due or step % train.log_every == 0 or step == steps
+            sync_due = sync_due or step % train.log_every == 0 or step == steps or run.checkpoint_due(step, steps)
             if not boundary:
                 continue
             if sync_due:
@@ -187,12 +189,6 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
         if seen:
             position.loss_sum += loss_sum.item()
             position.seen += seen
-
-
-def _no_sync(forward) -> contextlib.AbstractContextManager:
-    """DistributedDataParallel's context that skips the gradient all-reduce (nothing for one process)."""
-    module = getattr(forward, "_orig_mod", forward)  # under torch.compile
-    return module.no_sync() if hasattr(module, "no_sync") else contextlib.nullcontext()
 
 
 class Batches:
@@ -271,7 +267,8 @@ def evaluate(model: nn.Module, data: Dataset, loss: Callable, metrics: Mapping[s
              precision: Precision | None = None, batch_size: int = 1000) -> dict:
     """Mean loss over samples and each metric's value (a float, or a tensor for a metric such as a
     confusion matrix), with the model in eval mode, on the device its parameters are on; under
-    torchrun each rank scores its share, the loss sums are combined and each metric combines its
+    torchrun each rank scores its share (in as many forward passes as every other rank: a sharded
+    model's forward pass is a collective), the loss sums are combined and each metric combines its
     own states. ``batches`` reuses a :class:`Batches` of ``data`` (and its worker processes), else
     batches of ``batch_size``; ``transform`` changes each batch first (its augmentations are off);
     ``precision`` autocasts the forward passes."""
@@ -286,11 +283,20 @@ def evaluate(model: nn.Module, data: Dataset, loss: Callable, metrics: Mapping[s
         metric.reset()
     try:
         batches = batches or Batches(data, batch_size, device)
-        for x, y in batches(context.shard(torch.arange(len(data)), pad=False)):
+        own = len(context.shard(torch.arange(len(data)), pad=False))  # this rank's samples; the rest repeat others
+        done = 0
+        for x, y in batches(context.shard(torch.arange(len(data)))):  # every rank as many forward passes
             if transform is not None:
                 x, y = transform(x, y, None)
             with autocast:
                 out = model(x)
+            keep = min(len(y), own - done)
+            done += len(y)
+            if keep < len(y):
+                out, y = out[:keep], y[:keep]
+            if keep == 0:
+                continue
+            with autocast:
                 total += loss(out, y) * len(y)
             samples += len(y)
             for metric in metrics.values():

@@ -15,11 +15,12 @@ from torch import Tensor
 from zoo.assembly.data import input_stats
 from zoo.assembly.parts import Parts
 from zoo.assembly.precision import Precision
+from zoo.assembly.strategy import Strategy
 from zoo.recipe.schema import VERSION, Settings
 from zoo.registry import Registry
 from zoo.registry.events import Callback, Events
-from zoo.training.distributed import Context
-from zoo.training.folders import CHECKPOINT, WEIGHTS, final_metrics
+from zoo.assembly.distributed import Context
+from zoo.training.folders import WEIGHTS, final_metrics
 from zoo.weights.format import data_digest, save
 from zoo.weights.metadata import Chosen, Evaluation, Init, PluginVersion, Stopped, Versions, WeightsMeta
 
@@ -77,6 +78,10 @@ class Run:
         return self.parts.precision
 
     @property
+    def strategy(self) -> Strategy:
+        return self.parts.strategy
+
+    @property
     def callbacks(self) -> list[Callback]:
         return self.parts.callbacks
 
@@ -102,12 +107,19 @@ class Run:
     @property
     def checkpoint(self) -> Path:
         """Where the run's checkpoint is kept (``--resume`` reads it)."""
-        return self.folder / CHECKPOINT
+        return self.folder / self.strategy.checkpoint
 
     @property
     def metrics(self) -> dict[str, float]:
         """The metrics of the weights the run keeps: the chosen epoch's, else the last epoch's."""
         return final_metrics(self.history[: self.chosen.epoch if self.chosen else len(self.history)])
+
+    def checkpoint_due(self, step: int, steps: int) -> bool:
+        """Whether ``train.checkpoint_every`` asks for a checkpoint after batch ``step`` of the epoch's
+        ``steps`` (the epoch's end has its own)."""
+        train = self.settings.train
+        every, accumulate = train.checkpoint_every, train.accumulate
+        return bool(every) and step < steps and step % accumulate == 0 and (step // accumulate) % every == 0
 
     def stop(self, reason: str) -> None:
         """End training after this epoch (early stopping); ``reason`` is logged and kept in the weights."""
@@ -155,9 +167,13 @@ class Run:
             chosen=self.chosen if self.chosen and self.chosen.epoch == epoch else None,
         )
 
-    def save_weights(self, path: Path, epoch: int | None = None) -> None:
-        """Write ``run.model`` as a weights file (on rank 0 only) recording the metrics after ``epoch``
-        (default: the chosen or the last epoch), why training stopped, and which epoch was chosen."""
+    def save_weights(self, path: Path, epoch: int | None = None) -> str:
+        """Write ``run.model`` as a weights file (on rank 0 only; every process calls this, as the
+        strategy may gather the weights from all) recording the metrics after ``epoch`` (default: the
+        chosen or the last epoch), why training stopped, and which epoch was chosen. Returns the
+        strategy's line on how the weights were gathered."""
+        tensors, how = self.strategy.weights(self.model, self.context)
         if self.is_main:
             epoch = epoch or (self.chosen.epoch if self.chosen else len(self.history))
-            save(self.model, path, self.metadata(epoch), dtype=self.settings.train.weights_dtype)
+            save(tensors, path, self.metadata(epoch), dtype=self.settings.train.weights_dtype)
+        return how

@@ -74,15 +74,18 @@ def write(path: Path, tensors: Mapping[str, torch.Tensor], meta: str) -> None:
         save_file(dict(tensors), str(tmp), metadata={META_KEY: meta})
 
 
-def state(model: torch.nn.Module, dtype: str = "float32") -> dict[str, torch.Tensor]:
-    """The model's state dict on the CPU, floating-point tensors as ``dtype``."""
+def state(model: torch.nn.Module | Mapping[str, torch.Tensor], dtype: str = "float32") -> dict[str, torch.Tensor]:
+    """The model's state dict (or these tensors) on the CPU, floating-point tensors as ``dtype``."""
     cast = getattr(torch, dtype)
+    tensors = model.state_dict() if isinstance(model, torch.nn.Module) else model
     return {k: v.detach().to("cpu", dtype=cast if v.is_floating_point() else v.dtype).contiguous()
-            for k, v in model.state_dict().items()}
+            for k, v in tensors.items()}
 
 
-def save(model: torch.nn.Module, path: Path, meta: WeightsMeta, dtype: str = "float32") -> None:
-    """Write the model's weights with ``meta``, completed by their layout fingerprint and content digest."""
+def save(model: torch.nn.Module | Mapping[str, torch.Tensor], path: Path, meta: WeightsMeta,
+         dtype: str = "float32") -> None:
+    """Write the model's weights (or these tensors) with ``meta``, completed by their layout
+    fingerprint and content digest."""
     tensors = state(model, dtype)
     meta = dataclasses.replace(meta, fingerprint=fingerprint(tensors), tensors_sha256=content_digest(tensors))
     write(path, tensors, meta.json())

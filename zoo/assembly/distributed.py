@@ -1,4 +1,5 @@
-"""Data-parallel training on torch.distributed, as launched by torchrun; a no-op for one process."""
+"""This process's place in a torchrun job (rank, world, device), and joining its process group; a
+no-op for one process. How the processes share the training is the strategy's (zoo.assembly.strategy)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ class Context:
         dist.all_gather(parts, tensor)
         return parts
 
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
     def gather_object(self, value: object) -> list[object]:
         if not self.active:
             return [value]
@@ -92,20 +97,6 @@ def close(context: Context) -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: torch.nn.Module, device: torch.device, context: Context) -> torch.nn.Module:
-    """The module each forward pass goes through: DistributedDataParallel under torchrun, else the model."""
-    if not context.active:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-
-
-def same_weights(model: torch.nn.Module, context: Context) -> str:
-    """The content digest of the model's weights, the same on every rank, or ZooError."""
-    from zoo.weights.format import content_digest
-
-    digests = context.gather_object(content_digest({k: v.detach().cpu() for k, v in model.state_dict().items()}))
-    if len(set(digests)) != 1:
-        raise ZooError(f"the {context.world} processes ended with different weights: {digests}")
-    return digests[0]
+def restarts() -> int:
+    """How many times torchrun has restarted this job's processes (``--max-restarts``): 0 on the first attempt."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)
