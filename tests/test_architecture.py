@@ -10,12 +10,24 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import (BIN, REGRESSION, ROOT, SMALL_MLP, build, fixture_plugin, fixture_site, make_registry, make_run,
-                      run_zoo, wait_for, write_recipe)
+import yaml
+from conftest import (
+    BIN,
+    REGRESSION,
+    ROOT,
+    SMALL_MLP,
+    build,
+    fixture_plugin,
+    fixture_site,
+    make_registry,
+    make_run,
+    run_zoo,
+    wait_for,
+    write_recipe,
+)
 
 import zoo
 from zoo.recipe import schema
-
 from zoo.recipe.parse import RecipeError
 from zoo.weights.format import read_meta
 
@@ -291,6 +303,35 @@ def test_a_plugins_command_and_export_format_work_like_zoos_own(tmp_path):
     program = torch.export.load(str(tmp_path / "mnist-mlp.copy.pt2")).module()
     x = torch.rand(5, 1, 28, 28)
     torch.testing.assert_close(program(x), zoo.load("mnist-mlp")(x))
+
+
+def test_a_plugins_strategy_is_what_the_trainer_asks_at_each_point(tmp_path, monkeypatch):
+    from zoo.training.build import build
+
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("FX_EXTEND_LOG", str(log))
+    registry = make_registry(fixture_plugin("extend", "fx_extend"))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**REGRESSION, "train": {**REGRESSION["train"], "epochs": 2, "accumulate": 2,
+                                                               "strategy": "logged"}}))
+    [out] = build(str(recipe), registry=registry, out=tmp_path / "run", log=lambda line: None)
+    calls = [json.loads(line)["strategy"] for line in log.read_text().splitlines()]
+    assert calls == ["shard", "wrap", *["no_sync"] * 2, "state", "save"] + ["no_sync"] * 2 + ["state", "save", "weights",
+                                                                                              "remove"]
+    assert (out / "weights.safetensors").is_file() and not (out / "logged-checkpoint.safetensors").exists()
+    bad = build_error(recipe, registry, "train.strategy=logd")
+    assert bad.startswith("--set train.strategy=logd: train.strategy: unknown strategy 'logd'. Did you mean 'logged'?")
+
+
+def build_error(recipe, registry, override: str) -> str:
+    from zoo.errors import ZooError
+    from zoo.training.build import build
+
+    try:
+        build(str(recipe), [override], registry=registry, out=recipe.parent / "bad", log=lambda line: None)
+    except ZooError as exc:
+        return str(exc)
+    raise AssertionError("the build did not fail")
 
 
 def test_a_renamed_recipe_key_keeps_files_written_before_it_loading_predicting_and_verifying(tmp_path, monkeypatch):

@@ -55,7 +55,7 @@ def test_plugins_lists_status_and_versions():
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
     assert lines["layers"][1:4] == ["loaded", "zoo", "0.1.0"]
     assert lines["layers"][-2:] == ["12", "layers"]
-    assert re.search(r"^training .* 3 optimizers, 2 schedulers, 2 losses, 7 metrics$", result.stdout, re.M)
+    assert re.search(r"^training .* 3 optimizers, 2 schedulers, 2 losses, 7 metrics, 2 strategies$", result.stdout, re.M)
     assert re.search(r"^datasets .* 9 datasets, 5 transforms$", result.stdout, re.M)
 
 

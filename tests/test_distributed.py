@@ -343,3 +343,6 @@ def test_fsdp_shards_the_blocks_a_model_names_or_its_containers_members():
     assert blocks(encoder) == ["layers.0", "layers.1", "layers.2"]  # what its zoo_blocks names
     mlp = registry.get("mnist-mlp", "model").build(hidden=[8, 8])
     assert blocks(mlp) == ["linear_relu_stack.0", "linear_relu_stack.2", "linear_relu_stack.4"]  # the ReLUs hold nothing
+    head = registry.get("linear", "layer").build(in_features=8, out_features=16)
+    stacked = torch.nn.Sequential(encoder, head)  # as a recipe's sequential model: the encoder's layers, then it
+    assert blocks(stacked) == ["0.layers.0", "0.layers.1", "0.layers.2", "0", "1"]

@@ -99,7 +99,7 @@ def test_a_metric_under_torchrun_equals_the_single_process_value(tmp_path):
     script.write_text("""
 import json, sys, torch
 import zoo
-from zoo.training import distributed
+from zoo.assembly import distributed
 from zoo.assembly.assembler import Assembler
 from zoo.assembly.parts import build_metrics
 from zoo.recipe.schema import node

@@ -22,6 +22,7 @@ BUILTIN = {
     "callback": ["early-stopping", "best-checkpoint", "csv-logger", "tensorboard", "lr-monitor"],
     "transform": ["normalize", "random-shift", "horizontal-flip", "random-erasing", "token-dropout"],
     "exporter": ["onnx", "torch-export", "torchscript"],
+    "strategy": ["ddp", "fsdp"],
 }
 
 

@@ -41,5 +41,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], right: Seque
 
 
 def plural(word: str, count: int = 2) -> str:
-    """``word`` for ``count`` things: 'layer' -> 'layers', 'loss' -> 'losses'."""
-    return word if count == 1 else word + ("es" if word.endswith("s") else "s")
+    """``word`` for ``count`` things: 'layer' -> 'layers', 'loss' -> 'losses', 'strategy' -> 'strategies'."""
+    if count == 1:
+        return word
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + ("es" if word.endswith("s") else "s")

@@ -85,7 +85,7 @@ class FSDP:
 
     The blocks are what the model's ``zoo_blocks`` attribute names (glob patterns over submodule
     names, e.g. ``("layers.*",)``), else each parameter-holding member of the model's ModuleLists and
-    Sequentials (the outermost ones)."""
+    Sequentials, after the member's own blocks."""
 
     reshard_after_forward: bool = True  # free a block's gathered parameters after its forward (gather again for backward)
     checkpoint: ClassVar[str] = "checkpoint"
@@ -201,22 +201,19 @@ class FSDP:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def blocks(model: nn.Module) -> list[str]:
-    """The names of the submodules :class:`FSDP` shards one by one (see there)."""
+def blocks(model: nn.Module, prefix: str = "") -> list[str]:
+    """The names of the submodules :class:`FSDP` shards one by one (see there), inner ones first, as
+    ``fully_shard`` needs: a container's member that has blocks of its own (the encoder in a
+    ``sequential`` recipe model) is sharded after them."""
     declared = getattr(model, "zoo_blocks", None)
     if declared is not None:
-        return [name for name, _ in model.named_modules() if name and any(_matches(name, p) for p in declared)]
+        return [prefix + name for name, _ in model.named_modules() if name and any(_matches(name, p) for p in declared)]
+    container = isinstance(model, (nn.ModuleList, nn.Sequential))
     found: list[str] = []
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        container = isinstance(module, (nn.ModuleList, nn.Sequential))
-        for name, child in module.named_children():
-            if container and any(p.requires_grad for p in child.parameters()):
-                found.append(prefix + name)
-            else:
-                visit(child, f"{prefix}{name}.")
-
-    visit(model, "")
+    for name, child in model.named_children():
+        found += blocks(child, f"{prefix}{name}.")
+        if container and any(p.requires_grad for p in child.parameters()):
+            found.append(prefix + name)
     return found
 
 

@@ -26,7 +26,6 @@ from zoo.recipe.schema import Data, Node, Settings, model_node_of
 from zoo.registry import Registry
 from zoo.registry.events import Callback
 
-
 MAX_BUILD_BYTES = 16 << 30  # of one tensor a recipe's model may make (ZOO_MAX_BUILD_BYTES sets another bound)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from zoo.assembly import distributed
+from zoo.assembly.distributed import Context
 from zoo.assembly.finetune import Initial
 from zoo.assembly.parts import Parts, assemble, model_problems
 from zoo.errors import ZooError
@@ -26,9 +28,7 @@ from zoo.recipe.schema import Settings, key_paths, validate
 from zoo.registry import Registry, default_registry
 from zoo.registry.events import Events
 from zoo.text import plural, table
-from zoo.assembly import distributed
 from zoo.training import checkpoint
-from zoo.assembly.distributed import Context
 from zoo.training.folders import CHECKPOINTS, claim, holds_run, newest, read_history
 from zoo.training.loop import fit
 from zoo.training.run import Run

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from zoo.assembly.distributed import Context
 from zoo.assembly.precision import Precision
 from zoo.assembly.transforms import Pipeline, batch_generator
-from zoo.assembly.distributed import Context
 from zoo.training.run import Position, Run
 
 

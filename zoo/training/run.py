@@ -13,13 +13,13 @@ import torch
 from torch import Tensor
 
 from zoo.assembly.data import input_stats
+from zoo.assembly.distributed import Context
 from zoo.assembly.parts import Parts
 from zoo.assembly.precision import Precision
 from zoo.assembly.strategy import Strategy
 from zoo.recipe.schema import VERSION, Settings
 from zoo.registry import Registry
 from zoo.registry.events import Callback, Events
-from zoo.assembly.distributed import Context
 from zoo.training.folders import WEIGHTS, final_metrics
 from zoo.weights.format import data_digest, save
 from zoo.weights.metadata import Chosen, Evaluation, Init, PluginVersion, Stopped, Versions, WeightsMeta
