@@ -293,7 +293,7 @@ def test_a_plugins_command_and_export_format_work_like_zoos_own(tmp_path):
     env = fixture_site(tmp_path / "site", "extend", "fx_extend")
     hello = run_zoo("hello", "world", env=env)
     assert hello.returncode == 0 and hello.stdout == "hello world: 4 export formats\n", hello.stderr
-    assert re.search(r"^extend +loaded +fx-extend 0\.1 +fx_extend +1 exporter, 1 command$",
+    assert re.search(r"^extend +loaded +fx-extend 0\.1 +fx_extend +1 exporter, 1 strategy, 1 command$",
                      run_zoo("plugins", env=env).stdout, re.M)
     exported = run_zoo("export", "mnist-mlp", "--format", "pt2-copy", env=env, cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
