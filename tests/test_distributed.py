@@ -63,7 +63,7 @@ def reference(recipe, tmp_path_factory) -> dict[str, tuple[Path, subprocess.Comp
 def test_nproc_relaunches_through_torchrun_and_two_processes_train_one_model(reference):
     out, result = reference["ddp"]
     log = result.stdout
-    assert "100 batches of 25 per epoch on each of 2 processes (gloo)" in log
+    assert "100 batches of 25 per epoch on each of 2 processes (gloo, ddp)" in log
     assert re.search(r"device cpu, 1 CPU thread$", log, re.M)
     assert "weights identical on all 2 processes" in log
     assert log.count("epoch 2/2") == 1 and log.count("holds an earlier run") == 1  # only rank 0 logs
@@ -76,6 +76,7 @@ def test_fsdp_trains_to_ddps_losses_and_writes_one_ordinary_weights_file(referen
     """The same steps sharded: every recorded loss within 1e-5 of DDP's, the weights within 1e-5, and
     the gathered file is an ordinary zoo weights file of the whole model."""
     (ddp, _), (fsdp, result) = reference["ddp"], reference["fsdp"]
+    assert "on each of 2 processes (gloo, fsdp)" in result.stdout
     assert "weights gathered from 2 shards onto rank 0" in result.stdout
     for a, b in zip(history(ddp), history(fsdp), strict=True):
         for key in ("train_loss", "test_loss", "test_accuracy"):
@@ -137,31 +138,29 @@ def _kill_rank(process: subprocess.Popen, rank: int, besides: set[int] = frozens
     return pid
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_a_killed_worker_is_restarted_and_the_job_resumes_to_the_uninterrupted_weights(recipe, reference, tmp_path,
-                                                                                       strategy):
+def test_a_killed_worker_is_restarted_and_the_job_resumes_from_its_shards_to_the_uninterrupted_weights(
+        recipe, reference, tmp_path):
     """SIGKILL of rank 1 mid-epoch under --max-restarts 1: torchrun restarts both processes, zoo resumes
-    by itself from the step checkpoint (fsdp: from the shards each process wrote), and the final
-    weights are the uninterrupted run's, bit for bit."""
+    by itself from the step checkpoint, the shards each process wrote, and the final weights are the
+    uninterrupted run's, bit for bit. (The checkpoint code past the strategy's write and read is the
+    same for ddp, whose resume the next test checks.)"""
     out = tmp_path / "run"
     process = subprocess.Popen(zoo_build(recipe, out, "--nproc", "2", "--max-restarts", "1",
-                                         f"--set=train.strategy={strategy}"),
+                                         "--set=train.strategy=fsdp"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    saved = out / ("checkpoint.safetensors" if strategy == "ddp" else "checkpoint/state.safetensors")
-    wait_for(saved, process)
-    if strategy == "fsdp":
-        shards = [f for d in (out / "checkpoint").glob("shards-*") for f in d.iterdir()]
-        assert len(shards) == 2  # one file per process, no process holding the whole state
-        halves = [load_file(str(f))["state.model.linear_relu_stack.0.weight"].shape for f in shards]
-        assert halves == [torch.Size([32, 784])] * 2  # each holds half of the (64, 784) matrix
+    wait_for(out / "checkpoint" / "state.safetensors", process)
+    shards = [f for d in (out / "checkpoint").glob("shards-*") for f in d.iterdir()]
+    assert len(shards) == 2  # one file per process, no process holding the whole state
+    halves = [load_file(str(f))["state.model.linear_relu_stack.0.weight"].shape for f in shards]
+    assert halves == [torch.Size([32, 784])] * 2  # each holds half of the (64, 784) matrix
     _kill_rank(process, 1)
     log, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     assert "restart 1 of this job by torchrun: resuming from the checkpoint" in log
     resumed = re.search(r"resuming small-mlp at epoch (\d+), batch (\d+)", log)
     assert resumed and int(resumed[2]) % 40 == 0 and (resumed[1], resumed[2]) != ("1", "0")  # from a step checkpoint
-    assert same(weights(out), weights(reference[strategy][0]))
-    assert not (out / "checkpoint.safetensors").exists() and not (out / "checkpoint").exists()
+    assert same(weights(out), weights(reference["fsdp"][0]))
+    assert not (out / "checkpoint").exists()
 
 
 def test_a_job_that_keeps_dying_stops_with_one_line_and_resume_finishes_it(recipe, reference, tmp_path):
@@ -240,13 +239,18 @@ for accumulate in (1, 2, 3):
     fit(run, ddp)
     results[f"accumulate{accumulate}"] = {"reductions": len(reductions), "weight": run.model.weight.flatten().tolist()}
 
-# FSDP against DDP with accumulation and clipping
-for strategy in ("ddp", "fsdp"):
-    run = start(linear(epochs=2, accumulate=2, grad_clip=0.05, strategy=strategy), out / strategy)
+# FSDP against DDP with accumulation and clipping, and FSDP with bfloat16 parameters in the forward pass
+for strategy, precision in (("ddp", "32"), ("fsdp", "32"), ("fsdp", "bf16")):
+    run = start(linear(epochs=2, accumulate=2, grad_clip=0.05, strategy=strategy, precision=precision),
+                out / f"{strategy}{precision}")
+    seen = []
+    run.model.register_forward_hook(lambda module, args, output: seen.append(str(output.dtype)))
     fit(run, run.strategy.wrap(run.model, torch.device("cpu"), context))
     tensors, _ = run.strategy.weights(run.model, context)
     if context.is_main:
-        results[strategy] = {k: v.flatten().tolist() for k, v in tensors.items()}
+        results[strategy + precision] = {k: v.flatten().tolist() for k, v in tensors.items()}
+        results[strategy + precision + "-forward"] = sorted(set(seen))
+        results[strategy + precision + "-saved"] = sorted({str(v.dtype) for v in tensors.values()})
 
 # an MNIST MLP under FSDP: what the sharded model predicts, its gathered weights file, its sharded checkpoint
 mlp = {"name": "sharded-mlp", "model": {"component": "mnist-mlp", "hidden": [32, 16]},
@@ -309,11 +313,20 @@ def test_accumulation_under_ddp_all_reduces_once_per_optimizer_step(script):
 
 def test_fsdp_accumulates_and_clips_as_ddp_does(script):
     _, ranks = script
-    ddp, fsdp = ranks[0]["ddp"], ranks[0]["fsdp"]
+    ddp, fsdp = ranks[0]["ddp32"], ranks[0]["fsdp32"]
     assert ddp.keys() == fsdp.keys() == {"weight", "bias"}
     for key in ddp:
         assert max(abs(a - b) for a, b in zip(ddp[key], fsdp[key], strict=True)) < 1e-6
-    assert ddp != ranks[0]["accumulate2"]["weight"]  # (the clipping and second epoch changed something)
+    assert ddp["weight"] != ranks[0]["accumulate2"]["weight"]  # (the clipping and second epoch changed something)
+
+
+def test_fsdps_bf16_policy_computes_in_bfloat16_and_keeps_float32_weights(script):
+    _, ranks = script
+    result = ranks[0]
+    assert result["fsdp32-forward"] == ["torch.float32"] and result["fsdpbf16-forward"] == ["torch.bfloat16"]
+    assert result["fsdpbf16-saved"] == ["torch.float32"]
+    fp32, bf16 = result["fsdp32"]["weight"], result["fsdpbf16"]["weight"]
+    assert fp32 != bf16 and max(abs(a - b) for a, b in zip(fp32, bf16, strict=True)) < 0.05
 
 
 def test_fsdps_gathered_weights_load_with_zoo_load_and_predict_like_the_sharded_model(script):

@@ -117,6 +117,7 @@ def _torchrun(args: argparse.Namespace) -> int:
     import os
     import signal
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -159,6 +160,10 @@ def _torchrun(args: argparse.Namespace) -> int:
         print(f"zoo: error: rank {rank} (pid {failure.pid}) {cause}; the job stopped{after}. Its last checkpoint "
               "is in the run folder: the same command with --resume continues it", file=sys.stderr)
         return 1
+    except SignalException as exc:  # Ctrl-C or a SIGTERM to this process: torchrun stopped the workers
+        print(f"zoo: {exc.sigval.name} stopped the job; the last checkpoint is in the run folder: the same command "
+              "with --resume continues it", file=sys.stderr)
+        return 128 + exc.sigval.value
     return 0
 
 

@@ -104,7 +104,8 @@ def summary(parts: Parts, context: Context = Context()) -> str:
     layers = table(("LAYER", "TYPE", "OUTPUT SHAPE", "PARAMS"),
                    [(r.name, r.kind, r.shape, f"{r.params:,}") for r in parts.layers], right=(3,))
     evaluation = f", {len(parts.eval_data):,} evaluation samples ({data.eval_split})" if parts.eval_data else ""
-    processes = f" on each of {context.world} processes ({context.backend})" if context.active else ""
+    strategy = parts.settings.train.strategy.name
+    processes = f" on each of {context.world} processes ({context.backend}, {strategy})" if context.active else ""
     numerics = "" if parts.precision.name == "32" else f", precision {parts.precision.name}"
     return (f"{layers}\ntotal parameters: {parts.total_params:,}\n"
             f"data: {len(parts.train_data):,} training samples ({data.train_split}){evaluation}; "
