@@ -335,3 +335,36 @@ def test_a_store_from_before_versions_becomes_version_1(tmp_path):
     [build] = store.builds("old-mlp")
     assert (build.version, build.sha256, build.run) == (1, sha, "/old/run")
     assert zoo.load("old-mlp@latest").zoo_source.source == "local"
+
+
+@pytest.mark.parametrize("accumulate, every, saved", [
+    (1, 3, [(1, 3), (2, 0), (2, 3), (3, 0)]),  # 4 optimizer steps per epoch: after step 3, and at each epoch's end
+    (2, 1, [(1, 2), (2, 0), (2, 2), (3, 0)]),  # 2 steps of 2 batches: after the first (batch 2); the second ends the epoch
+])
+def test_checkpoint_every_saves_after_that_many_optimizer_steps(tmp_path, accumulate, every, saved):
+    from zoo.registry.events import Callback, Events
+    from zoo.training.loop import fit
+
+    heard = []
+
+    class Listener:
+        def zoo_checkpoint_saved(self, epoch, step):
+            heard.append((epoch, step))
+
+    recipe = {**REGRESSION, "train": {**REGRESSION["train"], "epochs": 2, "accumulate": accumulate,
+                                      "checkpoint_every": every}}
+    run = make_run(recipe, tmp_path)
+    run.events = Events(run.registry.hook_plugins(), [Callback("listener", "test", Listener())])
+    fit(run)
+    assert heard == saved  # (the epoch in progress, the batches done in it)
+
+
+def test_multi_node_flags_that_cannot_work_are_one_line_errors(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=100)
+    missing = run_zoo("build", str(recipe), "--nnodes", "2")
+    assert missing.returncode == 2
+    assert missing.stderr == ("zoo: error: --nnodes 2 needs --rdzv HOST:PORT: node 0's address and a free port, the "
+                              "same on every node\n")
+    outside = run_zoo("build", str(recipe), "--nnodes", "2", "--node-rank", "2", "--rdzv", "127.0.0.1:29999")
+    assert outside.returncode == 2
+    assert outside.stderr == "zoo: error: --node-rank 2 is not one of the 2 nodes' numbers, 0 to 1\n"

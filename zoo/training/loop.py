@@ -153,8 +153,8 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
                 precision.backward(loss if accumulate == 1 else loss * share)
             if each_step:
                 step_loss.add_(loss.detach(), alpha=share)
-            number = (step - 1) // accumulate + 1
             if boundary:
+                number = (step - 1) // accumulate + 1
                 announce = (lambda: run.emit("zoo_before_optimizer_step", epoch=epoch, step=number,
                                              optimizer=optimizer)) if before_step else (lambda: None)
                 precision.step(optimizer, parameters, train.grad_clip, announce)
