@@ -211,7 +211,7 @@ results = {}
 
 def start(recipe, folder, resume=False):
     run = new_run(validate(Recipe(recipe, {}, Path("recipe.yaml"))), folder, registry=registry, context=context)
-    run.events = Events([])
+    run.events = Events([], run.callbacks)  # the recipe's callbacks, no plugins
     if resume:
         checkpoint.resume(run)
     return run
@@ -256,7 +256,7 @@ for strategy, precision in (("ddp", "32"), ("fsdp", "32"), ("fsdp", "bf16")):
 mlp = {"name": "sharded-mlp", "model": {"component": "mnist-mlp", "hidden": [32, 16]},
        "data": {"dataset": {"component": "mnist"}, "batch_size": 100, "eval_batch_size": 5000},
        "train": {"epochs": 1, "seed": 3, "optimizer": {"component": "adam", "lr": 1.0e-3}, "loss": "cross-entropy",
-                 "strategy": "fsdp"},
+                 "strategy": "fsdp", "callbacks": [{"component": "best-checkpoint", "monitor": "test_accuracy"}]},
        "metrics": ["accuracy"]}
 run = start(mlp, out / "mlp")
 fit(run)
@@ -270,6 +270,8 @@ again = start(mlp, out / "mlp", resume=True)
 mine = {k: v.to_local() for k, v in run.model.state_dict().items()}
 restored = {k: v.to_local() for k, v in again.model.state_dict().items()}
 results[f"restored{context.rank}"] = all(torch.equal(mine[k], restored[k]) for k in mine)
+best, kept = run.callbacks[0].target.weights, again.callbacks[0].target.weights  # a callback's sharded copy
+results[f"callback{context.rank}"] = all(torch.equal(best[k].to_local(), kept[k].to_local()) for k in best)
 dist.barrier()
 if context.is_main:
     shard = next((out / "mlp" / "checkpoint").glob("shards-*/*.safetensors"))
@@ -343,6 +345,7 @@ def test_fsdps_gathered_weights_load_with_zoo_load_and_predict_like_the_sharded_
 def test_an_fsdp_checkpoint_restores_every_shard_and_refuses_a_corrupt_one(script):
     _, ranks = script
     assert [ranks[0]["restored0"], ranks[1]["restored1"]] == [True, True]
+    assert [ranks[0]["callback0"], ranks[1]["callback1"]] == [True, True]  # best-checkpoint's copy, sharded too
     for rank in ranks:
         assert re.fullmatch(r"checkpoint \S+/checkpoint: shards-[0-9a-f]{8}/\S+\.safetensors does not match the "
                             r"digest it was written with; it is corrupt\. Delete it to start over", rank["corrupt"])

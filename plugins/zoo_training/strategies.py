@@ -183,13 +183,12 @@ class FSDP:
         if keys:
             own: dict[str, torch.Tensor] = {}
             api.split_state(like, "state", own)
-            missing = [k for k in keys if not isinstance(own.get(k), DTensor)]
-            if missing:
-                raise api.ZooError(f"checkpoint {path} does not fit this run: it holds shards of {missing[0]}, which "
-                                   "this run does not shard; delete it to start over")
-            shards = {k: own[k] for k in keys}
+            reader = HuggingFaceStorageReader(str(folder))
             try:
-                load_shards(shards, storage_reader=HuggingFaceStorageReader(str(folder)))
+                missing = [k for k in keys if not isinstance(own.get(k), DTensor)]
+                stored = reader.read_metadata().state_dict_metadata if missing else {}
+                shards = {k: _sharded_like(own, stored[k]) if k in missing else own[k] for k in keys}
+                load_shards(shards, storage_reader=reader)
             except Exception as exc:  # DCP's CheckpointException wraps each rank's error
                 first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
                 raise api.ZooError(f"checkpoint {path}: its shards do not fit this run ({first}); "
@@ -199,6 +198,16 @@ class FSDP:
 
     def remove(self, path):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _sharded_like(own: dict[str, torch.Tensor], stored) -> torch.Tensor:
+    """An empty DTensor for a sharded tensor of the checkpoint (``stored``: its DCP metadata) that the
+    run's own state has not (yet): a callback's copy of the weights (best-checkpoint). Sharded as FSDP
+    shards a parameter: along dim 0 over the model's mesh."""
+    from torch.distributed.tensor import DTensor, Shard, empty
+
+    mesh = next(t.device_mesh for t in own.values() if isinstance(t, DTensor))
+    return empty(*stored.size, dtype=stored.properties.dtype, device_mesh=mesh, placements=[Shard(0)])
 
 
 def blocks(model: nn.Module, prefix: str = "") -> list[str]:
