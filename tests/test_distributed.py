@@ -187,6 +187,27 @@ def test_a_job_that_keeps_dying_stops_with_one_line_and_resume_finishes_it(recip
     assert same(weights(out), weights(reference["ddp"][0]))
 
 
+def test_ctrl_c_stops_the_whole_job_at_one_step_and_saves_it(tmp_path):
+    """SIGINT to the process group, as a terminal's Ctrl-C sends it: the workers agree on a step, rank 0
+    saves it and says so once, and zoo's agent says what stopped the job."""
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=20, batch=25)
+    out = tmp_path / "run"
+    process = subprocess.Popen(zoo_build(recipe, out, "--nproc", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    wait_for(out / "checkpoint.safetensors", process)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    stopped = re.findall(r"^zoo: interrupted at epoch (\d+), batch (\d+); checkpoint saved\. Continue with: zoo build .* "
+                         r"--resume --out .*$", err, re.M)
+    assert len(stopped) == 1, err  # rank 0's line only
+    assert "zoo: SIGINT stopped the job; the last checkpoint is in the run folder" in err
+    from zoo.training.checkpoint import load
+
+    position = load(out / "checkpoint.safetensors", raw_meta(out / "checkpoint.safetensors")["fingerprint"])["position"]
+    assert (position["epoch"] + 1, position["step"]) == tuple(map(int, stopped[0]))  # the step it said
+
+
 SCRIPT = """
 import json, os, sys
 from pathlib import Path

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -105,8 +106,9 @@ def build(args: argparse.Namespace) -> int:
     try:
         train(args.recipe, args.set, registry=registry, out=args.out, resume=args.resume, overwrite=args.overwrite)
     except Interrupted as exc:
-        print(f"zoo: {exc}; checkpoint saved. Continue with: zoo build {args.recipe} --resume"
-              + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the job
+            print(f"zoo: {exc}; checkpoint saved. Continue with: zoo build {args.recipe} --resume"
+                  + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
         return 130
     return 0
 
@@ -114,7 +116,6 @@ def build(args: argparse.Namespace) -> int:
 def _torchrun(args: argparse.Namespace) -> int:
     """``zoo build`` with --nproc, --nnodes or --max-restarts: the same build under torchrun's elastic
     agent, run in this process, so that a failure ends in one line naming the rank and the cause."""
-    import os
     import signal
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
