@@ -131,7 +131,8 @@ def worker(args: argparse.Namespace) -> None:
         listener = Callback("resumed", "benchmark", resumed) if restarted else Callback("killer", "benchmark", Killer())
         run = train_run(settings, out / f"every-{args.every}", registry=registry, context=context, resume=restarted,
                         log=lambda _: None, listeners=[listener])
-        results = {"restarted": restarted, "resumed": resumed.step, "digest": run.strategy.weights(run.model, context)[1]}
+        results = {"restarted": restarted, "resumed": resumed.step,
+                   "digest": run.strategy.weights(run.model, context)[1]}
     (out / f"{args.worker}-{args.every}-rank{context.rank}.json").write_text(json.dumps(results))
     distributed.close(context)
     os._exit(0)
@@ -172,7 +173,8 @@ def main() -> None:
                 print(f"  {strategy:4} rank {rank}: parameters {r['parameters'] / 2**20:7.1f} MiB, gradients "
                       f"{r['gradients'] / 2**20:7.1f} MiB, optimizer {r['optimizer'] / 2**20:7.1f} MiB, total "
                       f"{held / 2**20:7.1f} MiB; {r['seconds_per_step']:.3f} s/step")
-        held = {s: max(r[s]["parameters"] + r[s]["gradients"] + r[s]["optimizer"] for r in ranks) for s in ("ddp", "fsdp")}
+        held = {s: max(r[s]["parameters"] + r[s]["gradients"] + r[s]["optimizer"] for r in ranks)
+                for s in ("ddp", "fsdp")}
         diff = max(abs(a - b) for r in ranks for a, b in zip(r["ddp"]["losses"], r["fsdp"]["losses"], strict=True))
         print(f"  losses of the {args.steps} steps, ddp: {', '.join(f'{v:.6f}' for v in ranks[0]['ddp']['losses'])}")
         steps = [max(abs(r["ddp"]["losses"][i] - r["fsdp"]["losses"][i]) for r in ranks) for i in range(args.steps)]

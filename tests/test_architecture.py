@@ -316,8 +316,8 @@ def test_a_plugins_strategy_is_what_the_trainer_asks_at_each_point(tmp_path, mon
                                                                "strategy": "logged"}}))
     [out] = build(str(recipe), registry=registry, out=tmp_path / "run", log=lambda line: None)
     calls = [json.loads(line)["strategy"] for line in log.read_text().splitlines()]
-    assert calls == ["shard", "wrap", *["no_sync"] * 2, "state", "save"] + ["no_sync"] * 2 + ["state", "save", "weights",
-                                                                                              "remove"]
+    epoch = ["no_sync", "no_sync", "state", "save"]  # 4 batches in 2 steps of 2, then the epoch's checkpoint
+    assert calls == ["shard", "wrap", *epoch, *epoch, "weights", "remove"]
     assert (out / "weights.safetensors").is_file() and not (out / "logged-checkpoint.safetensors").exists()
     bad = build_error(recipe, registry, "train.strategy=logd")
     assert bad.startswith("--set train.strategy=logd: train.strategy: unknown strategy 'logd'. Did you mean 'logged'?")

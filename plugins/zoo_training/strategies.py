@@ -87,7 +87,8 @@ class FSDP:
     names, e.g. ``("layers.*",)``), else each parameter-holding member of the model's ModuleLists and
     Sequentials, after the member's own blocks."""
 
-    reshard_after_forward: bool = True  # free a block's gathered parameters after its forward (gather again for backward)
+    # free a block's gathered parameters after its forward, gathering them again for its backward
+    reshard_after_forward: bool = True
     checkpoint: ClassVar[str] = "checkpoint"
 
     def shard(self, model, context, precision):
@@ -97,7 +98,8 @@ class FSDP:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh(precision.device.type, (context.world,))
-        policy = MixedPrecisionPolicy(param_dtype=precision.dtype, reduce_dtype=torch.float32 if precision.dtype else None)
+        policy = MixedPrecisionPolicy(param_dtype=precision.dtype,
+                                      reduce_dtype=torch.float32 if precision.dtype else None)
         for name in blocks(model):
             fully_shard(model.get_submodule(name), mesh=mesh, mp_policy=policy,
                         reshard_after_forward=self.reshard_after_forward)
@@ -170,12 +172,13 @@ class FSDP:
         folder, files, keys = metadata.get("shards"), metadata.get("files"), metadata.get("sharded")
         if not (isinstance(folder, str) and SHARDS.fullmatch(folder) and isinstance(files, dict)
                 and all(isinstance(n, str) and SHARD_FILE.fullmatch(n) for n in files) and isinstance(keys, list)):
-            raise api.ZooError(f"checkpoint {path}: {STATE} does not say which shards it holds; delete it to start over")
+            raise api.ZooError(f"checkpoint {path}: {STATE} does not say which shards it holds; delete it to start "
+                               "over")
         folder = path / folder
         present = sorted(f.name for f in folder.iterdir()) if folder.is_dir() else []
         if present != sorted(files):
-            raise api.ZooError(f"checkpoint {path}: {folder.name} holds {len(present)} of its {len(files)} shard files; "
-                               "delete it to start over")
+            raise api.ZooError(f"checkpoint {path}: {folder.name} holds {len(present)} of its {len(files)} shard "
+                               "files; delete it to start over")
         for name, digest in files.items():
             if api.file_sha256(folder / name) != digest:
                 raise api.ZooError(f"checkpoint {path}: {folder.name}/{name} does not match the digest it was written "

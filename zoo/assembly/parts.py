@@ -105,8 +105,9 @@ def assemble(settings: Settings, registry: Registry, *, device: str | None = Non
              initial: Initial | None = None, weights_follow: bool = False) -> Parts:
     """Build every part of a validated recipe on ``device`` (default: ``train.device``) for this process
     of a torchrun job (``context``), start from ``initial`` (the weights ``train.init`` names), shard the
-    model as ``train.strategy`` says, and check the parts together on one batch. Independent errors are all reported (RecipeErrors); with
-    ``weights_follow`` (a resume) the model is built without random initialisation."""
+    model as ``train.strategy`` says, and check the parts together on one batch. Independent errors are
+    all reported (RecipeErrors); with ``weights_follow`` (a resume) the model is built without random
+    initialisation."""
     assembler = Assembler(registry)
     data, train = settings.data, settings.train
     problems: list[RecipeError] = []
