@@ -111,6 +111,17 @@ def make_run(recipe: dict, folder: Path, *, listeners=(), disable=("progress",))
     return run
 
 
+CHECKPOINT = Path("checkpoint", "state.json")  # in a run folder: there once a checkpoint is whole
+
+
+def read_checkpoint(folder: Path) -> dict:
+    """The state of a run folder's checkpoint, every file verified."""
+    from zoo.training.checkpoint import read
+
+    path = folder / "checkpoint"
+    return read(path, json.loads((folder / CHECKPOINT).read_text())["fingerprint"], like={}, active=False)
+
+
 def raw_meta(path: Path) -> dict:
     """A weights file's metadata as plain data, to alter."""
     from safetensors import safe_open

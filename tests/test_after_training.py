@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo.recipe import catalog
-from zoo.assembly.data import InputSpec
+from zoo.weights.spec import InputSpec
 from zoo.weights.format import read_meta
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -3,16 +3,19 @@ plugins that can be switched off, and weights unchanged by the redesign."""
 
 import dataclasses
 import json
+import os
 import re
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 import torch
 import yaml
 from conftest import (
     BIN,
+    CHECKPOINT,
     REGRESSION,
     ROOT,
     SMALL_MLP,
@@ -43,17 +46,26 @@ BEFORE = {
 }
 
 
-def assert_same_metrics(folder: Path, expected: dict) -> None:
+# How far one epoch's losses may move between CPUs, relative. The MLPs' float32 matmuls agree to ~1e-5
+# between AVX2 and AVX-512 after an epoch. The encoder's attention (softmax, layer norms, Adam's
+# division by the root of tiny second moments) magnifies the kernels' last-bit differences: on an AMD
+# EPYC with AVX-512 its test_loss was 2.07098 against 2.07215 recorded on AVX2 (5.6e-4 relative),
+# while a real change in what training computes -- train.seed 1 instead of 0 -- moved it to 2.0970
+# (1.2e-2). 3e-3 sits between the two with a margin of 5x below and 4x above.
+LOSS_TOLERANCE = {"transformer-encoder-reverse": 3e-3}
+
+
+def assert_same_metrics(folder: Path, expected: dict, rel: float = 1e-4) -> None:
     metrics = read_meta(folder / "weights.safetensors").metrics
     assert metrics.keys() == expected.keys()
     for key, value in expected.items():
-        assert metrics[key] == pytest.approx(value, rel=1e-4, abs=0 if "loss" in key else 2e-3), key
+        assert metrics[key] == pytest.approx(value, rel=rel, abs=0 if "loss" in key else 2e-3), key
 
 
 @pytest.mark.parametrize("name", sorted(BEFORE))
 def test_shipped_recipes_train_the_same_as_before_the_redesign(tmp_path, name):
     [out] = build(name, ["train.epochs=1"], out=tmp_path / name, disable=["progress"], log=lambda line: None)
-    assert_same_metrics(out, BEFORE[name])
+    assert_same_metrics(out, BEFORE[name], LOSS_TOLERANCE.get(name, 1e-4))
 
 
 def test_a_sweep_variant_trains_the_same_as_before_the_redesign(tmp_path):
@@ -155,11 +167,9 @@ def test_after_a_kill_the_resumed_run_sends_the_remaining_events(tmp_path):
     recipe = write_recipe(tmp_path, SMALL_MLP, epochs=4, batch=10)
     out = tmp_path / "run"
     env = events_env(tmp_path)
-    import os
-
     process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
-    wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / CHECKPOINT, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     (tmp_path / "events" / "events-0.jsonl").unlink()
@@ -297,9 +307,12 @@ def test_a_plugins_command_and_export_format_work_like_zoos_own(tmp_path):
                      run_zoo("plugins", env=env).stdout, re.M)
     exported = run_zoo("export", "mnist-mlp", "--format", "pt2-copy", env=env, cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
-    assert "wrote mnist-mlp.copy.pt2" in exported.stdout and "max abs difference 0 " in exported.stdout
+    assert "wrote mnist-mlp.copy.pt2" in exported.stdout and "max abs difference " in exported.stdout
     facts = json.loads((tmp_path / "mnist-mlp.copy.pt2.json").read_text())
-    assert facts["format"] == "pt2-copy" and facts["parity"]["max_abs_diff"] == 0
+    # the exported program may pick other float32 matmul kernels than eager PyTorch for batches of 1, 3
+    # and 7 (AVX-512 here: 1.2e-7, AVX2: 0); outputs are logits of magnitude ~10, whose float32 spacing is
+    # ~1e-6: any real difference in the program (a lost layer, another weight) is orders larger
+    assert facts["format"] == "pt2-copy" and facts["parity"]["max_abs_diff"] <= 1e-6
     program = torch.export.load(str(tmp_path / "mnist-mlp.copy.pt2")).module()
     x = torch.rand(5, 1, 28, 28)
     torch.testing.assert_close(program(x), zoo.load("mnist-mlp")(x))
@@ -316,11 +329,49 @@ def test_a_plugins_strategy_is_what_the_trainer_asks_at_each_point(tmp_path, mon
                                                                "strategy": "logged"}}))
     [out] = build(str(recipe), registry=registry, out=tmp_path / "run", log=lambda line: None)
     calls = [json.loads(line)["strategy"] for line in log.read_text().splitlines()]
-    epoch = ["no_sync", "no_sync", "state", "save"]  # 4 batches in 2 steps of 2, then the epoch's checkpoint
-    assert calls == ["shard", "wrap", *epoch, *epoch, "weights", "remove"]
-    assert (out / "weights.safetensors").is_file() and not (out / "logged-checkpoint.safetensors").exists()
+    epoch = ["no_sync", "no_sync", "state"]  # 4 batches in 2 steps of 2, then the epoch's checkpoint
+    assert calls == ["shard", "wrap", *epoch, *epoch, "weights"]  # zoo writes the checkpoints
+    assert (out / "weights.safetensors").is_file() and not (out / "checkpoint").exists()
     bad = build_error(recipe, registry, "train.strategy=logd")
     assert bad.startswith("--set train.strategy=logd: train.strategy: unknown strategy 'logd'. Did you mean 'logged'?")
+
+
+def test_a_plugins_strategy_with_state_of_its_own_resumes_by_itself_after_a_restart(tmp_path):
+    """What torchrun's --max-restarts does: the job dies, its processes start again with
+    TORCHELASTIC_RESTART_COUNT set, and zoo finds the run's checkpoint, whatever the strategy."""
+    log = tmp_path / "log.jsonl"
+    env = {**fixture_site(tmp_path / "site", "extend", "fx_extend"), **events_env(tmp_path), "FX_EXTEND_LOG": str(log)}
+    env["PYTHONPATH"] = f"{tmp_path / 'site'}{os.pathsep}{ROOT / 'tests' / 'fixtures'}"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**REGRESSION, "train": {**REGRESSION["train"], "strategy": "logged"}}))
+    straight = run_zoo("build", str(recipe), "--out", str(tmp_path / "straight"), "--no-progress", env=env)
+    assert straight.returncode == 0, straight.stderr
+    log.unlink()
+    out = tmp_path / "run"
+    killed = run_zoo("build", str(recipe), "--out", str(out), "--no-progress", process=True,
+                     env={**env, "FX_EVENTS_KILL": "zoo_epoch_end:3"})  # after epoch 2's checkpoint
+    assert killed.returncode != 0 and (out / CHECKPOINT).is_file()
+    restarted = run_zoo("build", str(recipe), "--out", str(out), "--no-progress",
+                        env={**env, "TORCHELASTIC_RESTART_COUNT": "1"})
+    assert restarted.returncode == 0, restarted.stderr
+    assert f"resuming from the checkpoint in {out}" in restarted.stdout
+    counts = [json.loads(line)["count"] for line in log.read_text().splitlines() if "count" in json.loads(line)]
+    # epochs 1 and 2, killed before epoch 3's checkpoint; restarted, a fresh strategy is asked once for
+    # the shapes to read into (1), then its own count comes back from epoch 2's checkpoint: 3, not 2
+    assert counts == [1, 2, 1, 3]
+    resumed, reference = load_file(out / "weights.safetensors"), load_file(tmp_path / "straight" / "weights.safetensors")
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+def test_checkpoints_are_the_cores_so_no_plugin_switch_breaks_resume(tmp_path):
+    recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=1000)
+    refused = run_zoo("-p", "no:checkpoints", "build", str(recipe), "--resume")
+    assert refused.returncode == 2 and "no plugin 'checkpoints' to switch off" in refused.stderr
+    from zoo.assembly.strategy import Strategy
+
+    assert {"save", "load", "remove", "checkpoint"}.isdisjoint(vars(Strategy))  # strategies write no checkpoint files
+    sources = "".join(p.read_text() for p in (ROOT / "zoo").rglob("*.py"))
+    assert "strategy.checkpoint" not in sources and "strategy.save" not in sources
 
 
 def build_error(recipe, registry, override: str) -> str:
@@ -348,7 +399,8 @@ def test_a_renamed_recipe_key_keeps_files_written_before_it_loading_predicting_a
     monkeypatch.setattr(schema, "VERSION", 2)
     x, _ = zoo.create("mnist", split="test").batch(torch.arange(3))
     with pytest.raises(zoo.ZooError, match=r"train.epochs: unknown key 'epochs'"):
-        zoo.predict("mnist-mlp", x)  # the rename alone breaks every file written before it
+        settings(zoo.load("mnist-mlp"))  # the rename alone breaks every file's recipe written before it
+    assert [p["top"][0]["label"] for p in zoo.predict("mnist-mlp", x)] == ["7", "2", "1"]  # predicting needs none
     monkeypatch.setattr(migrations, "MIGRATIONS", [migrations.Rename(2, "train.epochs", "train.max_epochs")])
     model = zoo.load("mnist-mlp")  # written with recipe schema version 1 (and metadata version 1)
     assert model.zoo_meta.recipe_version == 1 and model.zoo_meta.recipe["train"]["epochs"] == 60

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, REGRESSION, ROOT, SMALL_MLP, assert_png, build, make_run, run_zoo, wait_for, write_recipe
+from conftest import (BIN, CHECKPOINT, REGRESSION, ROOT, SMALL_MLP, assert_png, build, make_run, run_zoo, wait_for,
+                      write_recipe)
 from safetensors.torch import load_file
 
 import zoo
@@ -36,7 +37,7 @@ def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
     assert [r["epoch"] for r in lines] == [1, 2]
     assert lines[1]["train_loss"] < lines[0]["train_loss"] and lines[1]["test_accuracy"] > 0.8
     meta = read_meta(out / "weights.safetensors")
-    assert meta.version == 2 and meta.recipe_version == 1
+    assert meta.version == 3 and meta.recipe_version == 1 and meta.transform == ()
     assert meta.model == {"component": "mnist-mlp", "hidden": [64]}
     assert meta.recipe["train"]["epochs"] == 2
     assert meta.metrics["test_accuracy"] == pytest.approx(lines[-1]["test_accuracy"])
@@ -91,7 +92,7 @@ def test_kill_9_then_resume_reaches_the_same_weights(tmp_path, reference_run):
     recipe = small(folder, epochs=6, batch=10)
     process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / CHECKPOINT, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "weights.safetensors").exists()
@@ -103,7 +104,7 @@ def test_kill_9_then_resume_reaches_the_same_weights(tmp_path, reference_run):
     assert 2 <= resumed_at <= 6
     assert _tensors_equal(out / "weights.safetensors", reference)
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
-    assert not (out / "checkpoint.safetensors").exists()
+    assert not (out / "checkpoint").exists()
 
 
 def test_ctrl_c_saves_mid_epoch_and_resume_reaches_the_same_weights(tmp_path, reference_run):
@@ -128,7 +129,7 @@ def test_resume_with_a_different_recipe_is_refused(tmp_path):
     recipe = small(tmp_path, epochs=30, batch=10)
     process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / CHECKPOINT, process)
     process.kill()
     process.wait()
     result = run_zoo("build", str(recipe), "--out", str(out), "--resume", "--set", "train.optimizer.lr=0.1")
@@ -313,13 +314,13 @@ def test_resume_finishes_recording_a_build_killed_before_the_store_had_it(tmp_pa
     killed = run_zoo("build", str(recipe), "--no-progress", env=env, cwd=tmp_path, process=True)
     assert killed.returncode != 0
     run = tmp_path / "runs" / "small-mlp"
-    assert (run / "weights.safetensors").is_file() and (run / "checkpoint.safetensors").is_file()
+    assert (run / "weights.safetensors").is_file() and (run / CHECKPOINT).is_file()
     assert store.latest("small-mlp") is None
     finished = run_zoo("build", str(recipe), "--no-progress", "--resume", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
     assert "recorded small-mlp in the store as small-mlp@1" in finished.stdout
     assert store.latest("small-mlp").path.read_bytes() == (run / "weights.safetensors").read_bytes()
-    assert not (run / "checkpoint.safetensors").exists() and not (tmp_path / "runs" / "small-mlp-2").exists()
+    assert not (run / "checkpoint").exists() and not (tmp_path / "runs" / "small-mlp-2").exists()
 
 
 def test_a_store_from_before_versions_becomes_version_1(tmp_path):

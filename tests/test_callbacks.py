@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from conftest import SMALL_MLP, run_zoo, write_recipe
+from conftest import CHECKPOINT, SMALL_MLP, run_zoo, write_recipe
 from safetensors.torch import load_file
 
 
@@ -49,7 +49,7 @@ def test_a_raising_callback_stops_the_run_by_name_and_resume_restores_its_state(
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert re.search(rf"recipe.yaml:{line}:\d+: train.callbacks\[0\]: callback 'event-log' raised in zoo_epoch_end: "
                      r"RuntimeError: event-log was told to fail in zoo_epoch_end", failed.stderr), failed.stderr
-    assert (out / "checkpoint.safetensors").is_file()  # epoch 1's, whole
+    assert (out / CHECKPOINT).is_file()  # epoch 1's, whole
     resumed = run_zoo("build", str(path), "--out", str(out), "--no-progress", "--resume", env=extras)
     assert resumed.returncode == 0, resumed.stderr
     heard = [(e["event"], e.get("epoch"), e["epochs_seen"]) for e in events(log)]

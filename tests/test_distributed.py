@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, SMALL_MLP, raw_meta, wait_for, write_recipe
+from conftest import BIN, CHECKPOINT, SMALL_MLP, read_checkpoint, wait_for, write_recipe
 from safetensors.torch import load_file
 
 import zoo
@@ -148,7 +148,7 @@ def test_a_killed_worker_is_restarted_and_the_job_resumes_from_its_shards_to_the
     process = subprocess.Popen(zoo_build(recipe, out, "--nproc", "2", "--max-restarts", "1",
                                          "--set=train.strategy=fsdp"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(out / "checkpoint" / "state.safetensors", process)
+    wait_for(out / CHECKPOINT, process)
     shards = [f for d in (out / "checkpoint").glob("shards-*") for f in d.iterdir()]
     assert len(shards) == 2  # one file per process, no process holding the whole state
     halves = [load_file(str(f))["state.model.linear_relu_stack.0.weight"].shape for f in shards]
@@ -168,7 +168,7 @@ def test_a_job_that_keeps_dying_stops_with_one_line_and_resume_finishes_it(recip
     command = zoo_build(recipe, out, "--nproc", "2")
     process = subprocess.Popen([*command, "--max-restarts", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / CHECKPOINT, process)
     first = _kill_rank(process, 1)
     second = _kill_rank(process, 1, besides={first})  # the restarted worker of rank 1 dies too
     _, err = process.communicate(timeout=600)
@@ -176,10 +176,7 @@ def test_a_job_that_keeps_dying_stops_with_one_line_and_resume_finishes_it(recip
     assert re.search(rf"^zoo: error: rank 1 \(pid {second}\) was killed by SIGKILL; the job stopped after 1 "
                      r"restart\(s\) \(--max-restarts\)\. .*--resume continues it$", err, re.M), err
     assert "Traceback" not in err
-    from zoo.training.checkpoint import load
-
-    fingerprint = raw_meta(out / "checkpoint.safetensors")["fingerprint"]
-    assert load(out / "checkpoint.safetensors", fingerprint)["position"]["step"] >= 40  # whole: its digest checks
+    assert read_checkpoint(out)["position"]["step"] >= 40  # whole: its digests check
     assert not (out / "weights.safetensors").exists()
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
@@ -194,7 +191,7 @@ def test_ctrl_c_stops_the_whole_job_at_one_step_and_saves_it(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(zoo_build(recipe, out, "--nproc", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
-    wait_for(out / "checkpoint.safetensors", process)
+    wait_for(out / CHECKPOINT, process)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
@@ -202,9 +199,7 @@ def test_ctrl_c_stops_the_whole_job_at_one_step_and_saves_it(tmp_path):
                          r"--resume --out .*$", err, re.M)
     assert len(stopped) == 1, err  # rank 0's line only
     assert "zoo: SIGINT stopped the job; the last checkpoint is in the run folder" in err
-    from zoo.training.checkpoint import load
-
-    position = load(out / "checkpoint.safetensors", raw_meta(out / "checkpoint.safetensors")["fingerprint"])["position"]
+    position = read_checkpoint(out)["position"]
     assert (position["epoch"] + 1, position["step"]) == tuple(map(int, stopped[0]))  # the step it said
 
 
@@ -286,7 +281,7 @@ with torch.no_grad():
     run.model.eval()
     logits = run.model(images)
 run.save_weights(out / "mlp.safetensors")
-checkpoint.save_run(run)
+checkpoint.save(run)
 again = start(mlp, out / "mlp", resume=True)
 mine = {k: v.to_local() for k, v in run.model.state_dict().items()}
 restored = {k: v.to_local() for k, v in again.model.state_dict().items()}

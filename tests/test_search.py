@@ -1,6 +1,7 @@
 """zoo search: a recipe's search section on Optuna -- checked at zoo check, workers sharing one SQLite
 study, resumable after a kill, pruning through the epoch-end event, the best trial in the store."""
 
+import json
 import os
 import signal
 import subprocess
@@ -157,3 +158,40 @@ def test_trials_under_torchrun_report_from_rank_0_and_every_rank_stops(tmp_path)
     assert bad.state.name == "PRUNED" and bad.user_attrs["epochs"] < 4
     meta = zoo.weights.format.read_meta(out / bad.user_attrs["run"] / "weights.safetensors")
     assert meta.processes == 2 and meta.stopped.reason.startswith("pruned by the search")  # both ranks stopped
+
+
+def test_a_search_and_a_sweep_with_best_checkpoint_record_the_chosen_epochs_metrics_everywhere(tmp_path):
+    """The weights file's metrics are the run's: a trial's value, the store's build and a sweep's table
+    all read them, so a callback that keeps another epoch than the last is followed everywhere."""
+    import csv
+
+    from zoo.training.build import build, search
+    from zoo.weights.format import read_meta
+    from zoo.weights.store import builds
+
+    registry = zoo.Registry.from_environment(disabled=["progress", "plot"])
+    worst = {"component": "best-checkpoint", "monitor": "train_loss", "mode": "max"}  # keeps epoch 1 of 3
+    path = recipe(tmp_path, trials=2, epochs=3, space={"train.optimizer.lr": [0.01, 0.02]}, sampler="grid")
+    data = yaml.safe_load(path.read_text())
+    data["train"]["callbacks"] = [worst]
+    path.write_text(yaml.safe_dump(data))
+    out = search(str(path), out=tmp_path / "search", registry=registry, log=lambda line: None)
+    for trial in study(out).get_trials():
+        folder = out / trial.user_attrs["run"]
+        first = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()][0]
+        meta = read_meta(folder / "weights.safetensors")
+        assert meta.chosen.epoch == 1 and meta.metrics["train_loss"] == first["train_loss"]
+        assert trial.value == first["train_loss"]  # not the last epoch's
+    [filed] = builds("tiny-search")
+    best = out / study(out).best_trial.user_attrs["run"]
+    assert filed.metrics == read_meta(best / "weights.safetensors").metrics
+    del data["search"]
+    data["sweep"] = {"train.optimizer.lr": [0.01, 0.02]}
+    path.write_text(yaml.safe_dump(data))
+    folders = build(str(path), out=tmp_path / "sweep", registry=registry, log=lambda line: None)
+    with open(tmp_path / "sweep" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row, folder in zip(rows, folders):
+        first = json.loads((folder / "metrics.jsonl").read_text().splitlines()[0])
+        assert float(row["train_loss"]) == pytest.approx(first["train_loss"], rel=1e-12)
+    assert builds("tiny-search") == [filed]  # sweep variants are not builds

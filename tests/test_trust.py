@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -155,34 +156,43 @@ def test_using_a_file_whose_recipe_names_urls_opens_no_socket(tmp_path, monkeypa
 
 
 def test_a_checkpoint_with_a_flipped_bit_or_that_does_not_fit_is_refused_by_name(tmp_path):
-    from zoo.training.checkpoint import FORMAT, fingerprint, save, save_run
-    from zoo.training.checkpoint import snapshot as state_of
+    from zoo.training.checkpoint import FORMAT, save
 
     (tmp_path / "run").mkdir()
     run = make_run(REGRESSION, tmp_path / "run")
-    save_run(run)  # a checkpoint before the first epoch: a whole one
-    path = tmp_path / "run" / "checkpoint.safetensors"
+    save(run)  # a checkpoint before the first epoch: a whole one
+    path = tmp_path / "run" / "checkpoint"
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps(REGRESSION))
-    good = path.read_bytes()
+    record = json.loads((path / "state.json").read_text())
+    assert record["format"] == FORMAT
+    [shard] = (path / record["shards"]).iterdir()
+    good = shard.read_bytes()
 
     def resume() -> str:
         return one_line_error(run_zoo("build", str(recipe), "--out", str(tmp_path / "run"), "--resume", "--no-progress"))
 
     flipped = bytearray(good)
     flipped[-3] ^= 0x04
-    path.write_bytes(bytes(flipped))
-    assert f"checkpoint {path}: its tensor data does not match the digest it was written with" in resume()
-    state = state_of(run, [torch.get_rng_state()])
-    state["model"] = {"linear.weight": torch.zeros(1, 3)}  # a tensor missing, one reshaped
-    save(path, state, fingerprint(run))
-    assert f"checkpoint {path} does not fit this run" in resume()
-    state = state_of(run, [torch.get_rng_state()])
-    state["position"]["wormhole"] = 1  # a key this zoo does not know
-    save(path, state, fingerprint(run))
+    shard.write_bytes(bytes(flipped))
+    assert f"checkpoint {path}: {record['shards']}/{shard.name} does not match the digest it was written with" in resume()
+    shard.write_bytes(good)
+    (path / "state.json").write_text(json.dumps({**record, "files": {"../../elsewhere.safetensors": "0" * 64}}))
+    assert f"checkpoint {path}: state.json does not say which files hold its tensors" in resume()
+    position = dict(record["skeleton"]["$dict"])["position"]
+    position["$dict"].append(["wormhole", 1])  # a key this zoo does not know
+    (path / "state.json").write_text(json.dumps(record))
     assert f"checkpoint {path} does not fit this run (TypeError" in resume()
-    assert raw_meta(path)["format"] == FORMAT
-
+    wider = {"model": {"component": "simple-net", "in_features": 4},
+             "data": {**REGRESSION["data"], "dataset": {**REGRESSION["data"]["dataset"], "in_features": 4}}}
+    other = make_run({**REGRESSION, **wider}, tmp_path / "other")
+    save(other)  # another model's checkpoint, given this recipe's fingerprint: a tensor reshaped
+    shutil.rmtree(path)
+    shutil.copytree(tmp_path / "other" / "checkpoint", path)
+    wrong = json.loads((path / "state.json").read_text())
+    (path / "state.json").write_text(json.dumps({**wrong, "fingerprint": record["fingerprint"]}))
+    assert (f"checkpoint {path}: its tensors do not fit this run (ValueError: Size mismatch between saved "
+            "torch.Size([5, 4]) and current: torch.Size([5, 3]) for state.model.linear.weight)") in resume()
 
 def test_a_plugin_catalog_shipping_a_name_of_zoos_cannot_take_the_bare_name(tmp_path):
     plugin_catalog = tmp_path / "catalog.yaml"

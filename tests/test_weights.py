@@ -57,7 +57,8 @@ def test_weights_files_are_plain_safetensors_describing_themselves():
     arrays = load_numpy(str(SHIPPED))
     assert arrays["linear_relu_stack.0.weight"].shape == (312, 784)
     meta = read_meta(SHIPPED)
-    assert meta.model == {"component": "mnist-mlp"} and meta.version == 2 and meta.recipe_version == 1
+    assert meta.model == {"component": "mnist-mlp"} and meta.version == 3 and meta.recipe_version == 1
+    assert raw_meta(SHIPPED)["version"] == 2 and meta.transform == ()  # migrated: its recipe has no transforms
     assert meta.input_stats.mean[0] == pytest.approx(0.1313, abs=1e-4)  # the training images' mean pixel
     assert meta.recipe["train"]["optimizer"]["component"] == "adamw"
     assert meta.metrics["test_accuracy"] == pytest.approx(published("mnist-mlp").metrics[0].value, abs=1e-4)
@@ -70,8 +71,29 @@ def test_a_file_of_metadata_version_1_reads_through_its_migration():
     old = ROOT / "docs" / "examples" / "zoo-plugin-example" / "zoo_example" / "pretrained" / "two-spirals-glu.safetensors"
     assert "version" not in raw_meta(old) and raw_meta(old)["versions"]["plugins"]["example"] == "zoo-plugin-example 0.2.0"
     meta = read_meta(old)
-    assert (meta.version, meta.recipe_version) == (2, 1)
+    assert (meta.version, meta.recipe_version) == (3, 1)
     assert meta.versions.plugins["example"].dist == "zoo-plugin-example" and meta.versions.plugins["example"].version == "0.2.0"
+
+
+def test_weights_carry_their_evaluation_transforms_so_a_recipe_the_schema_refuses_still_predicts(tmp_path):
+    """A version-2 file kept its transforms only in its recipe; migrated, they are a field of their own,
+    and predict (serve, export) builds them from there, never from the recipe."""
+    from zoo.weights.load import settings
+
+    meta = raw_meta(SHIPPED)
+    meta["recipe"]["data"]["transform"] = [{"component": "normalize", "mean": 0.5, "std": 0.25}]
+    meta["recipe"]["train"]["wormhole"] = 1  # a key no schema of this zoo accepts
+    path = tmp_path / "old.safetensors"
+    rewrite_meta(SHIPPED, path, meta)
+    model = zoo.load(path)
+    assert model.zoo_meta.transform == ({"component": "normalize", "mean": 0.5, "std": 0.25},)
+    with pytest.raises(zoo.ZooError, match=r"train.wormhole: unknown key"):
+        settings(model)  # the recipe does not validate ...
+    x = zoo.create("mnist", split="test").batch(torch.arange(4))[0]
+    got = zoo.predict(model, x, top_k=10)  # ... and predict needs none of it
+    expected = torch.softmax(model((x - 0.5) / 0.25), -1)
+    for one, row in zip(got, expected):
+        assert [p["probability"] for p in sorted(one["top"], key=lambda p: p["index"])] == pytest.approx(row.tolist())
 
 
 def test_the_catalog_is_shipped_inside_the_package_and_linked_at_the_top():

@@ -23,16 +23,8 @@ from zoo.weights.store import record as record_build
 # name -> "module:attribute", imported on first use because the module imports torch
 _LAZY = {
     "InMemoryDataset": "zoo.assembly.data:InMemoryDataset",
-    "InputSpec": "zoo.assembly.data:InputSpec",
+    "InputSpec": "zoo.weights.spec:InputSpec",
     "Run": "zoo.training.run:Run",
-    "save_checkpoint": "zoo.training.checkpoint:save_run",
-    # checkpoint files, for training strategies (see hookspecs.register_strategies)
-    "write_checkpoint": "zoo.training.checkpoint:save",
-    "read_checkpoint": "zoo.training.checkpoint:load",
-    "split_state": "zoo.training.checkpoint:split",
-    "write_state": "zoo.training.checkpoint:write_state",
-    "read_checkpoint_state": "zoo.training.checkpoint:read_state",
-    "join_checkpoint_state": "zoo.training.checkpoint:join_state",
     "content_digest": "zoo.weights.format:content_digest",
     "Transform": "zoo.assembly.transforms:Transform",
     # commands

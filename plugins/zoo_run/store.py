@@ -1,11 +1,13 @@
-"""Files each completed build (not sweep variants) in the local store as its next version, so
-``zoo.load(name)`` finds it and ``zoo builds NAME`` lists it."""
+"""Files each completed build in the local store as its next version, so ``zoo.load(name)`` finds
+it and ``zoo builds NAME`` lists it. What a run is for (``run.purpose``) decides: a sweep's variants,
+a search's trials and a reproduction are not builds of the recipe (a search files its best trial
+itself); the figures filed are those the weights file records."""
 
 from zoo.api import hookimpl, record_build
 
 
 @hookimpl
 def zoo_run_end(run, weights):
-    if weights is not None and run.sweep is None:
-        build = record_build(run.name, weights, metrics=run.metrics, recipe=run.settings.recipe.data)
+    if weights is not None and run.purpose == "build":
+        build = record_build(run.name, weights)
         run.log(f"recorded {run.name} in the store as {build.label}: {build.path}")

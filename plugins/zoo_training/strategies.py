@@ -1,35 +1,22 @@
 """zoo's training strategies (``train.strategy``, the protocol in zoo.assembly.strategy), both on
-PyTorch's own engine: ``ddp``, DistributedDataParallel, and ``fsdp``, FSDP2's ``fully_shard`` with
-checkpoints written shard by shard through torch.distributed.checkpoint."""
+PyTorch's own engine: ``ddp``, DistributedDataParallel, and ``fsdp``, FSDP2's ``fully_shard``."""
 
 from __future__ import annotations
 
 import contextlib
-import re
-import secrets
-import shutil
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
-from pathlib import Path
-from typing import ClassVar
 
 import torch
 from torch import nn
 
 import zoo.api as api
 
-STATE = "state.safetensors"  # in an fsdp checkpoint folder: everything but the shards, and which shards
-SHARDS = re.compile(r"shards-[0-9a-f]{8}")
-SHARD_FILE = re.compile(r"[A-Za-z0-9_.-]{1,200}\.safetensors")
-
 
 @dataclass
 class DDP:
     """DistributedDataParallel: every process holds the whole model and optimizer, and the gradients
-    are averaged over the processes in buckets while backward runs. Checkpoints are one file, written
-    by rank 0."""
-
-    checkpoint: ClassVar[str] = "checkpoint.safetensors"
+    are averaged over the processes in buckets while backward runs."""
 
     def shard(self, model, context, precision):
         return precision
@@ -62,16 +49,6 @@ class DDP:
         how = f"weights identical on all {context.world} processes (sha256 {digests[0][:16]}...)"
         return (tensors if context.is_main else None), how
 
-    def save(self, path, state, fingerprint, context):
-        if context.is_main:
-            api.write_checkpoint(path, state, fingerprint)
-
-    def load(self, path, fingerprint, like, context):
-        return api.read_checkpoint(path, fingerprint)
-
-    def remove(self, path):
-        path.unlink(missing_ok=True)
-
 
 @dataclass
 class FSDP:
@@ -79,9 +56,8 @@ class FSDP:
     holds 1/N of every parameter, gradient and optimizer state, gathering a block's parameters for its
     forward and backward and reduce-scattering its gradients. ``train.precision`` bf16 (16-mixed)
     becomes FSDP's mixed-precision policy: parameters gathered in bfloat16 (float16), gradients reduced
-    in float32. Checkpoints are a folder: one file of shards per process, written in parallel with
-    torch.distributed.checkpoint, beside a file of everything else (rank 0's). The weights file is
-    gathered onto rank 0 at the end.
+    in float32. Its state is sharded (DTensors): each process's checkpoint file holds its shards. The
+    weights file is gathered onto rank 0 at the end.
 
     The blocks are what the model's ``zoo_blocks`` attribute names (glob patterns over submodule
     names, e.g. ``("layers.*",)``), else each parameter-holding member of the model's ModuleLists and
@@ -89,7 +65,6 @@ class FSDP:
 
     # free a block's gathered parameters after its forward, gathering them again for its backward
     reshard_after_forward: bool = True
-    checkpoint: ClassVar[str] = "checkpoint"
 
     def shard(self, model, context, precision):
         if not context.active:
@@ -137,80 +112,6 @@ class FSDP:
 
         tensors = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return (tensors if context.is_main else None), f"weights gathered from {context.world} shards onto rank 0"
-
-    def save(self, path: Path, state, fingerprint, context):
-        from torch.distributed.checkpoint import HuggingFaceStorageWriter
-        from torch.distributed.checkpoint import save as save_shards
-        from torch.distributed.tensor import DTensor
-
-        tensors: dict[str, torch.Tensor] = {}
-        skeleton = api.split_state(state, "state", tensors)
-        sharded = {k: v for k, v in tensors.items() if isinstance(v, DTensor)}
-        plain = {k: v for k, v in tensors.items() if k not in sharded}
-        folder = path / context.gather_object(f"shards-{secrets.token_hex(4)}")[0]
-        if context.is_main:
-            folder.mkdir(parents=True)
-        context.barrier()
-        if sharded:
-            save_shards(sharded, storage_writer=HuggingFaceStorageWriter(str(folder), save_distributed=True))
-        if context.is_main:
-            files = {f.name: api.file_sha256(f) for f in sorted(folder.iterdir())}
-            # written last and atomically: the checkpoint is the shards this file names, complete
-            api.write_state(path / STATE, skeleton, plain, fingerprint, shards=folder.name, files=files,
-                            sharded=sorted(sharded), processes=context.world)
-            for old in path.glob("shards-*"):
-                if old != folder:
-                    shutil.rmtree(old, ignore_errors=True)
-        context.barrier()
-
-    def load(self, path: Path, fingerprint, like, context):
-        from torch.distributed.checkpoint import HuggingFaceStorageReader
-        from torch.distributed.checkpoint import load as load_shards
-        from torch.distributed.tensor import DTensor
-
-        metadata, tensors = api.read_checkpoint_state(path / STATE, fingerprint)
-        folder, files, keys = metadata.get("shards"), metadata.get("files"), metadata.get("sharded")
-        if not (isinstance(folder, str) and SHARDS.fullmatch(folder) and isinstance(files, dict)
-                and all(isinstance(n, str) and SHARD_FILE.fullmatch(n) for n in files) and isinstance(keys, list)):
-            raise api.ZooError(f"checkpoint {path}: {STATE} does not say which shards it holds; delete it to start "
-                               "over")
-        folder = path / folder
-        present = sorted(f.name for f in folder.iterdir()) if folder.is_dir() else []
-        if present != sorted(files):
-            raise api.ZooError(f"checkpoint {path}: {folder.name} holds {len(present)} of its {len(files)} shard "
-                               "files; delete it to start over")
-        for name, digest in files.items():
-            if api.file_sha256(folder / name) != digest:
-                raise api.ZooError(f"checkpoint {path}: {folder.name}/{name} does not match the digest it was written "
-                                   "with; it is corrupt. Delete it to start over")
-        if keys:
-            own: dict[str, torch.Tensor] = {}
-            api.split_state(like, "state", own)
-            reader = HuggingFaceStorageReader(str(folder))
-            try:
-                missing = [k for k in keys if not isinstance(own.get(k), DTensor)]
-                stored = reader.read_metadata().state_dict_metadata if missing else {}
-                shards = {k: _sharded_like(own, stored[k]) if k in missing else own[k] for k in keys}
-                load_shards(shards, storage_reader=reader)
-            except Exception as exc:  # DCP's CheckpointException wraps each rank's error
-                first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-                raise api.ZooError(f"checkpoint {path}: its shards do not fit this run ({first}); "
-                                   "delete it to start over") from None
-            tensors.update(shards)
-        return api.join_checkpoint_state(metadata, tensors, path)
-
-    def remove(self, path):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _sharded_like(own: dict[str, torch.Tensor], stored) -> torch.Tensor:
-    """An empty DTensor for a sharded tensor of the checkpoint (``stored``: its DCP metadata) that the
-    run's own state has not (yet): a callback's copy of the weights (best-checkpoint). Sharded as FSDP
-    shards a parameter: along dim 0 over the model's mesh."""
-    from torch.distributed.tensor import DTensor, Shard, empty
-
-    mesh = next(t.device_mesh for t in own.values() if isinstance(t, DTensor))
-    return empty(*stored.size, dtype=stored.properties.dtype, device_mesh=mesh, placements=[Shard(0)])
 
 
 def blocks(model: nn.Module, prefix: str = "") -> list[str]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import warnings
@@ -14,7 +15,6 @@ import torch
 from torch import nn
 
 from zoo.assembly.assembler import Assembler, Bounded, NoInit
-from zoo.assembly.data import InputSpec, input_spec
 from zoo.assembly.distributed import Context
 from zoo.assembly.finetune import Initial, InitReport, parameter_groups, start
 from zoo.assembly.precision import Precision, precision
@@ -67,11 +67,6 @@ class Parts:
     def classes(self) -> list[str] | None:
         """The class names the data declares, if it does."""
         return getattr(self.eval_data or self.train_data, "info", {}).get("classes")
-
-    @property
-    def input(self) -> InputSpec:
-        """What one model input is."""
-        return input_spec(self.eval_data or self.train_data)
 
     @property
     def total_params(self) -> int:
@@ -134,7 +129,9 @@ def assemble(settings: Settings, registry: Registry, *, device: str | None = Non
     eval_transform = attempt(lambda: transforms(assembler, data.eval_transform))
     classes = getattr(eval_data or train_data, "info", {}).get("classes")
     supplied = {"recorded": record_names(settings, assembler), "classes": classes}
-    callbacks = [attempt(lambda node=node: _callback(assembler, node, supplied)) for node in train.callbacks]
+    names = [node.name for node in train.callbacks]
+    callbacks = [attempt(lambda node=node: _callback(assembler, node, supplied, names.count(node.name) > 1))
+                 for node in train.callbacks]
     raise_all(problems)
     model = model.to(where)
     init = start(model, settings, initial)
@@ -221,10 +218,13 @@ def record_names(settings: Settings, assembler: Assembler) -> tuple[str, ...]:
     return ("train_loss", f"{split}_loss", *(f"{split}_{name}" for name in metrics))
 
 
-def _callback(assembler: Assembler, node: Node, supplied: dict[str, object]) -> Callback:
+def _callback(assembler: Assembler, node: Node, supplied: dict[str, object], repeated: bool) -> Callback:
+    """The callback of ``node``; its state key is its component name, with its parameters when another
+    callback of the recipe has the same name (``repeated``)."""
     component = assembler.lookup(node, ("callback",))
     where = f"{node.recipe.mark(node.path)}: {format_path(node.path)}"
-    callback = Callback(component.name, where, assembler.build(node, ("callback",), supplied))
+    key = f"{component.name}{json.dumps(node.raw, sort_keys=True, default=str)}" if repeated else component.name
+    callback = Callback(component.name, where, assembler.build(node, ("callback",), supplied), key)
     problem = callback.problem()
     if problem:
         raise node.error(problem)
@@ -341,11 +341,10 @@ class Evaluation:
     transform: Pipeline | None
 
 
-def evaluation(settings: Settings, registry: Registry, model: nn.Module, split: str,
-               pins: dict | None = None) -> Evaluation:
+def evaluation(settings: Settings, assembler: Assembler, model: nn.Module, split: str) -> Evaluation:
     """The data of ``split``, the loss, the metrics (tried on a first batch through ``model``) and the
-    evaluation transforms of a recorded recipe (``pins``: the components its weights file names)."""
-    assembler = Assembler(registry, pins=pins or {})
+    evaluation transforms of a recorded recipe, built by ``assembler`` (a weights file's:
+    zoo.weights.load.assembler)."""
     loss = assembler.build(settings.train.loss, ("loss",))
     transform = transforms(assembler, settings.data.eval_transform)
     data = dataset(assembler, settings.data, split)

@@ -2,15 +2,16 @@
 says how its numbers are computed. The trainer asks its strategy at each point where data-parallel
 training differs: before the optimizer is built (a sharding strategy shards the model there), for the
 module the forward passes go through, for a backward that must not sync its gradients (accumulation),
-for the model's and optimizer's state, for the whole weights at the end, and to write and read the
-run's checkpoints. zoo's are ``ddp`` and ``fsdp`` (the zoo_training plugin); a plugin adds another
-with ``register_strategies``. With one process every strategy trains the model as it is.
+for the model's and optimizer's state (which zoo's one checkpoint manager writes, with
+torch.distributed.checkpoint, whatever the strategy) and for the whole weights at the end. zoo's are
+``ddp`` and ``fsdp`` (the zoo_training plugin); a plugin adds another with ``register_strategies``.
+With one process every strategy trains the model as it is. A strategy that keeps state of its own
+has ``state_dict()`` / ``load_state_dict(state)``, and checkpoints keep it under the key ``strategy``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from torch import Tensor, nn
@@ -27,8 +28,6 @@ class Strategy(Protocol):
     """A way of training one model data-parallel. Every method is called on every process, at the
     same point, so a method may run collectives."""
 
-    checkpoint: str  # the name of the run-folder entry (a file or a folder) its checkpoints take
-
     def shard(self, model: nn.Module, context: Context, precision: Precision) -> Precision:
         """Prepare ``model`` in place, before its optimizer is built; return the precision the
         forward passes run under (a strategy that casts the parameters itself turns autocast off)."""
@@ -40,7 +39,8 @@ class Strategy(Protocol):
         """A context whose backward passes add to this process's gradients without syncing them."""
 
     def state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-        """The model's and the optimizer's state, as this strategy checkpoints them."""
+        """The model's and the optimizer's state as checkpoints keep them: nested dicts and lists of
+        tensors (DTensors for sharded ones) and JSON values."""
 
     def load_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict,
                    optimizer_state: dict) -> None:
@@ -49,14 +49,3 @@ class Strategy(Protocol):
     def weights(self, model: nn.Module, context: Context) -> tuple[dict[str, Tensor] | None, str]:
         """The whole model's weights on rank 0 (None elsewhere), and a line saying how they were
         obtained (empty for one process)."""
-
-    def save(self, path: Path, state: dict, fingerprint: str, context: Context) -> None:
-        """Write a checkpoint of ``state`` (nested dicts and lists of tensors and JSON values) at ``path``,
-        atomically: an interrupted save leaves the previous checkpoint whole."""
-
-    def load(self, path: Path, fingerprint: str, like: dict, context: Context) -> dict:
-        """Read the checkpoint at ``path``, checked against the ``fingerprint`` of its recipe and its
-        digest; ``like`` is the run's own state, for the shapes and shards to read into."""
-
-    def remove(self, path: Path) -> None:
-        """Delete the checkpoint at ``path`` (the run completed)."""

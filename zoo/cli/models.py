@@ -258,11 +258,9 @@ def push(args: argparse.Namespace) -> int:
 
 
 def reproduce(args: argparse.Namespace) -> int:
-    from zoo.registry import Registry
     from zoo.use.reproduce import reproduce as again
 
-    registry = Registry.from_environment(disabled=[*args.disabled, "store"], strict=args.strict)
-    found = again(args.model, registry, log=lambda line: print(line, file=sys.stderr))
+    found = again(args.model, args.registry, log=lambda line: print(line, file=sys.stderr))
     print(found.summary())
     print(f"reproduced in {found.seconds:.0f} s with torch {found.torch} on a CPU with {found.cpu}; run: {found.run}")
     return 0 if found.identical else 1

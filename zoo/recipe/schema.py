@@ -167,6 +167,15 @@ def model_node(value: object, source: Path) -> Node:
     return node(value, ("model",), recipe)
 
 
+def transform_nodes(values: Sequence[object], source: Path) -> tuple[Node, ...]:
+    """The evaluation transforms' nodes a weights file records; errors name ``source``."""
+    recipe = Recipe({"transform": list(values)}, {}, source)
+    for index, value in enumerate(values):
+        if not _is_node(value):
+            raise recipe.error(("transform", index), f"the recorded transform is not {component.what}")
+    return tuple(node(value, ("transform", index), recipe) for index, value in enumerate(values))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Data:
     """The ``data`` section: which dataset, and how it is batched and split."""

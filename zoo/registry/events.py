@@ -38,6 +38,11 @@ class Callback:
     name: str
     where: str
     target: object
+    state_key: str = ""  # what a checkpoint keeps its state under (default: its name), as Lightning's
+
+    def __post_init__(self):
+        if not self.state_key:
+            object.__setattr__(self, "state_key", self.name)
 
     def problem(self) -> str | None:
         """Why this object cannot be a callback (methods that are no run event, or take arguments the
@@ -64,14 +69,6 @@ class Callback:
                 return (f"callback '{self.name}': {event} takes '{extra[0]}', which the event does not pass "
                         f"(it passes {', '.join(hookspecs.arguments(event))})")
         return None
-
-    def state(self) -> object:
-        """What a checkpoint keeps of it (None without ``state_dict``)."""
-        return self.target.state_dict() if callable(getattr(self.target, "state_dict", None)) else None
-
-    def restore(self, state: object) -> None:
-        if state is not None and callable(getattr(self.target, "load_state_dict", None)):
-            self.target.load_state_dict(state)
 
 
 class _Manager(pluggy.PluginManager):

@@ -5,7 +5,7 @@ or a ``"module:attribute"`` string imported on first use (keeps ``zoo list`` fre
 
 Lifecycle hooks are called through pluggy during ``zoo build``, on every process of a torchrun job
 (``run.is_main`` is true on rank 0 only; write files there). zoo's own run features -- console lines,
-progress bar, metrics.jsonl, checkpoints, the loss plot, the local store -- are plugins on them, and
+progress bar, metrics.jsonl, the loss plot, the local store -- are plugins on them, and
 a recipe's callbacks (``train.callbacks``) are registered on them for the run they belong to, before
 the plugins, so they hear each event first, in the order the recipe lists them. Every run event
 receives ``run``, a :class:`zoo.training.run.Run` (not annotated here: the registry is the layer below
@@ -97,8 +97,8 @@ def register_exporters(register):
 def register_strategies(register):
     """Register training strategies, which ``train.strategy`` names: factories returning an object that
     trains one model over the processes of a torchrun job -- shards or wraps it, syncs its gradients,
-    gathers its weights and writes and reads its checkpoints (the protocol in zoo.assembly.strategy).
-    zoo's own are ``ddp`` and ``fsdp``."""
+    gives its state for checkpoints and gathers its weights (the protocol in zoo.assembly.strategy;
+    zoo's checkpoint manager writes and reads the checkpoints). zoo's own are ``ddp`` and ``fsdp``."""
 
 
 @hookspec

@@ -29,9 +29,9 @@ from zoo.registry import Registry, default_registry
 from zoo.registry.events import Events
 from zoo.text import plural, table
 from zoo.training import checkpoint
-from zoo.training.folders import CHECKPOINTS, claim, holds_run, newest, read_history
+from zoo.training.folders import CHECKPOINT, WEIGHTS, claim, holds_run, newest
 from zoo.training.loop import fit
-from zoo.training.run import Run
+from zoo.training.run import Purpose, Run
 from zoo.training.search import (
     Worker,
     as_search,
@@ -114,13 +114,14 @@ def summary(parts: Parts, context: Context = Context()) -> str:
 
 
 def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None, out: Path | None = None,
-          resume: bool = False, overwrite: bool = False, log: Log = print) -> list[Path]:
+          resume: bool = False, overwrite: bool = False, purpose: Purpose = "build", log: Log = print) -> list[Path]:
     """Train the recipe (each variant, for a sweep) with the plugins of ``registry`` (default: the
     installed ones); return the run folders.
 
     A new run never writes into a folder that holds another run: without ``out`` it takes the first
     free one of runs/NAME, runs/NAME-2, ...; an ``out`` that holds a run is refused unless
-    ``overwrite``. ``resume`` continues ``out`` (default: the newest runs/NAME-N)."""
+    ``overwrite``. ``resume`` continues ``out`` (default: the newest runs/NAME-N). ``purpose`` says what
+    the weights are for (a trial under torchrun is a ``search-trial``: see search.py)."""
     registry = registry or default_registry()
     settings = read_recipe(recipe_arg, registry, overrides)
     if settings.search is not None:
@@ -140,7 +141,9 @@ def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry 
         train = partial(train_run, registry=registry, context=context, log=log)
         try:
             if settings.sweep is None:  # (a search's trial under torchrun reports to its trial: see search.py)
-                return [train(settings, folder, resume=resume, listeners=trial_listeners(context)).folder]
+                listeners = trial_listeners(context)
+                return [train(settings, folder, resume=resume, listeners=listeners,
+                              purpose="search-trial" if listeners else purpose).folder]
             return _sweep(settings, folder, registry, log)
         except BaseException:
             if context.is_main and folder.is_dir() and not any(folder.iterdir()):
@@ -155,7 +158,8 @@ def _sweep(settings: Settings, folder: Path, registry: Registry, log: Log) -> li
     plan = as_search(settings)
     folder.mkdir(parents=True, exist_ok=True)
     study = open_study(settings, plan, storage_url(folder, None))
-    train = in_process(partial(train_run, registry=registry, context=Context(), log=log, claimed=False), plan.metric)
+    train = in_process(partial(train_run, registry=registry, context=Context(), log=log, claimed=False,
+                               purpose="sweep-variant"), plan.metric)
     Worker(settings, plan, folder, train, log, grid=True).run(study)
     return finish_sweep(settings, folder, study, Events(registry.hook_plugins()), log)
 
@@ -182,9 +186,10 @@ def search(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry
         check_all(settings, registry)
         folder.mkdir(parents=True, exist_ok=True)
     study = open_study(settings, plan, url)
-    train = (under_torchrun(nproc, url, plan, list(relaunch)) if nproc > 1 else
-             in_process(partial(train_run, registry=registry, context=Context(), log=log, claimed=False), plan.metric))
     grid = settings.search is None
+    train = (under_torchrun(nproc, url, plan, list(relaunch)) if nproc > 1 else
+             in_process(partial(train_run, registry=registry, context=Context(), log=log, claimed=False,
+                                purpose="sweep-variant" if grid else "search-trial"), plan.metric))
     helpers = [] if worker else [subprocess.Popen(
         [sys.executable, "-m", "zoo", *relaunch, "search", recipe_arg, *(f"--set={s}" for s in overrides),
          f"--out={folder}", f"--storage={url}", f"--nproc={nproc}", "--worker"]) for _ in range(workers - 1)]
@@ -211,9 +216,7 @@ def _record_best(settings: Settings, plan, study, folder: Path, log: Log) -> Non
 
     best = study.best_trial
     run = folder / best.user_attrs["run"]
-    metrics = {k: v for k, v in read_history(run)[-1].items() if k not in ("epoch", "seconds")}
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    build = record(settings.name, run / "weights.safetensors", metrics=metrics, recipe=recipe,
+    build = record(settings.name, run / WEIGHTS,
                    origin={"search": str(folder.resolve()), "trial": best.number, "params": best.params})
     log(f"best: trial {best.number}, {plan.metric} {best.value:.4f} ({', '.join(f'{k}={v}' for k, v in best.params.items())}); "
         f"recorded in the store as {build.label}")
@@ -257,7 +260,7 @@ def _restarted(name: str, out: Path | None, context: Context, log: Log) -> tuple
     (``out``, else the newest runs/NAME-N, as ``--resume`` takes), and whether it holds a checkpoint to
     resume from; a new folder when the first attempt died before it had one."""
     folder = Path(out) if out else newest(Path("runs") / name)
-    seen = (str(folder), any((folder / entry).exists() for entry in CHECKPOINTS), holds_run(folder))
+    seen = (str(folder), (folder / CHECKPOINT / checkpoint.STATE).is_file(), holds_run(folder))
     where, saved, taken = context.gather_object(seen if context.is_main else None)[0]  # rank 0's view decides
     if saved:
         log(f"restart {distributed.restarts()} of this job by torchrun: resuming from the checkpoint in {where}")
@@ -274,7 +277,8 @@ def _claimed(base: Path, context: Context) -> Path:
 
 
 def new_run(settings: Settings, folder: Path, *, registry: Registry, context: Context = Context(),
-            resume: bool = False, log: Log = print, sweep: str | None = None, listeners: Sequence = ()) -> Run:
+            resume: bool = False, log: Log = print, sweep: str | None = None, listeners: Sequence = (),
+            purpose: Purpose = "build") -> Run:
     """A checked recipe made into a run that writes into ``folder``: its parts built, its shuffles and
     dropout seeded, and with ``resume`` its checkpoint restored; ``listeners`` (Callbacks) hear its
     events besides the recipe's callbacks."""
@@ -282,21 +286,22 @@ def new_run(settings: Settings, folder: Path, *, registry: Registry, context: Co
     generator = torch.Generator().manual_seed(settings.train.seed)  # the same permutation on every rank
     torch.manual_seed(settings.train.seed + context.rank)  # each rank its own dropout stream
     run = Run(settings, parts, folder, context, registry, Events(registry.hook_plugins(), [*parts.callbacks, *listeners]),
-              log, generator, sweep=sweep)
+              log, generator, sweep=sweep, purpose=purpose)
     if resume:
         checkpoint.resume(run)
     return run
 
 
 def train_run(settings: Settings, folder: Path, *, registry: Registry, context: Context, resume: bool = False,
-              log: Log = print, sweep: str | None = None, claimed: bool = True, listeners: Sequence = ()) -> Run:
+              log: Log = print, sweep: str | None = None, claimed: bool = True, listeners: Sequence = (),
+              purpose: Purpose = "build") -> Run:
     """Check, train, evaluate and save one recipe into ``folder`` (``claimed``: already chosen; else a
     free folder of that name is claimed). Under torchrun every process trains its shard; only rank 0
     logs and writes."""
     folder = folder if claimed else _claimed(folder, context)
     with _threads(threads(settings, context)):
         run = new_run(settings, folder, registry=registry, context=context, resume=resume, log=log, sweep=sweep,
-                      listeners=listeners)
+                      listeners=listeners, purpose=purpose)
         log(summary(run.parts, context))
         if resume:
             log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")
@@ -318,6 +323,7 @@ def train_run(settings: Settings, folder: Path, *, registry: Registry, context: 
         if how:
             log(how)
         run.emit("zoo_run_end", metrics=run.metrics, weights=run.weights if context.is_main else None)
+        checkpoint.remove(run)  # after the plugins filed the weights
     return run
 
 

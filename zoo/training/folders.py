@@ -17,10 +17,11 @@ from zoo.files import SUFFIX, atomic_write_bytes
 METRICS = "metrics.jsonl"
 SWEEP = "sweep.json"
 WEIGHTS = f"weights{SUFFIX}"
-CHECKPOINTS = (f"checkpoint{SUFFIX}", "checkpoint")  # the file of ddp's checkpoints, the folder of fsdp's
+CHECKPOINT = "checkpoint"  # the folder of a run's checkpoint (zoo.training.checkpoint), whatever its strategy
+EARLIER_CHECKPOINT = f"checkpoint{SUFFIX}"  # an earlier zoo's, still a sign that the folder holds a run
 MAX_ENTRIES = 10_000  # entries of a folder looked at for earlier runs
 
-RUN_FILES = (WEIGHTS, *CHECKPOINTS, METRICS, SWEEP)  # a folder with one of these holds a run
+RUN_FILES = (WEIGHTS, CHECKPOINT, EARLIER_CHECKPOINT, METRICS, SWEEP)  # a folder with one of these holds a run
 
 
 def holds_run(folder: Path, depth: int = 2) -> bool:

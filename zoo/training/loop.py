@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from zoo.assembly.distributed import Context
 from zoo.assembly.precision import Precision
 from zoo.assembly.transforms import Pipeline, batch_generator
+from zoo.training import checkpoint
 from zoo.training.run import Position, Run
 
 
@@ -103,11 +104,13 @@ def fit(run: Run, forward: Callable[[Tensor], Tensor] | None = None) -> list[dic
                 position.epoch, position.step, position.loss_sum, position.seen = epoch, 0, 0.0, 0
                 position.shuffle_state = None
                 run.emit("zoo_epoch_end", epoch=epoch, metrics=record)
+                checkpoint.save(run)  # after every hook: it holds what they did in this epoch
                 if _stop_agreed(stop, context, parts.device):
                     raise KeyboardInterrupt
             except ForcedStop:
                 raise
             except KeyboardInterrupt:
+                checkpoint.save(run)
                 run.emit("zoo_interrupted", epoch=position.epoch + 1, step=position.step)
                 raise Interrupted(position) from None
     return position.history
@@ -125,8 +128,8 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
     every K batches (and the epoch's last), each batch's mean loss weighted by its share of the
     group's samples: the gradient of one batch K times as large. A run stops (Ctrl-C) and syncs only
     between optimizer steps, so a checkpoint never holds half-accumulated gradients; with
-    ``train.checkpoint_every`` it also syncs after every that many optimizer steps, where the
-    ``zoo_train_progress`` event lets the checkpoints plugin save the run."""
+    ``train.checkpoint_every`` it also syncs after every that many optimizer steps and saves a
+    checkpoint there."""
     parts, train, position, context = run.parts, run.settings.train, run.position, run.context
     optimizer, precision, accumulate = parts.optimizer, parts.precision, train.accumulate
     steps = batches.steps(len(order))
@@ -181,6 +184,8 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
                 seen = 0
                 run.emit("zoo_train_progress", epoch=epoch, step=step, steps=steps,
                          loss=position.loss_sum / max(1, position.seen))
+                if run.checkpoint_due(step, steps):
+                    checkpoint.save(run)
                 if context.active and totals[2]:
                     raise KeyboardInterrupt
             if not context.active:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 from importlib.metadata import version
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from zoo.assembly.data import input_stats
 from zoo.assembly.distributed import Context
 from zoo.assembly.parts import Parts
 from zoo.assembly.precision import Precision
@@ -20,9 +20,10 @@ from zoo.assembly.strategy import Strategy
 from zoo.recipe.schema import VERSION, Settings
 from zoo.registry import Registry
 from zoo.registry.events import Callback, Events
-from zoo.training.folders import WEIGHTS, final_metrics
+from zoo.training.folders import CHECKPOINT, WEIGHTS, final_metrics
 from zoo.weights.format import data_digest, save
 from zoo.weights.metadata import Chosen, Evaluation, Init, PluginVersion, Stopped, Versions, WeightsMeta
+from zoo.weights.spec import input_spec, input_stats
 
 
 @dataclass
@@ -36,6 +37,12 @@ class Position:
     seen: int = 0
     history: list[dict] = field(default_factory=list)
     stop: str | None = None  # why training ended before its last epoch (early stopping), once decided
+
+
+# Why a run trains: what becomes of its weights. Only a build is filed in the store as a version of
+# its recipe's name; a search's best trial is filed by the search, once it is known.
+Purpose = Literal["build", "sweep-variant", "search-trial", "reproduction"]
+PURPOSES: tuple[str, ...] = Purpose.__args__
 
 
 @dataclass(eq=False)
@@ -53,7 +60,8 @@ class Run:
     log: Callable[[str], None]
     generator: torch.Generator  # drives the per-epoch shuffles
     position: Position = field(default_factory=Position)
-    sweep: str | None = None  # the variant's label, when the run is one variant of a sweep
+    sweep: str | None = None  # the variant's or trial's label, when the run is one of a sweep or a search
+    purpose: Purpose = "build"
     resumed: bool = False
     chosen: Chosen | None = None  # the epoch whose weights the run keeps, when a callback chose one
 
@@ -106,13 +114,23 @@ class Run:
 
     @property
     def checkpoint(self) -> Path:
-        """Where the run's checkpoint is kept (``--resume`` reads it)."""
-        return self.folder / self.strategy.checkpoint
+        """The folder of the run's checkpoint (``--resume`` reads it)."""
+        return self.folder / CHECKPOINT
+
+    @property
+    def kept_epoch(self) -> int:
+        """The epoch whose weights the run keeps: the one a callback chose, else the last."""
+        return self.chosen.epoch if self.chosen else len(self.history)
 
     @property
     def metrics(self) -> dict[str, float]:
-        """The metrics of the weights the run keeps: the chosen epoch's, else the last epoch's."""
-        return final_metrics(self.history[: self.chosen.epoch if self.chosen else len(self.history)])
+        """The metrics of the weights the run keeps, as its weights file records them (``meta.metrics``:
+        what the store, a sweep's table and a search read back)."""
+        return self.metrics_after(self.kept_epoch)
+
+    def metrics_after(self, epoch: int) -> dict[str, float]:
+        """The metrics of the weights after ``epoch``: the one rule for what a weights file records."""
+        return final_metrics(self.history[:epoch])
 
     def checkpoint_due(self, step: int, steps: int) -> bool:
         """Whether ``train.checkpoint_every`` asks for a checkpoint after batch ``step`` of the epoch's
@@ -143,20 +161,22 @@ class Run:
         settings, parts = self.settings, self.parts
         plugins = {p.name: PluginVersion(p.dist, p.version) for p in self.registry.plugins if p.status == "loaded"}
         init = parts.init
+        spec = input_spec(parts.eval_data or parts.train_data)
         return WeightsMeta(
             name=settings.name,
             model=settings.model.raw,
             recipe=settings.recipe.data,
             recipe_version=VERSION,
-            metrics=final_metrics(self.history[:epoch]),
+            metrics=self.metrics_after(epoch),
             evaluation=Evaluation(settings.data.dataset.raw, settings.data.eval_split),
             seed=settings.train.seed,
             processes=self.context.world,
             data_sha256=data_digest(parts.train_data),
             versions=Versions(version("zoo"), torch.__version__, plugins, torch.backends.cpu.get_cpu_capability()),
             epoch=epoch,
-            input=parts.input,
-            input_stats=input_stats(parts.train_data, parts.input),
+            input=spec,
+            input_stats=input_stats(parts.train_data, spec),
+            transform=tuple(node.raw for node in settings.data.eval_transform),
             classes=tuple(parts.classes) if parts.classes else None,
             components=parts.components,
             init=init and Init(init.source, init.path, init.sha256, len(init.loaded), tuple(init.missing),
@@ -174,6 +194,6 @@ class Run:
         strategy's line on how the weights were gathered."""
         tensors, how = self.strategy.weights(self.model, self.context)
         if self.is_main:
-            epoch = epoch or (self.chosen.epoch if self.chosen else len(self.history))
+            epoch = epoch or self.kept_epoch
             save(tensors, path, self.metadata(epoch), dtype=self.settings.train.weights_dtype)
         return how

@@ -30,7 +30,7 @@ from zoo.recipe.parse import RecipeError, raise_all
 from zoo.recipe.schema import Param, Search, Settings, direction_of, validate
 from zoo.registry.events import Callback, Events
 from zoo.text import table
-from zoo.training.folders import claim, read_history, write_sweep
+from zoo.training.folders import WEIGHTS, claim, read_history, write_sweep
 
 STUDY = "study.db"
 HEARTBEAT = 1  # seconds between a running trial's heartbeats
@@ -294,7 +294,7 @@ def in_process(train_run: Callable, metric: str) -> Callable:
     def train(settings: Settings, base: Path, label: str, trial) -> Trained:
         listeners = [Callback("search-pruning", "zoo search", Pruning(trial, metric))] if trial else []
         run = train_run(settings, base, sweep=label, listeners=listeners)
-        return Trained(run.folder, run.history, run.metrics, run.position.stop)
+        return trained(run.folder)
 
     return train
 
@@ -304,8 +304,6 @@ def under_torchrun(nproc: int, storage: str, search: Search, relaunch: list[str]
     rank 0 reports to the trial through $ZOO_SEARCH_TRIAL."""
     import subprocess
     import sys
-
-    from zoo.weights.format import read_meta
 
     def train(settings: Settings, base: Path, label: str, trial) -> Trained:
         folder = claim(base)
@@ -318,16 +316,26 @@ def under_torchrun(nproc: int, storage: str, search: Search, relaunch: list[str]
                                          "pruner": search.pruner, "epochs": settings.train.epochs,
                                          "trials": search.trials})
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                   "-m", "zoo", *relaunch, "-pno:store", "build", str(recipe), f"--out={folder}", "--overwrite"]
+                   "-m", "zoo", *relaunch, "build", str(recipe), f"--out={folder}", "--overwrite"]
         try:
             if subprocess.call(command, env=env) != 0:
                 raise ZooError(f"{folder}: the trial's torchrun job failed (its output is above)")
         finally:
             recipe.unlink(missing_ok=True)
-        meta = read_meta(folder / "weights.safetensors")
-        return Trained(folder, read_history(folder), meta.metrics, meta.stopped.reason if meta.stopped else None)
+        return trained(folder)
 
     return train
+
+
+def trained(folder: Path) -> Trained:
+    """A trained trial as its folder records it: the metrics its weights file records (the chosen
+    epoch's, when a callback chose one), never the last line of its history."""
+    from zoo.weights.format import read_meta
+
+    meta, history = read_meta(folder / WEIGHTS), read_history(folder)
+    order = list(history[-1])  # the records' order: train_loss, the evaluation loss, the metrics
+    metrics = dict(sorted(meta.metrics.items(), key=lambda item: order.index(item[0]) if item[0] in order else 0))
+    return Trained(folder, history, metrics, meta.stopped.reason if meta.stopped else None)
 
 
 def status(study) -> str:
@@ -362,12 +370,10 @@ def finish_sweep(settings: Settings, folder: Path, study, events: Events, log: C
         trial = by_label.get(point.label)
         if trial is None:
             raise ZooError(f"{folder}: the sweep's variant {point.label} has no finished run; rerun to finish it")
-        run_folder = folder / trial.user_attrs["run"]
-        history = read_history(run_folder)
-        metrics = {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}
-        runs.append(Finished(point.label, run_folder, history, metrics))
-        index.append({"label": point.label, "run": run_folder.name, "values": point.values})
-        rows.append({**point.values, **metrics})
+        run = trained(folder / trial.user_attrs["run"])
+        runs.append(Finished(point.label, run.folder, run.history, run.metrics))
+        index.append({"label": point.label, "run": run.folder.name, "values": point.values})
+        rows.append({**point.values, **run.metrics})
     write_sweep(folder, settings.name, index)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

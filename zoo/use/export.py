@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from zoo.assembly.data import InputSpec
+from zoo.weights.spec import InputSpec
 from zoo.assembly.transforms import Pipeline
 from zoo.errors import ZooError
 from zoo.files import atomic_path, atomic_write_bytes, file_sha256

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from zoo.assembly.assembler import MODEL_KINDS, Assembler
+from zoo.assembly.assembler import MODEL_KINDS
 from zoo.assembly.parts import dataset, first_batch
 from zoo.errors import ZooError
 from zoo.files import offline
 from zoo.registry import Registry
 from zoo.text import did_you_mean
-from zoo.weights.load import load_located, settings
+from zoo.weights.load import assembler, load_located, settings
 from zoo.weights.locate import locate
 
 
@@ -122,6 +122,6 @@ def subject(name: str, registry: Registry, input_shape: tuple[int, ...] | None =
     recipe = settings(model)
     split = split or recipe.data.eval_split or "test"
     with offline(f"the dataset {located.path} names"):
-        data = dataset(Assembler(registry, pins=model.zoo_meta.components), recipe.data, split)
+        data = dataset(assembler(model.zoo_meta, registry), recipe.data, split)
     inputs = first_batch(data, batch)[0].to(device)
     return Subject(model, inputs, f"{origin}, {len(inputs)} samples of its dataset's {split} split")

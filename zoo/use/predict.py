@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from zoo.assembly.assembler import Assembler
-from zoo.assembly.data import InputSpec, InputStats
+from zoo.weights.spec import InputSpec, InputStats
 from zoo.assembly.parts import transforms
 from zoo.assembly.transforms import Pipeline
 from zoo.errors import ZooError
 from zoo.registry import Registry
-from zoo.weights.load import settings
+from zoo.recipe.schema import transform_nodes
+from zoo.weights.load import assembler, loaded
 
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 40_000_000  # of an image file, before it is decoded (ZOO_MAX_IMAGE_PIXELS raises it)
@@ -41,14 +41,15 @@ class Facts:
 
 
 def facts(model: nn.Module, registry: Registry) -> Facts:
-    """The input spec, class names and evaluation transforms of a model from ``zoo.load``."""
-    meta = getattr(model, "zoo_meta", None)
-    recipe = settings(model)  # checks that it is a loaded model
+    """The input spec, class names and evaluation transforms of a model from ``zoo.load``, all as its
+    weights file records them (its recipe is not needed: a file whose recipe this zoo's schema
+    refuses can still predict)."""
+    meta, source = loaded(model)
     if meta.input is None:
-        raise ZooError(f"{model.zoo_source.path}: records no input spec (what one input is), so raw input cannot "
+        raise ZooError(f"{source.path}: records no input spec (what one input is), so raw input cannot "
                        "be made into model input; build it again with this zoo")
-    assembler = Assembler(registry, pins=meta.components)
-    return Facts(meta.input, meta.classes, transforms(assembler, recipe.data.eval_transform), meta.input_stats)
+    pipeline = transforms(assembler(meta, registry), transform_nodes(meta.transform, source.path))
+    return Facts(meta.input, meta.classes, pipeline, meta.input_stats)
 
 
 def prepare(inputs: object, spec: InputSpec) -> Tensor:

@@ -68,9 +68,8 @@ def last(sha256: str) -> Reproduction | None:
 
 
 def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
-    """Train ``name``'s recorded recipe again with the plugins of ``registry`` (``zoo reproduce``
-    leaves out ``store``: a reproduction is not a build of yours) and compare; the result is kept
-    for ``zoo card``."""
+    """Train ``name``'s recorded recipe again with the plugins of ``registry`` (a reproduction, not a
+    build of yours: the store does not file it) and compare; the result is kept for ``zoo card``."""
     from zoo.training.build import build
 
     started = time.perf_counter()
@@ -82,7 +81,7 @@ def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
     recipe = run / "recipe.yaml"
     atomic_write_bytes(recipe, yaml.safe_dump(migrate(meta.recipe, meta.recipe_version, VERSION),
                                               sort_keys=False).encode())
-    [trained] = build(str(recipe), registry=registry, out=run / "train", log=log)
+    [trained] = build(str(recipe), registry=registry, out=run / "train", purpose="reproduction", log=log)
     tensors, again = read(trained / "weights.safetensors")
     found = Reproduction(source.label, sha256, again.tensors_sha256 == meta.tensors_sha256,
                          metrics={k: [v, again.metrics.get(k)] for k, v in sorted(meta.metrics.items())},

@@ -12,7 +12,7 @@ from zoo.recipe import catalog
 from zoo.recipe.schema import Settings
 from zoo.registry import Registry
 from zoo.training.loop import evaluate
-from zoo.weights.load import load, settings
+from zoo.weights.load import assembler, load, settings
 from zoo.weights.metadata import WeightsMeta
 
 TOLERANCE = 0.001
@@ -43,7 +43,7 @@ def verify(name: str, registry: Registry) -> list[Check]:
     for metric in figures:
         if not any(node.name == metric.metric for node in recipe.metrics):
             raise ZooError(f"the catalog declares metric '{metric.metric}' of {name}, which its recipe does not list")
-        scored = evaluation(recipe, registry, model, metric.split, pins=model.zoo_meta.components)
+        scored = evaluation(recipe, assembler(model.zoo_meta, registry), model, metric.split)
         scores = evaluate(model, scored.data, scored.loss, scored.metrics, transform=scored.transform)
         checks.append(Check(metric, scores[record_name(metric.metric)], "catalog" if entry else "recorded"))
     return checks

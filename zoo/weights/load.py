@@ -64,12 +64,17 @@ def rebuild(meta: WeightsMeta, origin: Path, registry: Registry, *, initialise: 
     """The model a weights file describes, built through the registry, each component name meaning
     what it meant when the file was saved (``meta.components``, whatever plugins were installed
     since); without random initialisation (for weights that follow) unless ``initialise``."""
-    plugins = meta.versions.plugins if meta.versions else {}
-    assembler = Assembler(registry, pins=meta.components,
-                          saved_with={name: f"{p.dist} {p.version}" for name, p in plugins.items()})
     limit = int(os.environ.get("ZOO_MAX_BUILD_BYTES") or max(4 * _size(origin), MIN_BUILD_BYTES))
     with Bounded(limit, f"{origin}: the model it describes"), contextlib.nullcontext() if initialise else NoInit():
-        return assembler.model(model_node(meta.model, origin))
+        return assembler(meta, registry).model(model_node(meta.model, origin))
+
+
+def assembler(meta: WeightsMeta, registry: Registry) -> Assembler:
+    """The assembler of a weights file's components: each name means what it meant when the file was
+    saved (``meta.components``), and an error names the plugin version it was saved with."""
+    plugins = meta.versions.plugins if meta.versions else {}
+    return Assembler(registry, pins=meta.components,
+                     saved_with={name: f"{p.dist} {p.version}" for name, p in plugins.items()})
 
 
 def _size(path: Path) -> int:
@@ -82,11 +87,12 @@ def _size(path: Path) -> int:
 def settings(model: nn.Module) -> Settings:
     """The recipe a loaded model was trained with, brought up to this zoo's schema and validated;
     errors name the file."""
-    meta, source = _loaded(model)
+    meta, source = loaded(model)
     return recorded(meta.recipe, meta.recipe_version, source.path)
 
 
-def _loaded(model: nn.Module) -> tuple[WeightsMeta, Located]:
+def loaded(model: nn.Module) -> tuple[WeightsMeta, Located]:
+    """The metadata and source of a model from :func:`load`; ZooError for any other module."""
     meta, source = getattr(model, "zoo_meta", None), getattr(model, "zoo_source", None)
     if not isinstance(meta, WeightsMeta) or not isinstance(source, Located):
         raise ZooError("the model has no zoo metadata: load it with zoo.load")

@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from zoo import typed
-from zoo.assembly.data import InputSpec, InputStats
+from zoo.weights.spec import InputSpec, InputStats
 from zoo.errors import ZooError
 from zoo.names import is_name
 
 FORMAT = "zoo-weights/1"  # what marks a safetensors file as zoo's
-VERSION = 2  # of this record: a file without "version" is version 1
+VERSION = 3  # of this record: a file without "version" is version 1
 MAX_BYTES = 16 << 20  # of the metadata JSON a file may carry
 MAX_CLASSES = 100_000
 
@@ -95,6 +95,8 @@ class WeightsMeta:
     epoch: int | None = None  # whose metrics these are
     input: InputSpec | None = None
     input_stats: InputStats | None = None  # of the training inputs: what predict compares an input with
+    transform: tuple[dict | str, ...] = ()  # the evaluation transforms' component nodes, in order: how an
+    # input becomes what the model saw in evaluation (predict, serve and export apply them)
     classes: tuple[str, ...] | None = None
     components: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> name -> plugin:name
     init: Init | None = None
@@ -157,5 +159,15 @@ def _from_1(data: dict) -> dict:
     return {**data, "recipe_version": 1, "version": 2}
 
 
+def _from_2(data: dict) -> dict:
+    """Version 2 kept the evaluation transforms only inside the recipe (``data.eval_transform``, by
+    default ``data.transform``); version 3 records them as a field of their own, so a file whose
+    recipe a later schema refuses can still be served."""
+    section = data.get("recipe", {}).get("data") if isinstance(data.get("recipe"), dict) else None
+    section = section if isinstance(section, dict) else {}
+    transform = section.get("eval_transform", section.get("transform")) or []
+    return {**data, "transform": transform if isinstance(transform, list) else [transform], "version": 3}
+
+
 # MIGRATIONS[n - 1] brings a record of version n to version n + 1.
-MIGRATIONS = [_from_1]
+MIGRATIONS = [_from_1, _from_2]

@@ -81,11 +81,15 @@ def locked(name: str) -> Iterator[Path]:
                        "or pruning); try again, or delete its .lock file if no zoo is running") from None
 
 
-def record(name: str, weights: Path, metrics: dict | None = None, recipe: dict | None = None,
-           origin: dict | None = None) -> LocalBuild:
-    """File a built weights file in the store as the next version of ``name`` and make it the latest.
-    The file's bytes are stored once, whatever the number of builds that have them. ``origin`` says
-    how it was chosen when that is more than one build (a search: its folder, trial and parameters)."""
+def record(name: str, weights: Path, origin: dict | None = None) -> LocalBuild:
+    """File a built weights file in the store as the next version of ``name`` and make it the latest,
+    with the metrics and recipe the file records (its ``meta.metrics``: the one source of a build's
+    figures). The file's bytes are stored once, whatever the number of builds that have them.
+    ``origin`` says how it was chosen when that is more than one build (a search: its folder, trial
+    and parameters)."""
+    from zoo.weights.format import read_meta  # imports torch, which zoo list does without
+
+    meta = read_meta(weights)
     sha256 = file_sha256(weights)
     with locked(name) as folder:
         target = folder / f"{sha256}{SUFFIX}"
@@ -95,7 +99,7 @@ def record(name: str, weights: Path, metrics: dict | None = None, recipe: dict |
             remember_digests(target, sha256=sha256)
         number = max((b.version for b in builds(name)), default=0) + 1
         build = LocalBuild(name, number, sha256, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                           str(Path(weights).parent.resolve()), metrics or {}, recipe or {}, origin or {})
+                           str(Path(weights).parent.resolve()), dict(meta.metrics), meta.recipe, origin or {})
         record_ = {k: v for k, v in asdict(build).items() if k != "name"}
         atomic_write_bytes(folder / "versions" / f"{number}.json", json.dumps(record_, indent=1).encode())
         atomic_write_bytes(folder / "entry.json", json.dumps({"version": number}).encode())
