@@ -30,6 +30,7 @@ from conftest import (
 )
 
 import zoo
+from zoo import deprecation
 from zoo.recipe import schema
 from zoo.recipe.parse import RecipeError
 from zoo.weights.format import read_meta
@@ -409,6 +410,60 @@ def test_a_renamed_recipe_key_keeps_files_written_before_it_loading_predicting_a
     verified = run_zoo("verify", "mnist-mlp")
     assert verified.returncode == 0 and "measured 0.9607, catalog 0.9607  ok" in verified.stdout, verified.stderr
     recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=100)  # a recipe file that uses the old key
+    line = recipe.read_text().splitlines().index("  epochs: 1") + 1
+    with pytest.warns(zoo.ZooDeprecationWarning, match=rf"{recipe}:{line}:3: recipe key train.epochs is deprecated "
+                                                       r"since zoo 0\.1 and is refused from zoo 0\.3: use "
+                                                       r"train.max_epochs"):
+        assert schema.read(recipe).train.max_epochs == 1  # its deprecation period: it still works
+    monkeypatch.setattr(deprecation, "current", lambda: (0, 3))  # after it
     with pytest.raises(RecipeError, match=r"train.epochs: unknown key 'epochs'. Schema version 2 renamed it "
                                           r"train.max_epochs"):
         schema.read(recipe)
+
+
+def test_old_forms_of_public_names_work_for_their_deprecation_period_then_are_refused(tmp_path, monkeypatch):
+    model = zoo.load("mnist-mlp")
+    with pytest.warns(zoo.ZooDeprecationWarning, match=r"model.zoo_meta\['metrics'\] is deprecated since zoo 0.1 "
+                                                       r"and is refused from zoo 0.3: use model.zoo_meta.metrics"):
+        assert model.zoo_meta["metrics"] == model.zoo_meta.metrics  # the mapping zoo 0.1 documented
+    with pytest.warns(zoo.ZooDeprecationWarning):
+        assert model.zoo_meta.get("classes") == model.zoo_meta.classes and model.zoo_meta.get("nope", 3) == 3
+    # a component renamed by its plugin: recipes and weights files that name the old one keep working
+    registry = make_registry(fixture_plugin("renamed", "fx_renamed"))
+    with pytest.warns(zoo.ZooDeprecationWarning, match=r"layer 'old-block' \(of plugin renamed\) is deprecated since "
+                                                       r"zoo 0.1 and is refused from zoo 0.3: use 'renamed:new-block'"):
+        assert registry.get("old-block", "layer").name == "new-block"
+    assert [c.name for c in registry.components("layer", "*-block")] == ["new-block"]  # listed under its name
+    monkeypatch.setattr(deprecation, "current", lambda: (0, 3))
+    with pytest.raises(zoo.ZooError, match=r"model.zoo_meta\['metrics'\] was removed in zoo 0.3: use "
+                                           r"model.zoo_meta.metrics"):
+        model.zoo_meta["metrics"]
+    with pytest.raises(zoo.ZooError, match=r"layer 'old-block' \(of plugin renamed\) was removed in zoo 0.3"):
+        registry.get("old-block", "layer")
+
+
+def test_every_name_of_the_plugin_api_is_a_real_import_and_documented():
+    import ast
+
+    import zoo.api as api
+
+    tree = ast.parse((ROOT / "zoo" / "api.py").read_text())
+    checked = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    imported = {(alias.asname or alias.name): (node.module, alias.name) for node in checked.body
+                for alias in node.names}
+    assert imported == api._WHERE  # what type checkers see is what is imported on first use
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    for name in api.__all__:
+        assert getattr(api, name) is not None
+        assert f"`{name}`" in guide or f"`{name}(" in guide, f"zoo.api.{name} is not in docs/plugins.md"
+
+
+def test_a_runs_metrics_are_computed_in_one_place_and_read_back_from_its_weights_file():
+    offenders = []
+    for path in sorted((ROOT / "zoo").rglob("*.py")):
+        text = path.read_text()
+        if "final_metrics(" in text and path.name not in ("run.py", "folders.py"):
+            offenders.append(f"{path.relative_to(ROOT)} computes metrics from a history")
+        if re.search(r"read_history\([^)]*\)\[-1\]", text):
+            offenders.append(f"{path.relative_to(ROOT)} takes the last epoch's record as a run's metrics")
+    assert not offenders, offenders

@@ -24,7 +24,8 @@ import zoo
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
-from zoo_serve.app import Limits, bind, create  # noqa: E402
+from zoo_serve.app import bind, create  # noqa: E402
+from zoo_serve.specs import Limits  # noqa: E402
 from zoo_serve.models import open_slot  # noqa: E402
 
 LIFETIME = 300  # seconds a test's server lives at most, whatever the test does
@@ -249,6 +250,20 @@ BAD = [
 ]
 
 
+def test_a_request_never_names_a_file_on_the_server(server, tmp_path):
+    """JSON inputs are values: a path (of a file that exists, or not, or that only the server may
+    read) gets the same 400, so a client can neither read server files nor probe which exist."""
+    digit = tmp_path / "digit.npy"
+    np.save(digit, np.zeros((28, 28), dtype=np.uint8))
+    answers = []
+    with httpx.Client(base_url=server, timeout=30) as http:
+        for inputs in (str(digit), [str(digit)], "/nonexistent/x.png", "/etc/shadow", [[str(digit)]]):
+            response = http.post("/v1/models/mnist-mlp/predict", json={"inputs": inputs})
+            answers.append((response.status_code, response.json()["error"]))
+    assert {status for status, _ in answers} == {400} and len({error for _, error in answers}) == 1
+    assert str(tmp_path) not in answers[0][1] and "not text" in answers[0][1]
+
+
 @pytest.mark.parametrize("method, path, request_args, status, message", BAD, ids=[f"{b[3]}-{b[4][:18]}" for b in BAD])
 def test_bad_requests_get_a_4xx_json_error(server, method, path, request_args, status, message):
     if request_args.get("files", {}).get("file", (0, 0))[1] == "BOMB":
@@ -287,15 +302,15 @@ def test_a_newer_build_swaps_in_without_failing_a_request(tmp_path, capfd):
         (tmp_path / folder).mkdir()
     tiny_build(REGRESSION, tmp_path / "one", "train.epochs=1")
     x = [[0.5, -1.0, 2.0]]
-    answers, stop = [], threading.Event()
+    answers, stop = [[] for _ in range(4)], threading.Event()  # each client's, in the order it got them
     with serving("regression@latest") as url, httpx.Client(base_url=url, timeout=30) as http:
-        def stream():
+        def stream(mine):
             while not stop.is_set():
                 response = http.post("/v1/models/regression/predict", json={"inputs": x})
-                answers.append((response.status_code, response.headers.get("x-zoo-model-version"),
-                                response.json()[0] if response.status_code == 200 else response.text))
+                mine.append((response.status_code, response.headers.get("x-zoo-model-version"),
+                             response.json()[0] if response.status_code == 200 else response.text))
 
-        streams = [threading.Thread(target=stream) for _ in range(4)]
+        streams = [threading.Thread(target=stream, args=(mine,)) for mine in answers]
         for thread in streams:
             thread.start()
         try:
@@ -314,12 +329,13 @@ def test_a_newer_build_swaps_in_without_failing_a_request(tmp_path, capfd):
             for thread in streams:
                 thread.join()
         assert http.get("/v1/models").json()[0]["version"] == "2"
-    assert {status for status, _, _ in answers} == {200}
-    versions = [version for _, version, _ in answers]
-    assert versions[0] == "1" and versions[-1] == "2" and versions.index("2") > 0
-    assert "1" not in versions[versions.index("2"):]  # one switch, never back
+    assert {status for mine in answers for status, _, _ in mine} == {200}
+    for mine in answers:  # (across clients, the order their answers were appended in is not the server's)
+        versions = [version for _, version, _ in mine]
+        assert versions[0] == "1" and versions[-1] == "2" and versions.index("2") > 0
+        assert "1" not in versions[versions.index("2"):]  # one switch, never back
     [expected] = zoo.predict("regression@2", x)
-    assert answers[-1][2] == {"input": 0, **expected}
+    assert answers[0][-1][2] == {"input": 0, **expected}
     assert "keeping regression@2" in capfd.readouterr().err
 
 

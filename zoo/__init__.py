@@ -7,12 +7,13 @@ given another; everything below them is handed its registry.
 
 from __future__ import annotations
 
+from zoo.deprecation import ZooDeprecationWarning
 from zoo.errors import ZooError
 from zoo.registry import Component, Plugin, Registry, default_registry
 from zoo.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["Component", "Plugin", "Registry", "ZooError", "components", "create", "default_registry", "hookimpl", "load",
+__all__ = ["Component", "Plugin", "Registry", "ZooDeprecationWarning", "ZooError", "components", "create", "default_registry", "hookimpl", "load",
            "predict"]
 
 

@@ -2,60 +2,71 @@
 
     from zoo.api import hookimpl, InMemoryDataset, ZooError
 
-Hooks and their arguments are documented in :mod:`zoo.registry.hookspecs`. Importing this module does
-not import torch (so ``zoo list`` stays fast); the names that need it are imported on first use.
+Hooks and their arguments are documented in :mod:`zoo.registry.hookspecs`; every name here in
+docs/plugins.md. Importing this module does not import torch (so ``zoo list`` stays fast): the names
+whose modules need torch are imported on first use. They are imported for real under
+``TYPE_CHECKING`` too, so type checkers and go-to-definition see each one as what it is.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from zoo.errors import ZooError
-from zoo.files import RunPath, atomic_write_bytes, digest, download, home
+from zoo.files import RunPath, atomic_write_bytes, digest, download, file_sha256, home
+from zoo.names import check as check_name
 from zoo.plots import INSTALL_HINT as PLOT_HINT
 from zoo.plots import curves as plot_curves
 from zoo.plots import matrix as plot_matrix
+from zoo.registry import Registry
 from zoo.registry.hookspecs import hookimpl
 from zoo.text import did_you_mean
-from zoo.training.folders import final_metrics, write_history
+from zoo.training.folders import write_history
+from zoo.weights.locate import Located, locate
+from zoo.weights.store import latest as latest_build
 from zoo.weights.store import record as record_build
+from zoo.weights.store import split as split_version
 
-# name -> "module:attribute", imported on first use because the module imports torch
+if TYPE_CHECKING:
+    from zoo.assembly.data import InMemoryDataset
+    from zoo.assembly.transforms import Transform
+    from zoo.cli import positive
+    from zoo.training.run import Run
+    from zoo.use.card import card as model_card
+    from zoo.use.predict import Facts, check_top_k, decode_image, facts, forward, interpret, prepare, read_npy
+    from zoo.weights.format import content_digest
+    from zoo.weights.load import load_located
+    from zoo.weights.spec import InputSpec, InputStats
+
+# The names above imported under TYPE_CHECKING, by module: imported on first use.
 _LAZY = {
-    "InMemoryDataset": "zoo.assembly.data:InMemoryDataset",
-    "InputSpec": "zoo.weights.spec:InputSpec",
-    "Run": "zoo.training.run:Run",
-    "content_digest": "zoo.weights.format:content_digest",
-    "Transform": "zoo.assembly.transforms:Transform",
-    # commands
-    "Registry": "zoo.registry:Registry",
-    "positive": "zoo.cli:positive",
-    # trained models, for plugins that put them to use (zoo serve): from a name to a checked model,
-    # and from raw input to predictions, through the code zoo predict runs
-    "Located": "zoo.weights.locate:Located",
-    "locate": "zoo.weights.locate:locate",
-    "load_located": "zoo.weights.load:load_located",
-    "latest_build": "zoo.weights.store:latest",
-    "split_version": "zoo.weights.store:split",
-    "check_name": "zoo.names:check",
-    "file_sha256": "zoo.files:file_sha256",
-    "model_card": "zoo.use.card:card",
-    "Facts": "zoo.use.predict:Facts",
-    "facts": "zoo.use.predict:facts",
-    "prepare": "zoo.use.predict:prepare",
-    "forward": "zoo.use.predict:forward",
-    "interpret": "zoo.use.predict:interpret",
-    "check_top_k": "zoo.use.predict:check_top_k",
-    "read_npy": "zoo.use.predict:read_npy",
-    "decode_image": "zoo.use.predict:decode_image",
+    "zoo.assembly.data": ("InMemoryDataset",),
+    "zoo.assembly.transforms": ("Transform",),
+    "zoo.cli": ("positive",),
+    "zoo.training.run": ("Run",),
+    "zoo.use.card": ("model_card:card",),
+    "zoo.use.predict": ("Facts", "check_top_k", "decode_image", "facts", "forward", "interpret", "prepare", "read_npy"),
+    "zoo.weights.format": ("content_digest",),
+    "zoo.weights.load": ("load_located",),
+    "zoo.weights.spec": ("InputSpec", "InputStats"),
 }
+_WHERE = {entry.partition(":")[0]: (module, entry.partition(":")[2] or entry.partition(":")[0])
+          for module, entries in _LAZY.items() for entry in entries}
 
-__all__ = ["PLOT_HINT", "RunPath", "ZooError", "atomic_write_bytes", "did_you_mean", "digest", "download", "final_metrics", "home",
-           "hookimpl", "plot_curves", "plot_matrix", "record_build", "write_history", *_LAZY]
+__all__ = ["PLOT_HINT", "Located", "Registry", "RunPath", "ZooError", "atomic_write_bytes", "check_name",
+           "did_you_mean", "digest", "download", "file_sha256", "home", "hookimpl", "latest_build", "locate",
+           "plot_curves", "plot_matrix", "record_build", "split_version", "write_history", *_WHERE]
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
+    if name not in _WHERE:
         raise AttributeError(f"module 'zoo.api' has no attribute '{name}'")
-    module, _, attribute = _LAZY[name].partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    module, attribute = _WHERE[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

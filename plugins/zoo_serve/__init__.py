@@ -56,7 +56,8 @@ def serve(args: argparse.Namespace) -> int:
         raise ZooError(f"zoo serve needs the serving stack ({', '.join(missing)} missing): pip install 'zoo[serve]'")
     import uvicorn
 
-    from zoo_serve.app import Limits, bind, create, settings_json
+    from zoo_serve.app import bind, create, settings_json
+    from zoo_serve.specs import Limits
     from zoo_serve.models import open_slot
 
     if not 0 <= args.port < 65536:

@@ -1,10 +1,11 @@
 """The HTTP application of ``zoo serve``, on FastAPI: the Open Inference Protocol (``/v2``), zoo's own
 API (``/v1``), a page to try each model (``/``) and Prometheus metrics (``/metrics``).
 
-Requests for one model are batched dynamically by ``batched`` (a batch goes to the model when it is
-full or ``batch_timeout_ms`` has passed) and answered by one forward pass in a worker thread. Raw
-input becomes model input through ``zoo.use.predict`` -- the code ``zoo predict`` runs -- and the
-output becomes top-k labels there too. Every request is bounded before it is read: its body size,
+An inference request goes through steps, as LitServe's: its protocol's spec (zoo_serve.specs: v1
+or v2) decodes it into a batch of inputs, the model's :class:`Pipeline` batches it with other
+requests, predicts and unbatches, and the spec encodes the outputs. Raw input becomes model input
+through ``zoo.use.predict`` -- the code ``zoo predict`` runs -- and the output becomes top-k labels
+there too. Every request is bounded before it is read: its body size,
 its count of inputs, an image's pixels, the requests in flight (beyond them: 503 with Retry-After)
 and its time (504)."""
 
@@ -12,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from importlib.metadata import version
 from importlib.resources import files
 
@@ -30,22 +30,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 
-from zoo.api import Registry, ZooError, check_top_k, decode_image, forward, interpret, model_card, prepare, read_npy
+from zoo.api import Registry, ZooError, forward, model_card
 from zoo_serve import protocol
 from zoo_serve.models import Served, Slot, follow, open_slot
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much one server takes on; every bound a request could otherwise choose."""
-
-    max_batch_size: int = 64  # inputs in one forward pass
-    batch_timeout_ms: float = 2.0  # how long a batch waits to fill
-    max_queue: int = 256  # requests in flight before new ones get 503
-    max_body_bytes: int = 8 << 20  # of one request
-    max_inputs: int = 256  # in one request
-    max_image_pixels: int = 4_000_000  # of an uploaded image, checked before it is decoded
-    timeout: float = 30.0  # seconds a request may take
+from zoo_serve.specs import SPECS, Limits, Spec
 
 
 class Metrics:
@@ -67,7 +55,7 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
     """The application serving ``slots`` (see :func:`zoo_serve.models.open_slot`)."""
     by_name = {slot.name: slot for slot in slots}
     metrics = Metrics()
-    batchers = {slot.name: _batcher(slot, limits, metrics) for slot in slots}
+    pipelines = {slot.name: Pipeline(slot, limits, metrics) for slot in slots}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -86,12 +74,6 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
         if version is not None and version != slot.current.version:
             raise HTTPException(404, f"{name} serves version {slot.current.version}, not {version[:40]!r}")
         return slot
-
-    async def answer(slot: Slot, x: torch.Tensor) -> list[tuple[torch.Tensor, Served]]:
-        try:
-            return await asyncio.wait_for(batchers[slot.name](list(x)), limits.timeout)
-        except TimeoutError:
-            raise HTTPException(504, f"no answer within {limits.timeout:g} s; try again later") from None
 
     @app.exception_handler(ZooError)
     async def bad_input(request: Request, exc: ZooError):
@@ -125,35 +107,6 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
         served = slot_of(name).current
         return PlainTextResponse(model_card(served.model, registry, verify=False), media_type="text/markdown")
 
-    @app.post("/v1/models/{name}/predict")
-    async def predict(name: str, request: Request, top_k: int = 5):
-        slot = slot_of(name)
-        spec = slot.current.known.spec
-        kind = request.headers.get("content-type", "")
-        if kind.startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=2, max_part_size=limits.max_body_bytes)
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise ZooError("send the input as the multipart field 'file' (an image or a .npy array)")
-            label, raw = upload.filename or "file", await upload.read()
-            x = await asyncio.to_thread(_from_file, raw, label, spec, limits)
-            labels = [label] * len(x)
-        else:
-            body = _json(await request.body())
-            if not isinstance(body, dict) or "inputs" not in body:
-                raise ZooError('send JSON {"inputs": ...} (token ids or nested lists of numbers), or a multipart '
-                               "field 'file'")
-            top_k = body.get("top_k", top_k)
-            x = prepare(body["inputs"], spec)
-            labels = list(range(len(x)))
-        check_top_k(top_k)
-        if len(x) > limits.max_inputs:
-            raise ZooError(f"{len(x)} inputs in one request; this server takes at most {limits.max_inputs}")
-        rows = await answer(slot, x)
-        results = [{"input": label, **interpret(out[None], one[None], top_k, served.known)[0]}
-                   for label, one, (out, served) in zip(labels, x, rows)]
-        return JSONResponse(results, headers={"x-zoo-model-version": rows[0][1].version})
-
     @app.get("/v2")
     async def server_metadata():
         return {"name": "zoo", "version": version("zoo"), "extensions": ["binary_tensor_data"]}
@@ -178,18 +131,9 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
         slot_of(name, version)
         return {"name": name, "ready": True}
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer(name: str, request: Request, version: str | None = None):
-        slot = slot_of(name, version)
-        spec = slot.current.known.spec
-        array, asked = protocol.decode(await request.body(), request.headers.get(protocol.HEADER), spec,
-                                       limits.max_inputs)
-        x = prepare(array, spec)
-        rows = await answer(slot, x)
-        out = torch.stack([row for row, _ in rows]).numpy()
-        body, headers = protocol.encode(name, rows[0][1].version, asked, out)
-        return Response(body, headers=headers)
+    for spec in SPECS:  # each protocol's routes over the one batched pipeline
+        for route in spec.routes:
+            app.post(route)(_endpoint(spec, slot_of, pipelines, limits))
 
     @app.get("/metrics")
     async def prometheus():
@@ -198,31 +142,41 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
     return app
 
 
-def _batcher(slot: Slot, limits: Limits, metrics: Metrics):
-    """The batched forward pass of ``slot``: rows in, (output row, the model that answered) out."""
+def _endpoint(spec: Spec, slot_of: Callable[[str, str | None], Slot], pipelines: dict[str, Pipeline], limits: Limits):
+    """The route of ``spec``: decode -> the model's pipeline (batch, predict, unbatch) -> encode."""
 
-    def run(rows: list[torch.Tensor]) -> list[tuple[torch.Tensor, Served]]:
-        served = slot.current  # one model for the whole batch, even while a newer one swaps in
-        metrics.batch.labels(slot.name).observe(len(rows))
-        return [(out, served) for out in forward(served.model, torch.stack(rows), served.known)]
+    async def endpoint(name: str, request: Request, version: str | None = None) -> Response:
+        slot = slot_of(name, version)
+        decoded = await spec.decode(request, slot.current.known.spec, limits)
+        outputs, served = await pipelines[slot.name](decoded.x)
+        return spec.encode(name, decoded, outputs, served)
 
-    return dynamically(run, batch_size=limits.max_batch_size, timeout_ms=limits.batch_timeout_ms)
-
-
-def _from_file(raw: bytes, label: str, spec, limits: Limits) -> torch.Tensor:
-    """An uploaded image or .npy file as a batch of inputs, read as ``zoo predict`` reads files."""
-    if raw.startswith(b"\x93NUMPY"):
-        return prepare(read_npy(io.BytesIO(raw), math.prod(spec.shape) * limits.max_inputs), spec)
-    if spec.kind != "image":
-        raise ZooError(f"{label}: the model takes {spec.describe()}; send a .npy array or JSON")
-    return prepare(decode_image(io.BytesIO(raw), spec, label, limits.max_image_pixels), spec)
+    return endpoint
 
 
-def _json(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ZooError(f"the request body is not JSON: {exc}") from None
+class Pipeline:
+    """One served model's steps between decoding and encoding: the rows of many requests batched
+    dynamically (``batched``: a batch goes when full or after ``batch_timeout_ms``), one forward pass
+    in a worker thread, and the outputs unbatched back to each request, with the model that answered
+    (one model for the whole batch, even while a newer one swaps in)."""
+
+    def __init__(self, slot: Slot, limits: Limits, metrics: Metrics):
+        self.limits = limits
+
+        def predict(rows: list[torch.Tensor]) -> list[tuple[torch.Tensor, Served]]:
+            served = slot.current
+            metrics.batch.labels(slot.name).observe(len(rows))
+            return [(out, served) for out in forward(served.model, torch.stack(rows), served.known)]
+
+        self.batched = dynamically(predict, batch_size=limits.max_batch_size, timeout_ms=limits.batch_timeout_ms)
+
+    async def __call__(self, x: torch.Tensor) -> tuple[list[torch.Tensor], Served]:
+        """The outputs of one request's inputs ``x``, and the model that gave them (504 past the timeout)."""
+        try:
+            rows = await asyncio.wait_for(self.batched(list(x)), self.limits.timeout)
+        except TimeoutError:
+            raise HTTPException(504, f"no answer within {self.limits.timeout:g} s; try again later") from None
+        return [out for out, _ in rows], rows[0][1]
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

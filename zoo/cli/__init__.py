@@ -14,6 +14,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
+from zoo.deprecation import ZooDeprecationWarning
 from zoo.errors import ZooError
 from zoo.registry import BUILTIN, Command, PluginWarning, Registry
 
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zoo`` command line; the exit status."""
     with warnings.catch_warnings():
         warnings.simplefilter("always", PluginWarning)
+        warnings.simplefilter("always", ZooDeprecationWarning)
         warnings.showwarning = _show_warning
         return _main(list(sys.argv[1:] if argv is None else argv))
 

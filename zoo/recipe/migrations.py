@@ -8,19 +8,27 @@ loads, predicts, verifies and reproduces.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from zoo import deprecation
 from zoo.errors import ZooError
-from zoo.recipe.parse import KeyPath, format_path, parse_path
+from zoo.recipe.parse import KeyPath, Recipe, format_path, parse_path
+
+
+def _this_release() -> str:
+    return ".".join(map(str, deprecation.current()))
 
 
 @dataclass(frozen=True)
 class Rename:
-    """Schema version ``version`` renamed (or moved) the key ``old`` to ``new``: dotted key paths."""
+    """Schema version ``version`` renamed (or moved) the key ``old`` to ``new``: dotted key paths. A
+    recipe file that still uses ``old`` works, with a warning, for one minor version after the zoo
+    release ``since`` that renamed it (zoo.deprecation); recorded recipes are migrated forever."""
 
     version: int
     old: str
     new: str
+    since: str = field(default_factory=_this_release)
 
     def apply(self, data: dict) -> None:
         """Move the value at ``old`` (if the recipe has it) to ``new``, in place."""
@@ -51,6 +59,20 @@ def migrate(data: dict, version: int, current: int) -> dict:
         if version < rename.version <= current:
             rename.apply(data)
     return data
+
+
+def deprecated_keys(recipe: Recipe) -> None:
+    """Move the keys of a recipe file that a rename still in its deprecation period covers to their new
+    place, in place, each with a warning naming its line and the new key."""
+    for rename in MIGRATIONS:
+        old, new = parse_path(rename.old), parse_path(rename.new)
+        parent = _parent(recipe.data, old)
+        if not (isinstance(parent, dict) and old[-1] in parent and deprecation.accepted(rename.since)):
+            continue
+        deprecation.warn(f"{recipe.mark(old)}: recipe key {rename.old}", rename.new, rename.since, stacklevel=4)
+        rename.apply(recipe.data)
+        for path in [p for p in recipe.marks if p[: len(old)] == old]:
+            recipe.marks[(*new, *path[len(old):])] = recipe.marks.pop(path)
 
 
 def renamed(path: KeyPath) -> Rename | None:

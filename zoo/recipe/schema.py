@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from zoo.errors import ZooError
 from zoo.names import is_name
-from zoo.recipe.migrations import migrate, renamed
+from zoo.recipe.migrations import deprecated_keys, migrate, renamed
 from zoo.recipe.parse import COMPONENT, KeyPath, Recipe, RecipeError, format_path, load, parse_path, raise_all
 from zoo.text import did_you_mean
 
@@ -323,6 +323,7 @@ def read(path: str | Path, overrides: Sequence[str] = ()) -> Settings:
 def validate(recipe: Recipe) -> Settings:
     """Check every key of ``recipe`` against the schema; raise every bad one (RecipeError or RecipeErrors)."""
     problems: list[RecipeError] = []
+    deprecated_keys(recipe)
     values = _section(recipe, Settings, (), problems)
     if values.get("sweep"):
         _check_paths(recipe, "sweep", values["sweep"], problems)

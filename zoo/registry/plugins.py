@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pluggy
 
+from zoo import deprecation
 from zoo.errors import ZooError
 from zoo.names import is_name
 from zoo.registry import hookspecs
@@ -142,6 +143,7 @@ class Registry:
         self._components: dict[tuple[str, str], list[Component]] = {}
         self._catalogs: list[tuple[Plugin, Path]] = []
         self._commands: list[Command] = []
+        self._formerly: dict[tuple[str, str], tuple[Component, str]] = {}  # (kind, old name) -> (it now, since)
         self._manager = pluggy.PluginManager("zoo")
         self._loaded = False
 
@@ -191,9 +193,17 @@ class Registry:
         return [group for group in self._components.values() if len(group) > 1]
 
     def get(self, name: str, kind: str | None = None) -> Component:
-        """The component called ``name`` (or ``plugin:name``), of ``kind`` or of the only kind that has it."""
+        """The component called ``name`` (or ``plugin:name``), of ``kind`` or of the only kind that has it;
+        an old name a plugin renamed means the new one for its deprecation period, with a warning."""
         self._load()
         plugin, _, bare = name.rpartition(":")
+        if not any((k, bare) in self._components for k in ([kind] if kind else hookspecs.KINDS)):
+            renamed = [found for k in ([kind] if kind else hookspecs.KINDS) if (found := self._formerly.get((k, bare)))]
+            if len(renamed) == 1 and (not plugin or plugin in (renamed[0][0].plugin.name, renamed[0][0].plugin.dist)):
+                component, since = renamed[0]
+                deprecation.warn(f"{component.kind} '{bare}' (of plugin {component.plugin.name})",
+                                 f"'{component.qualified_name}'", since, stacklevel=3)
+                return component
         kinds = [kind] if kind is not None else [k for k in hookspecs.KINDS if (k, bare) in self._components]
         if kind is not None:
             self._check_kind(kind)
@@ -284,11 +294,12 @@ class Registry:
 
     def _register_components(self, manager: pluggy.PluginManager, plugin: Plugin) -> None:
         staged: dict[tuple[str, str], Component] = {}
+        renames: dict[tuple[str, str], tuple[Component, str]] = {}
         for kind, hook in hookspecs.KINDS.items():
             for impl in getattr(manager.hook, hook).get_hookimpls():
                 if impl.plugin_name != plugin.name:
                     continue
-                register = functools.partial(_stage, staged, kind, plugin)
+                register = functools.partial(_stage, staged, kind, plugin, renames)
                 try:
                     impl.function(*[{"register": register}[arg] for arg in impl.argnames])
                 except Exception as exc:
@@ -319,6 +330,7 @@ class Registry:
                     return
         for component in staged.values():
             self._components.setdefault((component.kind, component.name), []).append(component)
+        self._formerly.update(renames)
         self._catalogs += catalogs
         self._commands += commands
 
@@ -353,8 +365,12 @@ def _unknown_hooks(manager: pluggy.PluginManager, plugin: str) -> list[str]:
                   and any(impl.plugin_name == plugin for impl in caller.get_hookimpls()))
 
 
-def _stage(staged: dict[tuple[str, str], Component], kind: str, plugin: Plugin, name: str, factory: Callable | str) -> None:
-    """The ``register`` callback handed to a plugin's hook."""
+def _stage(staged: dict[tuple[str, str], Component], kind: str, plugin: Plugin,
+           formerly: dict[tuple[str, str], tuple[Component, str]], name: str, factory: Callable | str, *,
+           renamed_from: dict[str, str] | None = None) -> None:
+    """The ``register`` callback handed to a plugin's hook. ``renamed_from`` maps the component's old
+    names to the zoo release that renamed them (timm's register_model_deprecations): they keep working,
+    with a warning, for one minor version after it (zoo.deprecation)."""
     if not isinstance(name, str) or not is_name(name):
         raise ZooError(f"{kind} name {name!r} is not kebab-case, like 'multi-head-attention'")
     if isinstance(factory, str) and not TARGET.fullmatch(factory):
@@ -364,6 +380,11 @@ def _stage(staged: dict[tuple[str, str], Component], kind: str, plugin: Plugin, 
     if (kind, name) in staged:
         raise ZooError(f"{kind} '{name}' is registered twice")
     staged[kind, name] = Component(name, kind, factory, plugin)
+    for old, since in (renamed_from or {}).items():
+        if not (isinstance(old, str) and is_name(old) and isinstance(since, str) and re.fullmatch(r"\d+\.\d+", since)):
+            raise ZooError(f"{kind} '{name}': renamed_from maps old kebab-case names to the zoo release that "
+                           f"renamed them ('0.2'), got {old!r}: {since!r}")
+        formerly[kind, old] = (staged[kind, name], since)
 
 
 def clash_message(group: list[Component]) -> str:

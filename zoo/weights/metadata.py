@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from zoo import typed
+from zoo import deprecation, typed
 from zoo.weights.spec import InputSpec, InputStats
 from zoo.errors import ZooError
 from zoo.names import is_name
@@ -119,6 +119,24 @@ class WeightsMeta:
     def json(self) -> str:
         """The record as the JSON a file stores (sorted keys: identical builds give identical bytes)."""
         return json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True)
+
+    def __getitem__(self, key: str) -> object:
+        """``meta["metrics"]``: the mapping zoo 0.1 documented, deprecated for the attribute."""
+        return self._as_mapping(key)
+
+    def get(self, key: str, default: object = None) -> object:
+        """``meta.get("metrics")``: the mapping zoo 0.1 documented, deprecated for the attribute."""
+        try:
+            return self._as_mapping(key)
+        except KeyError:
+            return default
+
+    def _as_mapping(self, key: str) -> object:
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        deprecation.warn(f"model.zoo_meta[{key!r}]", f"model.zoo_meta.{key}", since="0.1", stacklevel=4)
+        value = getattr(self, key)
+        return asdict(value) if is_dataclass(value) else value
 
 
 def parse(text: str, source: Path) -> WeightsMeta:

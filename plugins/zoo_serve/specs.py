@@ -1,0 +1,146 @@
+"""The two request protocols ``zoo serve`` speaks, as specs over one batched pipeline (LitServe's
+LitSpec): each decodes its requests into a batch of model inputs and encodes the outputs the pipeline
+gives back. ``V1``: zoo's own API, answering exactly as ``zoo predict --json``; ``V2``: the Open
+Inference Protocol's infer (zoo_serve.protocol). A request's inputs are values -- numbers, nested
+lists, token ids, an uploaded file's bytes -- never a path on the server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from zoo.api import InputSpec, ZooError, check_top_k, decode_image, interpret, prepare, read_npy
+from zoo_serve import protocol
+from zoo_serve.models import Served
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one server takes on; every bound a request could otherwise choose."""
+
+    max_batch_size: int = 64  # inputs in one forward pass
+    batch_timeout_ms: float = 2.0  # how long a batch waits to fill
+    max_queue: int = 256  # requests in flight before new ones get 503
+    max_body_bytes: int = 8 << 20  # of one request
+    max_inputs: int = 256  # in one request
+    max_image_pixels: int = 4_000_000  # of an uploaded image, checked before it is decoded
+    timeout: float = 30.0  # seconds a request may take
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One request, decoded: its batch of model inputs, and what its answer needs besides the outputs."""
+
+    x: torch.Tensor
+    answer: dict = field(default_factory=dict)  # the spec's own: labels and top-k (v1), the asked outputs (v2)
+
+
+class Spec(Protocol):
+    """A request protocol: the POST routes it answers (with ``{name}``, and ``{version}`` where the
+    protocol has one), how a request becomes a batch, and how the batch's outputs become a response."""
+
+    routes: tuple[str, ...]
+
+    async def decode(self, request: Request, spec: InputSpec, limits: Limits) -> Decoded: ...
+
+    def encode(self, name: str, decoded: Decoded, outputs: list[torch.Tensor], served: Served) -> Response: ...
+
+
+class V1:
+    """zoo's API: JSON ``{"inputs": ..., "top_k": K}`` or a multipart ``file`` (an image or a .npy),
+    answered with one prediction per input, as ``zoo predict --json`` gives them."""
+
+    routes = ("/v1/models/{name}/predict",)
+
+    async def decode(self, request: Request, spec: InputSpec, limits: Limits) -> Decoded:
+        top_k = _top_k(request.query_params.get("top_k", "5"))
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=2, max_part_size=limits.max_body_bytes)
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ZooError("send the input as the multipart field 'file' (an image or a .npy array)")
+            label, raw = upload.filename or "file", await upload.read()
+            x = await asyncio.to_thread(_from_file, raw, label, spec, limits)
+            labels = [label] * len(x)
+        else:
+            body = _json(await request.body())
+            if not isinstance(body, dict) or "inputs" not in body:
+                raise ZooError('send JSON {"inputs": ...} (token ids or nested lists of numbers), or a multipart '
+                               "field 'file'")
+            top_k = body.get("top_k", top_k)
+            x = prepare(_values(body["inputs"]), spec)
+            labels = list(range(len(x)))
+        check_top_k(top_k)
+        if len(x) > limits.max_inputs:
+            raise ZooError(f"{len(x)} inputs in one request; this server takes at most {limits.max_inputs}")
+        return Decoded(x, {"labels": labels, "top_k": top_k})
+
+    def encode(self, name: str, decoded: Decoded, outputs: list[torch.Tensor], served: Served) -> Response:
+        top_k = decoded.answer["top_k"]
+        results = [{"input": label, **interpret(out[None], one[None], top_k, served.known)[0]}
+                   for label, one, out in zip(decoded.answer["labels"], decoded.x, outputs)]
+        return JSONResponse(results, headers={"x-zoo-model-version": served.version})
+
+
+class V2:
+    """The Open Inference Protocol's infer: one tensor ``input`` in, one ``output`` out, JSON or in
+    the binary tensor extension."""
+
+    routes = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
+
+    async def decode(self, request: Request, spec: InputSpec, limits: Limits) -> Decoded:
+        array, asked = protocol.decode(await request.body(), request.headers.get(protocol.HEADER), spec,
+                                       limits.max_inputs)
+        return Decoded(prepare(array, spec), {"request": asked})
+
+    def encode(self, name: str, decoded: Decoded, outputs: list[torch.Tensor], served: Served) -> Response:
+        body, headers = protocol.encode(name, served.version, decoded.answer["request"], torch.stack(outputs).numpy())
+        return Response(body, headers=headers)
+
+
+SPECS: tuple[Spec, ...] = (V1(), V2())
+
+
+def _values(inputs: object) -> object:
+    """``inputs`` when they hold no text: a string could name a file on the server, which ``prepare``
+    (zoo.predict's local convenience) would open."""
+    pending = [inputs]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (str, bytes)):
+            raise ZooError("inputs are values -- numbers, nested lists of numbers, token ids -- not text; send a "
+                           "file as the multipart field 'file'")
+        if isinstance(item, list):
+            pending.extend(item)
+    return inputs
+
+
+def _top_k(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ZooError(f"top_k {text[:20]!r} is not a whole number") from None
+
+
+def _from_file(raw: bytes, label: str, spec: InputSpec, limits: Limits) -> torch.Tensor:
+    """An uploaded image or .npy file as a batch of inputs, read as ``zoo predict`` reads files."""
+    if raw.startswith(b"\x93NUMPY"):
+        return prepare(read_npy(io.BytesIO(raw), math.prod(spec.shape) * limits.max_inputs), spec)
+    if spec.kind != "image":
+        raise ZooError(f"{label}: the model takes {spec.describe()}; send a .npy array or JSON")
+    return prepare(decode_image(io.BytesIO(raw), spec, label, limits.max_image_pixels), spec)
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ZooError(f"the request body is not JSON: {exc}") from None
