@@ -12,6 +12,9 @@ Last line: ``zoo/hand: X.XX  notebook/zoo: Y.YY`` (seconds per epoch; lower zoo/
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,9 +44,12 @@ def data(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def zoo_loop(images, labels):
-    """The code path of ``zoo build``: the recipe's run, trained by ``fit`` (no run plugins listening)."""
-    run = new_run(validate(Recipe(RECIPE, {}, Path("throughput.yaml"))), Path("unused"),
-                  registry=zoo.default_registry(), log=lambda line: None)
+    """The code path of ``zoo build``: the recipe's run, trained by ``fit`` (no run plugins listening; its
+    checkpoint at each epoch's end, as zoo build's, in a temporary folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="zoo-bench-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    run = new_run(validate(Recipe(RECIPE, {}, Path("throughput.yaml"))), folder, registry=zoo.default_registry(),
+                  log=lambda line: None)
     run.parts.train_data = InMemoryDataset(images, labels, divide_by=255)
     run.events = Events([])
 

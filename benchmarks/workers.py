@@ -50,8 +50,8 @@ def zoo_epochs(root: str, workers: int, epochs: int) -> float:
               "data": {"dataset": {"component": "image-folder", "root": root}, "batch_size": BATCH,
                        "eval_split": None, "workers": workers},
               "train": {"epochs": epochs, "optimizer": {"component": "adam", "lr": LR}, "loss": "cross-entropy"}}
-    run = new_run(validate(Recipe(recipe, {}, Path("workers.yaml"))), Path("unused"), registry=zoo.default_registry(),
-                  log=lambda line: None)
+    run = new_run(validate(Recipe(recipe, {}, Path("workers.yaml"))), Path(root) / "run",
+                  registry=zoo.default_registry(), log=lambda line: None)
     run.events = Events([])
     return min(record["seconds"] for record in fit(run))
 

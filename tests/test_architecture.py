@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import typing
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ import zoo
 from zoo import deprecation
 from zoo.recipe import schema
 from zoo.recipe.parse import RecipeError
+from zoo.recipe.reference import reference
 from zoo.weights.format import read_meta
 
 # Final metrics of shipped recipes built for one epoch by the code before the redesign (zoo 0.1.0 at
@@ -78,7 +80,7 @@ def test_a_sweep_variant_trains_the_same_as_before_the_redesign(tmp_path):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainWithWarmup(schema.Train):
-    warmup_epochs: int = schema.key(schema.positive_int, 1, "epochs before the schedule starts")
+    warmup_epochs: schema.Positive = schema.key(1, "epochs before the schedule starts")
 
 
 def test_a_key_declared_in_one_place_is_validated_settable_and_documented(tmp_path, monkeypatch):
@@ -97,14 +99,14 @@ def test_a_key_declared_in_one_place_is_validated_settable_and_documented(tmp_pa
     with pytest.raises(RecipeError) as info:
         schema.read(bad)
     assert str(info.value) == f"{bad}:{line}:3: train.warmup_epochs: expects a positive integer, got -2"
-    assert "| `warmup_epochs` | a positive integer | `1` | epochs before the schedule starts |" in schema.reference()
+    assert "| `warmup_epochs` | a positive integer | `1` | epochs before the schedule starts |" in reference()
 
 
 def test_the_recipe_reference_in_the_docs_is_generated_from_the_schema():
     text = (ROOT / "docs" / "recipes.md").read_text()
     block = re.search(r"<!-- schema:start -->\n(.*)<!-- schema:end -->", text, re.S)
     assert block, "docs/recipes.md lost its generated key tables"
-    assert block.group(1) == schema.reference(), "docs/recipes.md is stale: run zoo docs --recipes --out FILE"
+    assert block.group(1) == reference(), "docs/recipes.md is stale: run zoo docs --recipes --out FILE"
 
 
 def test_no_module_outside_the_schema_spells_a_recipe_key_path():
@@ -360,7 +362,8 @@ def test_a_plugins_strategy_with_state_of_its_own_resumes_by_itself_after_a_rest
     # epochs 1 and 2, killed before epoch 3's checkpoint; restarted, a fresh strategy is asked once for
     # the shapes to read into (1), then its own count comes back from epoch 2's checkpoint: 3, not 2
     assert counts == [1, 2, 1, 3]
-    resumed, reference = load_file(out / "weights.safetensors"), load_file(tmp_path / "straight" / "weights.safetensors")
+    resumed = load_file(out / "weights.safetensors")
+    reference = load_file(tmp_path / "straight" / "weights.safetensors")
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
@@ -392,8 +395,9 @@ def test_a_renamed_recipe_key_keeps_files_written_before_it_loading_predicting_a
     from zoo.weights.load import settings
 
     # the schema renames train.epochs to train.max_epochs, as its version 2
-    fields = [(f.name, f.type, f) for f in dataclasses.fields(Train) if f.name != "epochs"]
-    fields.insert(0, ("max_epochs", int, key(schema.positive_int, doc="passes over the training split")))
+    hints = typing.get_type_hints(Train, include_extras=True)
+    fields = [(f.name, hints[f.name], f) for f in dataclasses.fields(Train) if f.name != "epochs"]
+    fields.insert(0, ("max_epochs", schema.Positive, key(doc="passes over the training split")))
     renamed = dataclasses.make_dataclass("Train", fields, frozen=True, kw_only=True,
                                          namespace={"SECTION": "train", "path": Train.path})
     monkeypatch.setitem(schema.SECTIONS, "train", renamed)
@@ -466,4 +470,32 @@ def test_a_runs_metrics_are_computed_in_one_place_and_read_back_from_its_weights
             offenders.append(f"{path.relative_to(ROOT)} computes metrics from a history")
         if re.search(r"read_history\([^)]*\)\[-1\]", text):
             offenders.append(f"{path.relative_to(ROOT)} takes the last epoch's record as a run's metrics")
+    assert not offenders, offenders
+
+
+def test_one_reader_checks_recipes_weights_metadata_and_component_parameters_from_annotations(tmp_path):
+    from zoo import typed
+
+    registry = make_registry(fixture_plugin("renamed", "fx_renamed"))
+    with pytest.raises(zoo.ZooError, match=r"'scaled': parameter 'factor' expects a positive number, got int 0. "
+                                                r"It accepts: factor: float \(a positive number\) = 1.0"):
+        registry.get("scaled").build(factor=0)  # a parameter's bounds, from its Annotated hint
+    assert registry.get("scaled").build(factor=2).factor == 2
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**REGRESSION, "model": {"component": "scaled", "factor": -1.5}}))
+    with pytest.raises(zoo.ZooError, match=r"recipe.yaml:9:3: model.factor: layer 'scaled': parameter 'factor' "
+                                           r"expects a "
+                                           r"positive number, got float -1.5"):
+        from zoo.training.build import check
+
+        check(schema.read(recipe), registry)
+    recipe.write_text(yaml.safe_dump({**REGRESSION, "data": {**REGRESSION["data"], "batch_size": 0}}))
+    with pytest.raises(RecipeError, match=r"data.batch_size: expects a positive integer, got 0"):
+        schema.read(recipe)  # a recipe key's, from the schema's Annotated hint
+    with pytest.raises(zoo.ZooError, match=r"meta.processes: expects an integer, got str '2'"):
+        typed.read(zoo.weights.metadata.WeightsMeta, {**dataclasses.asdict(zoo.load("mnist-mlp").zoo_meta),
+                                                      "processes": "2"}, "meta")  # a weights file's, from its record
+    # no module answers 'does this value fit this hint' on its own
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "zoo").rglob("*.py")
+                 if p.name != "typed.py" and re.search(r"get_origin\(|get_args\(", p.read_text())]
     assert not offenders, offenders

@@ -14,7 +14,7 @@ import zoo
 from zoo.recipe import catalog, schema
 from zoo.assembly.assembler import Assembler
 from zoo.assembly.parts import build_metrics
-from zoo.recipe.schema import node
+from zoo.recipe.nodes import node
 from zoo.training.loop import evaluate
 
 
@@ -102,7 +102,7 @@ import zoo
 from zoo.assembly import distributed
 from zoo.assembly.assembler import Assembler
 from zoo.assembly.parts import build_metrics
-from zoo.recipe.schema import node
+from zoo.recipe.nodes import node
 from zoo.training.loop import evaluate
 from zoo.recipe import catalog, schema
 context = distributed.from_environment()

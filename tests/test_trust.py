@@ -98,7 +98,7 @@ def test_a_name_read_from_a_weights_file_is_checked_like_a_recipe_name(tmp_path,
     before = snapshot(tmp_path)
     for command in (["export", str(odd), "--format", "torchscript"], ["card", str(odd)], ["predict", str(odd), "x.npy"]):
         error = one_line_error(run_zoo(*command, cwd=tmp_path))
-        assert re.search(rf"{re.escape(str(odd))}: metadata(\.name: expects str|: name .* is not a model name)", error)
+        assert re.search(rf"{re.escape(str(odd))}: metadata(\.name: expects a string|: name .* is not a model name)", error)
     assert set(snapshot(tmp_path)) - set(before) <= {str(tmp_path / "zoo-home" / "digests.json")}
     with pytest.raises(zoo.ZooError, match=r"odd.safetensors: metadata"):
         zoo.load(odd)

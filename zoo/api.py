@@ -23,6 +23,7 @@ from zoo.registry import Registry
 from zoo.registry.hookspecs import hookimpl
 from zoo.text import did_you_mean
 from zoo.training.folders import write_history
+from zoo.typed import Is, Pattern, Range, Words
 from zoo.weights.locate import Located, locate
 from zoo.weights.store import latest as latest_build
 from zoo.weights.store import record as record_build
@@ -54,9 +55,10 @@ _LAZY = {
 _WHERE = {entry.partition(":")[0]: (module, entry.partition(":")[2] or entry.partition(":")[0])
           for module, entries in _LAZY.items() for entry in entries}
 
-__all__ = ["PLOT_HINT", "Located", "Registry", "RunPath", "ZooError", "atomic_write_bytes", "check_name",
-           "did_you_mean", "digest", "download", "file_sha256", "home", "hookimpl", "latest_build", "locate",
-           "plot_curves", "plot_matrix", "record_build", "split_version", "write_history", *_WHERE]
+__all__ = ["PLOT_HINT", "Is", "Located", "Pattern", "Range", "Registry", "RunPath", "Words", "ZooError",
+           "atomic_write_bytes", "check_name", "did_you_mean", "digest", "download", "file_sha256", "home", "hookimpl",
+           "latest_build", "locate", "plot_curves", "plot_matrix", "record_build", "split_version", "write_history",
+           *_WHERE]
 
 
 def __getattr__(name: str) -> object:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import types
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -16,11 +13,12 @@ from torch.utils.data import Dataset
 from zoo.assembly.transforms import Transform
 from zoo.errors import ZooError
 from zoo.files import RunPath, run_path
+from zoo.recipe.nodes import Node
 from zoo.recipe.parse import KeyPath, Recipe
-from zoo.recipe.schema import Node
 from zoo.registry import Component, Registry
 from zoo.registry.signature import ParamError
 from zoo.text import clip, with_article
+from zoo.typed import takes
 
 MODEL_KINDS = ("model", "layer")
 
@@ -100,7 +98,7 @@ class Assembler:
             return self.build(value, kinds, handed=handed if kinds == ("dataset",) else None)
         if isinstance(value, list):
             return [self._value(v, (*path, i), recipe, component, handed) for i, v in enumerate(value)]
-        if isinstance(value, str) and _takes(hint, RunPath):
+        if isinstance(value, str) and takes(hint, RunPath):
             try:
                 return run_path(value)
             except ZooError as exc:
@@ -169,21 +167,9 @@ def node_kinds(hint: object) -> tuple[str, ...] | None:
     datasets for a Dataset, transforms for a Transform, layers and models for a Module; None for
     plain values."""
     for kinds, wanted in ((("dataset",), Dataset), (("transform",), Transform), (MODEL_KINDS, nn.Module)):
-        if _takes(hint, wanted):
+        if takes(hint, wanted):
             return kinds
     return None
-
-
-def _takes(hint: object, wanted: object) -> bool:
-    """Whether ``hint`` is ``wanted`` (a subclass of it), alone or inside a Union, list, tuple or Sequence."""
-    if hint is None:
-        return False
-    if hint == wanted or isinstance(hint, type) and isinstance(wanted, type) and issubclass(hint, wanted):
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType, list, tuple, Sequence, typing.Sequence):
-        return any(_takes(arg, wanted) for arg in typing.get_args(hint) if arg is not Ellipsis)
-    return False
 
 
 class NoInit(TorchFunctionMode):

@@ -22,7 +22,8 @@ from zoo.assembly.strategy import Strategy
 from zoo.assembly.transforms import Pipeline, Step, TransformError, batch_generator
 from zoo.errors import ZooError
 from zoo.recipe.parse import Recipe, RecipeError, format_path, raise_all
-from zoo.recipe.schema import Data, Node, Settings, model_node_of
+from zoo.recipe.nodes import Node, model_node_of
+from zoo.recipe.schema import Data, Settings
 from zoo.registry import Registry
 from zoo.registry.events import Callback
 

@@ -164,7 +164,7 @@ def docs(args: argparse.Namespace) -> int:
     target = args.check or args.out
     current = target.read_text() if target is not None and target.is_file() else ""
     if args.recipes:
-        from zoo.recipe.schema import reference, splice
+        from zoo.recipe.reference import reference, splice
 
         text = splice(current, reference()) if target is not None else reference()
     else:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import ast
-import collections.abc
 import functools
 import importlib.util
 import inspect
 import os
 import re
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
 from zoo.text import did_you_mean
+from zoo.typed import bounded, conforms, hints_of
 
 
 @dataclass(frozen=True)
@@ -133,6 +132,9 @@ def live_signature(obj: typing.Callable) -> Signature:
 def _type_text(annotation: object) -> str:
     if isinstance(annotation, str):
         return annotation
+    if bounded(annotation):
+        base, words = bounded(annotation)
+        return f"{_type_text(base)} ({words})"
     if isinstance(annotation, type):
         return annotation.__qualname__
     return str(annotation).replace("typing.", "")
@@ -154,8 +156,9 @@ def check_params(component: str, obj: typing.Callable, values: dict[str, object]
             )
         hint_type = hints.get(name)
         if hint_type is not None and not conforms(value, hint_type):
+            said = bounded(hint_type)[1] if bounded(hint_type) else by_name[name].type
             raise ParamError(
-                f"{component}: parameter '{name}' expects {by_name[name].type}, "
+                f"{component}: parameter '{name}' expects {said}, "
                 f"got {type(value).__name__} {value!r}. It accepts: {accepted}",
                 name,
             )
@@ -168,40 +171,8 @@ def check_params(component: str, obj: typing.Callable, values: dict[str, object]
 
 
 def type_hints(obj: typing.Callable) -> dict[str, object]:
-    """The resolved type hints of a factory's parameters (its ``__init__``'s for a class)."""
+    """The resolved type hints of a factory's parameters (its ``__init__``'s for a class), Annotated kept."""
     try:
-        return typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+        return hints_of(obj.__init__ if inspect.isclass(obj) else obj)
     except Exception:  # unresolvable forward references: check nothing rather than guess
         return {}
-
-
-def conforms(value: object, hint: object) -> bool:
-    """Whether ``value`` is an instance of type hint ``hint``; ints pass for floats, nothing is coerced."""
-    if hint is typing.Any:
-        return True
-    if hint is None or hint is type(None):
-        return value is None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(conforms(value, arg) for arg in args)
-    if origin is typing.Literal:
-        return any(value == arg and type(value) is type(arg) for arg in args)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (list, tuple, collections.abc.Sequence):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(map(conforms, value, args))
-        return not args or all(conforms(item, args[0]) for item in value)
-    if origin in (dict, collections.abc.Mapping):
-        if not isinstance(value, dict):
-            return False
-        return not args or all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items())
-    if origin is collections.abc.Callable or hint is collections.abc.Callable:
-        return callable(value)
-    if isinstance(origin, type):
-        return isinstance(value, origin)
-    return isinstance(value, hint) if isinstance(hint, type) else True

@@ -27,7 +27,8 @@ import yaml
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes
 from zoo.recipe.parse import RecipeError, raise_all
-from zoo.recipe.schema import Param, Search, Settings, direction_of, validate
+from zoo.recipe.schema import Settings, validate
+from zoo.recipe.space import Param, Search, direction_of
 from zoo.registry.events import Callback, Events
 from zoo.text import table
 from zoo.training.folders import WEIGHTS, claim, read_history, write_sweep
@@ -87,8 +88,8 @@ def as_search(settings: Settings) -> Search:
     metric = (f"{split}_{settings.metrics[0].name.replace('-', '_')}" if split and settings.metrics
               else f"{split}_loss" if split else "train_loss")
     space = tuple(Param(path, "choice", choices=tuple(values)) for path, values in settings.sweep.items())
-    return Search(math.prod(len(p.choices) for p in space), metric, direction_of(metric) or "minimize", "grid", "none",
-                  space)
+    return Search(trials=math.prod(len(p.choices) for p in space), metric=metric,
+                  direction=direction_of(metric) or "minimize", sampler="grid", pruner="none", space=space)
 
 
 def _text(value: object) -> str:

@@ -21,7 +21,7 @@ from zoo.assembly.parts import transforms
 from zoo.assembly.transforms import Pipeline
 from zoo.errors import ZooError
 from zoo.registry import Registry
-from zoo.recipe.schema import transform_nodes
+from zoo.recipe.nodes import transform_nodes
 from zoo.weights.load import assembler, loaded
 
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")

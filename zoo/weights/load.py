@@ -13,7 +13,8 @@ from torch import nn
 
 from zoo.assembly.assembler import Assembler, Bounded, NoInit
 from zoo.errors import ZooError
-from zoo.recipe.schema import Settings, model_node, recorded
+from zoo.recipe.nodes import model_node
+from zoo.recipe.schema import Settings, recorded
 from zoo.registry import Registry
 from zoo.weights.format import read
 from zoo.weights.locate import Located, locate
