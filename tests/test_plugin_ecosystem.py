@@ -119,3 +119,11 @@ def test_the_example_plugins_own_tests_pass_with_zoo_testing(example, tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, env={**os.environ, **example})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+def test_reproduce_trains_a_file_again_with_the_components_it_was_made_of(with_clash, tmp_path):
+    """Since the example's file was saved a second plugin registers 'gated-linear'; a new recipe must say
+    which it means, but a reproduction builds what the file's components were (its pins)."""
+    again = run_zoo("reproduce", "two-spirals-glu", env=with_clash, cwd=tmp_path)
+    assert "Traceback" not in again.stderr and "zoo: error" not in again.stderr, again.stderr
+    assert again.returncode in (0, 1) and re.search(r"^reproduced in \d+ s with torch", again.stdout, re.M), again.stderr

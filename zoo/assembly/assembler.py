@@ -35,15 +35,24 @@ SUPPLIED = {
 }
 
 
+@dataclass(frozen=True)
+class Pins:
+    """What each component name meant when a weights file was saved (kind -> name -> plugin:name), and
+    the plugins' distributions then (plugin -> "distribution version"): a file's recipe rebuilt, or
+    trained again, with the components it was made of, whatever plugins were installed since."""
+
+    components: dict[str, dict[str, str]] = field(default_factory=dict)
+    saved_with: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Assembler:
     """Builds the component nodes of a recipe and remembers which node each module came from."""
 
     registry: Registry
+    pins: Pins = field(default_factory=Pins)
     origins: dict[int, Node] = field(default_factory=dict)
     handed: dict[str, object] = field(default_factory=dict)  # the handed parameters some node took
-    pins: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> name -> plugin:name, from saved weights
-    saved_with: dict[str, str] = field(default_factory=dict)  # plugin -> "distribution version", from saved weights
     resolved: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> name -> plugin:name looked up
 
     def build(self, node: Node, kinds: tuple[str, ...], supplied: dict[str, object] | None = None,
@@ -110,7 +119,8 @@ class Assembler:
         name = node.name
         if not isinstance(name, str):
             raise node.recipe.error(node.name_path, f"a component name is a string, got {clip(repr(name))}")
-        pinned = next((self.pins[k][name] for k in kinds if name in self.pins.get(k, {})), None)
+        pins = self.pins.components
+        pinned = next((pins[k][name] for k in kinds if name in pins.get(k, {})), None)
         for kind in kinds:
             try:
                 component = self.registry.get(pinned or name, kind)
@@ -133,7 +143,7 @@ class Assembler:
         """Why a component of saved weights is not here: the plugin it came from (or, for weights
         saved before zoo recorded that, the plugins they were saved with) is not installed."""
         loaded = {p.name for p in self.registry.plugins if p.status == "loaded"}
-        absent = {p: shipped for p, shipped in self.saved_with.items() if p not in loaded}
+        absent = {p: shipped for p, shipped in self.pins.saved_with.items() if p not in loaded}
         if pinned:
             plugin, _, bare = pinned.partition(":")
             if plugin in loaded:

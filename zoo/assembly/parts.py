@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from zoo.assembly.assembler import Assembler, Bounded, NoInit
+from zoo.assembly.assembler import Assembler, Bounded, NoInit, Pins
 from zoo.assembly.distributed import Context
 from zoo.assembly.finetune import Initial, InitReport, parameter_groups, start
 from zoo.assembly.precision import Precision, precision
@@ -98,13 +98,14 @@ def steps(samples: int, batch_size: int, world: int = 1) -> int:
 
 
 def assemble(settings: Settings, registry: Registry, *, device: str | None = None, context: Context = Context(),
-             initial: Initial | None = None, weights_follow: bool = False) -> Parts:
+             initial: Initial | None = None, weights_follow: bool = False, pins: Pins = Pins()) -> Parts:
     """Build every part of a validated recipe on ``device`` (default: ``train.device``) for this process
     of a torchrun job (``context``), start from ``initial`` (the weights ``train.init`` names), shard the
     model as ``train.strategy`` says, and check the parts together on one batch. Independent errors are
     all reported (RecipeErrors); with ``weights_follow`` (a resume) the model is built without random
-    initialisation."""
-    assembler = Assembler(registry)
+    initialisation; ``pins`` say what component names meant to the weights file a reproduction trains
+    again."""
+    assembler = Assembler(registry, pins)
     data, train = settings.data, settings.train
     problems: list[RecipeError] = []
 

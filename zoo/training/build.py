@@ -18,6 +18,7 @@ import yaml
 
 from zoo.assembly import distributed
 from zoo.assembly.distributed import Context
+from zoo.assembly.assembler import Pins
 from zoo.assembly.finetune import Initial
 from zoo.assembly.parts import Parts, assemble, model_problems
 from zoo.errors import ZooError
@@ -63,11 +64,12 @@ def read_recipe(recipe_arg: str, registry: Registry, overrides: Sequence[str] = 
         raise  # (raise_all raised: the list holds at least the schema's error)
 
 
-def check(settings: Settings, registry: Registry, context: Context = Context(), weights_follow: bool = False) -> Parts:
-    """Build everything the recipe names and check it on one batch (``weights_follow``: see
+def check(settings: Settings, registry: Registry, context: Context = Context(), weights_follow: bool = False,
+          pins: Pins = Pins()) -> Parts:
+    """Build everything the recipe names and check it on one batch (``weights_follow``, ``pins``: see
     :func:`zoo.assembly.parts.assemble`)."""
     return assemble(settings, registry, device=distributed.device_for(context, settings.train.device),
-                    context=context, initial=initial(settings, registry), weights_follow=weights_follow)
+                    context=context, initial=initial(settings, registry), weights_follow=weights_follow, pins=pins)
 
 
 def initial(settings: Settings, registry: Registry) -> Initial | None:
@@ -114,14 +116,16 @@ def summary(parts: Parts, context: Context = Context()) -> str:
 
 
 def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None, out: Path | None = None,
-          resume: bool = False, overwrite: bool = False, purpose: Purpose = "build", log: Log = print) -> list[Path]:
+          resume: bool = False, overwrite: bool = False, purpose: Purpose = "build", pins: Pins = Pins(),
+          log: Log = print) -> list[Path]:
     """Train the recipe (each variant, for a sweep) with the plugins of ``registry`` (default: the
     installed ones); return the run folders.
 
     A new run never writes into a folder that holds another run: without ``out`` it takes the first
     free one of runs/NAME, runs/NAME-2, ...; an ``out`` that holds a run is refused unless
     ``overwrite``. ``resume`` continues ``out`` (default: the newest runs/NAME-N). ``purpose`` says what
-    the weights are for (a trial under torchrun is a ``search-trial``: see search.py)."""
+    the weights are for (a trial under torchrun is a ``search-trial``: see search.py); ``pins`` what the
+    component names meant to the file a reproduction trains again."""
     registry = registry or default_registry()
     settings = read_recipe(recipe_arg, registry, overrides)
     if settings.search is not None:
@@ -138,7 +142,7 @@ def build(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry 
             folder, resume = _restarted(settings.name, out, context, log)
         else:
             folder = _folder(settings.name, out, resume, overwrite, context, log)
-        train = partial(train_run, registry=registry, context=context, log=log)
+        train = partial(train_run, registry=registry, context=context, log=log, pins=pins)
         try:
             if settings.sweep is None:  # (a search's trial under torchrun reports to its trial: see search.py)
                 listeners = trial_listeners(context)
@@ -278,11 +282,11 @@ def _claimed(base: Path, context: Context) -> Path:
 
 def new_run(settings: Settings, folder: Path, *, registry: Registry, context: Context = Context(),
             resume: bool = False, log: Log = print, sweep: str | None = None, listeners: Sequence = (),
-            purpose: Purpose = "build") -> Run:
+            purpose: Purpose = "build", pins: Pins = Pins()) -> Run:
     """A checked recipe made into a run that writes into ``folder``: its parts built, its shuffles and
     dropout seeded, and with ``resume`` its checkpoint restored; ``listeners`` (Callbacks) hear its
     events besides the recipe's callbacks."""
-    parts = check(settings, registry, context, weights_follow=resume)
+    parts = check(settings, registry, context, weights_follow=resume, pins=pins)
     generator = torch.Generator().manual_seed(settings.train.seed)  # the same permutation on every rank
     torch.manual_seed(settings.train.seed + context.rank)  # each rank its own dropout stream
     run = Run(settings, parts, folder, context, registry, Events(registry.hook_plugins(), [*parts.callbacks, *listeners]),
@@ -294,14 +298,14 @@ def new_run(settings: Settings, folder: Path, *, registry: Registry, context: Co
 
 def train_run(settings: Settings, folder: Path, *, registry: Registry, context: Context, resume: bool = False,
               log: Log = print, sweep: str | None = None, claimed: bool = True, listeners: Sequence = (),
-              purpose: Purpose = "build") -> Run:
+              purpose: Purpose = "build", pins: Pins = Pins()) -> Run:
     """Check, train, evaluate and save one recipe into ``folder`` (``claimed``: already chosen; else a
     free folder of that name is claimed). Under torchrun every process trains its shard; only rank 0
     logs and writes."""
     folder = folder if claimed else _claimed(folder, context)
     with _threads(threads(settings, context)):
         run = new_run(settings, folder, registry=registry, context=context, resume=resume, log=log, sweep=sweep,
-                      listeners=listeners, purpose=purpose)
+                      listeners=listeners, purpose=purpose, pins=pins)
         log(summary(run.parts, context))
         if resume:
             log(f"resuming {settings.name} at epoch {run.position.epoch + 1}, batch {run.position.step}")

@@ -22,7 +22,7 @@ from zoo.registry import Registry
 from zoo.training.folders import claim
 from zoo.typed import read as read_typed
 from zoo.weights.format import read
-from zoo.weights.load import load
+from zoo.weights.load import load, pins
 from zoo.weights.metadata import WeightsMeta
 
 
@@ -81,7 +81,8 @@ def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
     recipe = run / "recipe.yaml"
     atomic_write_bytes(recipe, yaml.safe_dump(migrate(meta.recipe, meta.recipe_version, VERSION),
                                               sort_keys=False).encode())
-    [trained] = build(str(recipe), registry=registry, out=run / "train", purpose="reproduction", log=log)
+    [trained] = build(str(recipe), registry=registry, out=run / "train", purpose="reproduction", pins=pins(meta),
+                      log=log)
     tensors, again = read(trained / "weights.safetensors")
     found = Reproduction(source.label, sha256, again.tensors_sha256 == meta.tensors_sha256,
                          metrics={k: [v, again.metrics.get(k)] for k, v in sorted(meta.metrics.items())},

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.assembly.assembler import Assembler, Bounded, NoInit
+from zoo.assembly.assembler import Assembler, Bounded, NoInit, Pins
 from zoo.errors import ZooError
 from zoo.recipe.nodes import model_node
 from zoo.recipe.schema import Settings, recorded
@@ -73,9 +73,13 @@ def rebuild(meta: WeightsMeta, origin: Path, registry: Registry, *, initialise: 
 def assembler(meta: WeightsMeta, registry: Registry) -> Assembler:
     """The assembler of a weights file's components: each name means what it meant when the file was
     saved (``meta.components``), and an error names the plugin version it was saved with."""
+    return Assembler(registry, pins(meta))
+
+
+def pins(meta: WeightsMeta) -> Pins:
+    """The components a weights file was made of, and its plugins' versions: the one place they are read."""
     plugins = meta.versions.plugins if meta.versions else {}
-    return Assembler(registry, pins=meta.components,
-                     saved_with={name: f"{p.dist} {p.version}" for name, p in plugins.items()})
+    return Pins(meta.components, {name: f"{p.dist} {p.version}" for name, p in plugins.items()})
 
 
 def _size(path: Path) -> int:
