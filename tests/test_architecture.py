@@ -499,3 +499,32 @@ def test_one_reader_checks_recipes_weights_metadata_and_component_parameters_fro
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "zoo").rglob("*.py")
                  if p.name != "typed.py" and re.search(r"get_origin\(|get_args\(", p.read_text())]
     assert not offenders, offenders
+
+
+def test_a_checkpoint_keeps_the_state_of_a_dataset_and_of_callbacks_by_their_state_key(tmp_path):
+    from zoo.recipe.parse import Recipe
+    from zoo.training import checkpoint
+    from zoo.training.build import new_run
+
+    registry = make_registry(fixture_plugin("renamed", "fx_renamed"))
+    recipe = {**REGRESSION, "data": {**REGRESSION["data"], "dataset": "remembering"},
+              "train": {**REGRESSION["train"], "callbacks": [
+                  {"component": "early-stopping", "monitor": "train_loss", "patience": 5},
+                  {"component": "early-stopping", "monitor": "train_loss", "patience": 9}]}}
+    settings = schema.validate(Recipe(recipe, {}, tmp_path / "recipe.yaml"))
+    run = new_run(settings, tmp_path, registry=registry, log=lambda line: None)
+    run.parts.train_data.position = 37
+    run.callbacks[1].target.waited = 4
+    checkpoint.save(run)
+    record = json.loads((tmp_path / CHECKPOINT).read_text())
+    keys = [key for key, _ in record["skeleton"]["$dict"]]
+    assert "data" in keys and "callback.early-stopping" not in keys  # two of one name: keyed by their parameters
+    assert sum(key.startswith("callback.early-stopping{") for key in keys) == 2
+    reordered = {**recipe, "train": {**recipe["train"], "callbacks": recipe["train"]["callbacks"][::-1]}}
+    again = new_run(schema.validate(Recipe(reordered, {}, tmp_path / "recipe.yaml")), tmp_path, registry=registry,
+                    log=lambda line: None)
+    assert again.parts.train_data.position == 0
+    again.settings = run.settings  # (the same recipe's fingerprint; its callbacks listed the other way round)
+    checkpoint.resume(again)
+    assert again.parts.train_data.position == 37
+    assert [c.target.waited for c in again.callbacks] == [4, 0]  # each its own state, not its list position's
