@@ -528,3 +528,9 @@ def test_a_checkpoint_keeps_the_state_of_a_dataset_and_of_callbacks_by_their_sta
     checkpoint.resume(again)
     assert again.parts.train_data.position == 37
     assert [c.target.waited for c in again.callbacks] == [4, 0]  # each its own state, not its list position's
+
+
+def test_no_module_is_over_450_lines():
+    long = {str(p.relative_to(ROOT)): n for p in [*(ROOT / "zoo").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long
