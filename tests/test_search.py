@@ -3,6 +3,7 @@ study, resumable after a kill, pruning through the epoch-end event, the best tri
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,3 +196,49 @@ def test_a_search_and_a_sweep_with_best_checkpoint_record_the_chosen_epochs_metr
         first = json.loads((folder / "metrics.jsonl").read_text().splitlines()[0])
         assert float(row["train_loss"]) == pytest.approx(first["train_loss"], rel=1e-12)
     assert builds("tiny-search") == [filed]  # sweep variants are not builds
+
+
+def test_parallel_workers_draw_distinct_parameters_and_the_search_has_a_folder_of_its_own(tmp_path):
+    path = recipe(tmp_path, trials=4, epochs=1, space={"train.optimizer.lr": {"log": [1.0e-3, 1.0e-1]},
+                                                       "train.epochs": {"int": [1, 2]}})
+    (tmp_path / "runs" / "tiny-search").mkdir(parents=True)  # a build's folder: the search does not write there
+    result = run_zoo("search", str(path), "--workers", "2", "--trials", "12", "-p", "no:progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "runs" / "tiny-search-search"
+    found = study(out)
+    finished = [t for t in found.get_trials() if t.state.name == "COMPLETE"]
+    assert len(finished) == 12  # --trials, over the recipe's 4
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 12, [t.params for t in finished]
+    assert not any((tmp_path / "runs" / "tiny-search").iterdir())
+    table = run_zoo("search", str(path), "--status", cwd=tmp_path).stdout.splitlines()[0].split()
+    assert table == ["trial", "state", "train.epochs", "lr", "value", "epochs"]  # no two columns called epochs
+    again = run_zoo("search", str(path), "--trials", "12", "-p", "no:progress", cwd=tmp_path)
+    assert again.returncode == 0 and "already in the store as tiny-search@1" in again.stdout, again.stderr
+    assert [b.version for b in zoo.weights.store.builds("tiny-search")] == [1]  # the rerun filed nothing new
+
+
+def test_ctrl_c_stops_a_search_with_one_line(tmp_path):
+    path = recipe(tmp_path, trials=6, epochs=30)
+    process = subprocess.Popen([sys.executable, "-m", "zoo", "search", str(path), "--workers", "2", "-p",
+                                "no:progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("*-search/trial-*/metrics.jsonl")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the command and its workers
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.startswith("zoo:")]
+    assert len(lines) == 1 and re.fullmatch(r"zoo: search interrupted with \d of its 6 trials finished; the same "
+                                            r"command continues the study", lines[0]), err
+    assert "Traceback" not in err
+
+
+def test_check_prints_a_searchs_space_and_the_variants_it_built(tmp_path):
+    checked = run_zoo("check", str(recipe(tmp_path)))
+    assert checked.returncode == 0, checked.stderr
+    assert "search: 4 trials, tpe sampler, none pruner, minimize train_loss; space:" in checked.stdout
+    assert "  train.optimizer.lr: log from 0.001 to 0.1" in checked.stdout
+    assert "  data.batch_size: one of 8, 16" in checked.stdout
+    assert "checked its smallest variant (lr=0.001, batch_size=8) and its largest (lr=0.1, batch_size=16)" in checked.stdout

@@ -57,7 +57,9 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
     _recipe_arguments(p)
-    p.add_argument("--out", type=Path, help="the search folder (default runs/NAME; a rerun continues its study)")
+    p.add_argument("--out", type=Path, help="the search folder (default runs/NAME-search, or the next free one; a "
+                                            "rerun continues its study)")
+    p.add_argument("--trials", type=positive, metavar="N", help="trials to run (default: the recipe's search.trials)")
     p.add_argument("--workers", type=positive, default=1, metavar="K", help="worker processes on this machine (default 1)")
     p.add_argument("--storage", metavar="URL",
                    help="the study's storage: an RDB URL (postgresql://..., mysql://..., sqlite:///...) or "
@@ -65,20 +67,29 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=positive, default=1, metavar="N",
                    help="train each trial data-parallel in N processes (torchrun); rank 0 talks to the study")
     p.add_argument("--status", action="store_true", help="print the trials table and exit")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of the workers a search starts
+    p.add_argument("--worker", type=positive, help=argparse.SUPPRESS)  # the number of a worker a search started
 
 
 def search(args: argparse.Namespace) -> int:
+    from zoo.training.build import SearchInterrupted, search_status
     from zoo.training.build import search as run
-    from zoo.training.build import search_status
 
     if args.status:
         print(search_status(args.recipe, args.set, registry=args.registry, out=args.out, storage=args.storage))
         return 0
     relaunch = [*(f"-pno:{name}" for name in args.disabled), *(["--strict-plugins"] if args.strict else [])]
-    folder = run(args.recipe, args.set, registry=args.registry, out=args.out, storage=args.storage,
-                 workers=args.workers, worker=args.worker, nproc=args.nproc, relaunch=relaunch)
-    if not args.worker:
+    try:
+        folder = run(args.recipe, args.set, registry=args.registry, out=args.out, storage=args.storage,
+                     workers=args.workers, worker=args.worker, nproc=args.nproc, trials=args.trials,
+                     relaunch=relaunch)
+    except SearchInterrupted as exc:
+        print(f"zoo: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        if args.worker is None:
+            raise
+        return 130  # a worker this command started: the command says it once
+    if args.worker is None:
         print(f"search folder: {folder} (zoo search {args.recipe} --status; optuna-dashboard "
               f"{args.storage or f'sqlite:///{folder}/study.db'})")
     return 0
@@ -86,9 +97,13 @@ def search(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     from zoo.training.build import check_all, read_recipe, summary
+    from zoo.training.search import search_plan
 
-    parts = check_all(read_recipe(args.recipe, args.registry, args.set), args.registry)
+    settings = read_recipe(args.recipe, args.registry, args.set)
+    parts = check_all(settings, args.registry)
     print(summary(parts))
+    if settings.search is not None:
+        print(search_plan(settings))
     print(f"ok: {parts.settings.recipe.source} is a valid recipe")
     return 0
 

@@ -30,18 +30,17 @@ from zoo.registry import Registry, default_registry
 from zoo.registry.events import Events
 from zoo.text import plural, table
 from zoo.training import checkpoint
-from zoo.training.folders import CHECKPOINT, WEIGHTS, claim, holds_run, newest
-from zoo.training.loop import fit
+from zoo.training.folders import CHECKPOINT, WEIGHTS, claim, holds_run, newest, numbered
+from zoo.training.loop import Interrupted, fit
 from zoo.training.run import Purpose, Run
+from zoo.training.results import finish_sweep, plots, status
 from zoo.training.search import (
+    STUDY,
     Worker,
     as_search,
     extremes,
-    finish_sweep,
     in_process,
     open_study,
-    plots,
-    status,
     storage_url,
     trial_listeners,
     under_torchrun,
@@ -169,14 +168,17 @@ def _sweep(settings: Settings, folder: Path, registry: Registry, log: Log) -> li
 
 
 def search(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None, out: Path | None = None,
-           storage: str | None = None, workers: int = 1, worker: bool = False, nproc: int = 1,
-           relaunch: Sequence[str] = (), log: Log = print) -> Path:
-    """Run the recipe's search (or its sweep, as a grid) in ``out`` (default runs/NAME, continued when it
-    holds the study) with ``workers`` processes on ``storage`` (default: SQLite in ``out``), each trial
-    in this process or, with ``nproc`` > 1, under torchrun; ``worker``: be one of the workers and only
-    take trials. ``relaunch`` is the command line's global options, for the processes started here.
-    Returns the folder."""
+           storage: str | None = None, workers: int = 1, worker: int | None = None, nproc: int = 1,
+           trials: int | None = None, relaunch: Sequence[str] = (), log: Log = print) -> Path:
+    """Run the recipe's search (or its sweep, as a grid) in ``out`` (default runs/NAME-search, or the
+    next free one; continued when it holds the study) with ``workers`` processes on ``storage``
+    (default: SQLite in ``out``), each trial in this process or, with ``nproc`` > 1, under torchrun;
+    ``trials`` overrides ``search.trials``. ``worker``: be the worker of that number (1, 2 ...) the
+    command started, and only take trials. ``relaunch`` is the command line's global options, for the
+    processes started here. Returns the folder."""
     registry = registry or default_registry()
+    if trials is not None:
+        overrides = [*overrides, f"search.trials={trials}"]
     settings = read_recipe(recipe_arg, registry, overrides)
     if workers * nproc > 1 and settings.train.threads is None:  # the cores shared out among this machine's processes
         overrides = [*overrides, f"train.threads={max(1, _cores() // (workers * nproc))}"]
@@ -184,24 +186,31 @@ def search(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry
     if settings.search is None and settings.sweep is None:
         raise ZooError(f"{settings.recipe.source}: has no search section (nor a sweep) to run; see docs/search.md")
     plan = as_search(settings)
-    folder = Path(out) if out else Path("runs") / settings.name
+    folder = Path(out) if out else search_folder(settings.name)
     url = storage_url(folder, storage)
-    if not worker:
+    if worker is None:
         check_all(settings, registry)
         folder.mkdir(parents=True, exist_ok=True)
-    study = open_study(settings, plan, url)
+    study = open_study(settings, plan, url, worker or 0)
     grid = settings.search is None
     train = (under_torchrun(nproc, url, plan, list(relaunch)) if nproc > 1 else
              in_process(partial(train_run, registry=registry, context=Context(), log=log, claimed=False,
                                 purpose="sweep-variant" if grid else "search-trial"), plan.metric))
-    helpers = [] if worker else [subprocess.Popen(
+    helpers = [] if worker is not None else [subprocess.Popen(
         [sys.executable, "-m", "zoo", *relaunch, "search", recipe_arg, *(f"--set={s}" for s in overrides),
-         f"--out={folder}", f"--storage={url}", f"--nproc={nproc}", "--worker"]) for _ in range(workers - 1)]
+         f"--out={folder}", f"--storage={url}", f"--nproc={nproc}", f"--worker={number}"], start_new_session=True)
+        for number in range(1, workers)]
     try:
         Worker(settings, plan, folder, train, log, grid=grid).run(study)
+    except (Interrupted, KeyboardInterrupt):
+        for helper in helpers:  # (a session of their own: Ctrl-C reaches this process only) the trials they
+            helper.terminate()  # were running fail when their heartbeat goes stale, and a rerun runs them again
+        for helper in helpers:
+            helper.wait()
+        raise SearchInterrupted(study, plan.trials) from None
     finally:
         failed = [p.args for p in helpers if p.wait() != 0]
-    if worker:
+    if worker is not None:
         return folder
     if failed:
         raise ZooError(f"{len(failed)} of the {workers} search workers failed; rerun the command to continue the study")
@@ -216,14 +225,17 @@ def search(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry
 
 def _record_best(settings: Settings, plan, study, folder: Path, log: Log) -> None:
     """File the best trial's weights in the store as a build of the recipe's name, saying where they came from."""
-    from zoo.weights.store import record
+    from zoo.weights.store import builds, record
 
     best = study.best_trial
     run = folder / best.user_attrs["run"]
-    build = record(settings.name, run / WEIGHTS,
-                   origin={"search": str(folder.resolve()), "trial": best.number, "params": best.params})
-    log(f"best: trial {best.number}, {plan.metric} {best.value:.4f} ({', '.join(f'{k}={v}' for k, v in best.params.items())}); "
-        f"recorded in the store as {build.label}")
+    origin = {"search": str(folder.resolve()), "trial": best.number, "params": best.params}
+    said = f"best: trial {best.number}, {plan.metric} {best.value:.4f} ({', '.join(f'{k}={v}' for k, v in best.params.items())})"
+    filed = next((b for b in builds(settings.name) if b.origin == origin and b.sha256 == file_sha256(run / WEIGHTS)), None)
+    if filed is not None:  # a rerun of a finished search: the same best, already a build
+        log(f"{said}; already in the store as {filed.label}")
+        return
+    log(f"{said}; recorded in the store as {record(settings.name, run / WEIGHTS, origin=origin).label}")
 
 
 def search_status(recipe_arg: str, overrides: Sequence[str] = (), *, registry: Registry | None = None,
@@ -232,10 +244,26 @@ def search_status(recipe_arg: str, overrides: Sequence[str] = (), *, registry: R
     registry = registry or default_registry()
     settings = read_recipe(recipe_arg, registry, overrides)
     plan = as_search(settings)
-    folder = Path(out) if out else Path("runs") / settings.name
+    folder = Path(out) if out else search_folder(settings.name)
     if storage is None and not (folder / "study.db").is_file():
         raise ZooError(f"no study in {folder}: zoo search {recipe_arg} starts one")
     return status(open_study(settings, plan, storage_url(folder, storage)))
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a search between or during trials; rerunning the command continues its study."""
+
+    def __init__(self, study, trials: int):
+        done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
+        super().__init__(f"search interrupted with {done} of its {trials} trials finished; the same command "
+                         "continues the study")
+
+
+def search_folder(name: str) -> Path:
+    """The folder of a recipe's search: runs/NAME-search when it is free or holds the study, else the
+    next of runs/NAME-search-2 ... that is."""
+    return next(folder for folder in numbered(Path("runs") / f"{name}-search")
+                if not folder.exists() or (folder / STUDY).is_file())
 
 
 def _folder(name: str, out: Path | None, resume: bool, overwrite: bool, context: Context, log: Log) -> Path:

@@ -27,7 +27,6 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes, file_sha256
-from zoo.training.folders import CHECKPOINT
 from zoo.training.run import Position, Run
 from zoo.weights.metadata import MAX_BYTES
 

@@ -9,8 +9,6 @@ stale and retried (Optuna's heartbeat and retry callback)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -29,9 +27,8 @@ from zoo.files import atomic_write_bytes
 from zoo.recipe.parse import RecipeError, raise_all
 from zoo.recipe.schema import Settings, validate
 from zoo.recipe.space import Param, Search, direction_of
-from zoo.registry.events import Callback, Events
-from zoo.text import table
-from zoo.training.folders import WEIGHTS, claim, read_history, write_sweep
+from zoo.registry.events import Callback
+from zoo.training.folders import WEIGHTS, claim, read_history
 
 STUDY = "study.db"
 HEARTBEAT = 1  # seconds between a running trial's heartbeats
@@ -79,6 +76,18 @@ def extremes(settings: Settings) -> list[Variant]:
     return [variant(settings, {p.path: p.extremes()[end] for p in space}) for end in (0, 1)]
 
 
+def search_plan(settings: Settings) -> str:
+    """What a search will do, in words: its trials, its space, and the two variants ``zoo check`` built."""
+    search = settings.search
+    space = "\n".join(f"  {p.path}: " + (f"one of {', '.join(map(_text, p.choices))}" if p.kind == "choice" else
+                                          f"{p.kind} from {p.low} to {p.high}" + (f", step {p.step}" if p.step else ""))
+                      for p in search.space)
+    small, large = extremes(settings)
+    return (f"search: {search.trials} trials, {search.sampler} sampler, {search.pruner} pruner, "
+            f"{search.direction} {search.metric}; space:\n{space}\n"
+            f"checked its smallest variant ({small.label}) and its largest ({large.label})")
+
+
 def as_search(settings: Settings) -> Search:
     """The search a recipe asks for: its ``search``, or its ``sweep`` as a grid search scored by the
     first evaluation metric (else the evaluation loss, else the training loss)."""
@@ -108,7 +117,9 @@ def optuna():
         import optuna
     except ImportError:
         raise ZooError("searches and sweeps run on Optuna: pip install 'zoo[search]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # zoo says what happens to trials in its own lines (a repeat redrawn, a search interrupted); Optuna's
+    # warning for each failed trial carries the traceback of what zoo raised on purpose
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     # zoo uses Optuna's heartbeat failing and matplotlib plots on purpose; their "experimental" notes are noise
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
@@ -119,9 +130,11 @@ def storage_url(folder: Path, storage: str | None) -> str:
     return storage or f"sqlite:///{(Path(folder) / STUDY).resolve()}"
 
 
-def open_study(settings: Settings, search: Search, storage: str):
+def open_study(settings: Settings, search: Search, storage: str, worker: int = 0):
     """The recipe's study in ``storage`` (an RDB URL, or a journal file ``journal:PATH`` where SQLite
-    locking is unsafe, as on NFS), created on first use and continued after."""
+    locking is unsafe, as on NFS), created on first use and continued after. Worker ``worker`` of the
+    command's processes samples from its own seed (``train.seed`` + its number), and TPE assumes the
+    worst for the trials other workers are running (constant liar), so parallel workers draw apart."""
     op = optuna()
     retry = op.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
     try:
@@ -134,10 +147,11 @@ def open_study(settings: Settings, search: Search, storage: str):
     except (ImportError, ValueError, OSError, op.exceptions.StorageInternalError) as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ZooError(f"the study's storage {storage}: {first}") from None
-    seed = settings.train.seed
+    seed = settings.train.seed + worker
     # Optuna's TPE starts with 10 random trials; a search of a few dozen trials is better served by fewer
     startup = max(2, min(10, search.trials // 4))
-    samplers = {"tpe": lambda: op.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True),
+    samplers = {"tpe": lambda: op.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                                      constant_liar=True),
                 "random": lambda: op.samplers.RandomSampler(seed=seed),
                 "cmaes": lambda: op.samplers.CmaEsSampler(seed=seed),
                 "grid": lambda: op.samplers.GridSampler({p.path: [_choice(c) for c in p.choices] for p in search.space},
@@ -178,6 +192,10 @@ def suggest(trial, param: Param) -> object:
 
 class _Surplus(Exception):
     """The study had its trials before this one started (two workers asked at once)."""
+
+
+class _Repeat(Exception):
+    """The trial drew the parameters of a finished one: it is failed, and another drawn instead."""
 
 
 PRUNED = "pruned by the search"
@@ -259,7 +277,7 @@ class Worker:
             if finished + running >= self.search.trials and not waiting:  # the rest runs elsewhere, or is dead
                 time.sleep(HEARTBEAT / 2)  # and will be failed and retried when its heartbeat is stale
                 continue
-            study.optimize(self.objective, n_trials=1, catch=(_Surplus,))
+            study.optimize(self.objective, n_trials=1, catch=(_Surplus, _Repeat))
 
     def objective(self, trial) -> float:
         op = optuna()
@@ -273,6 +291,9 @@ class Worker:
         if len(earlier) >= self.search.trials:
             raise _Surplus(f"the study had its {self.search.trials} trials")
         values = {p.path: suggest(trial, p) for p in self.search.space}
+        result = self._repeated(trial)
+        if result is not None:
+            return result
         chosen = variant(self.settings, values)
         label = chosen.label if self.grid else f"trial {trial.number}: {chosen.label}"
         base = self.folder / (chosen.slug if self.grid else f"trial-{trial.number:03d}")
@@ -287,6 +308,30 @@ class Worker:
             raise ZooError(f"the search's metric {self.search.metric} is not recorded; the runs record "
                            f"{', '.join(run.metrics)} (search.metric)")
         return run.metrics[self.search.metric]
+
+
+    def _repeated(self, trial) -> float | None:
+        """None when ``trial``'s parameters are new. A trial that repeats a finished one is failed
+        (_Repeat) and drawn again; once as many were redrawn as the search has trials (a small space
+        the sampler keeps returning to), it takes the earlier trial's result instead of training."""
+        op = optuna()
+        states = op.trial.TrialState
+        trials = trial.study.get_trials(deepcopy=False)
+        same = next((t for t in trials if t.number != trial.number and t.params == trial.params
+                     and t.state in (states.COMPLETE, states.PRUNED)), None)
+        if same is None:
+            return None
+        trial.set_user_attr("repeats", same.number)
+        redrawn = sum(t.state == states.FAIL and "repeats" in t.user_attrs for t in trials)
+        if redrawn < self.search.trials:
+            self.log(f"--- trial {trial.number} repeats trial {same.number}'s parameters: drawing again")
+            raise _Repeat(f"trial {trial.number} repeats trial {same.number}")
+        self.log(f"--- trial {trial.number} repeats trial {same.number}'s parameters: its result, not trained again")
+        for key in ("run", "epochs", "label"):
+            trial.set_user_attr(key, same.user_attrs.get(key))
+        if same.state == states.PRUNED:
+            raise op.TrialPruned(f"as trial {same.number}")
+        return same.value
 
 
 def in_process(train_run: Callable, metric: str) -> Callable:
@@ -337,80 +382,3 @@ def trained(folder: Path) -> Trained:
     order = list(history[-1])  # the records' order: train_loss, the evaluation loss, the metrics
     metrics = dict(sorted(meta.metrics.items(), key=lambda item: order.index(item[0]) if item[0] in order else 0))
     return Trained(folder, history, metrics, meta.stopped.reason if meta.stopped else None)
-
-
-def status(study) -> str:
-    """The trials table: number, state, parameters, value, epochs run."""
-    trials = study.get_trials(deepcopy=False)
-    keys = sorted({k for t in trials for k in t.params})
-    rows = [[t.number, t.state.name.lower(), *(_short(t.params.get(k)) for k in keys),
-             "" if t.value is None else f"{t.value:.4f}", t.user_attrs.get("epochs", "")] for t in trials]
-    return table(["trial", "state", *(k.rsplit(".", 1)[-1] for k in keys), "value", "epochs"], rows)
-
-
-def _short(value: object) -> str:
-    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A trained variant as its folder records it: what ``zoo_sweep_end`` hands plugins."""
-
-    label: str
-    folder: Path
-    history: list[dict]
-    metrics: dict
-
-
-def finish_sweep(settings: Settings, folder: Path, study, events: Events, log: Callable[[str], None]) -> list[Path]:
-    """After a sweep's grid: sweep.json and sweep.csv in grid order, the table, then ``zoo_sweep_end``."""
-    by_label = {t.user_attrs["label"]: t for t in study.get_trials(deepcopy=False)
-                if t.state.name == "COMPLETE" and "label" in t.user_attrs}
-    runs, index, rows = [], [], []
-    for point in variants(settings):
-        trial = by_label.get(point.label)
-        if trial is None:
-            raise ZooError(f"{folder}: the sweep's variant {point.label} has no finished run; rerun to finish it")
-        run = trained(folder / trial.user_attrs["run"])
-        runs.append(Finished(point.label, run.folder, run.history, run.metrics))
-        index.append({"label": point.label, "run": run.folder.name, "values": point.values})
-        rows.append({**point.values, **run.metrics})
-    write_sweep(folder, settings.name, index)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(folder / "sweep.csv", buffer.getvalue().encode())
-    log(table(list(rows[0]), [[f"{v:.4f}" if isinstance(v, float) else v for v in row.values()] for row in rows]))
-    log(f"wrote {folder / 'sweep.csv'}")
-    events.emit("zoo_sweep_end", name=settings.name, folder=folder, runs=runs, log=log)
-    return [run.folder for run in runs]
-
-
-def plots(study, folder: Path, log: Callable[[str], None]) -> None:
-    """Optuna's optimization history, parameter importances and parallel coordinates, as PNGs."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("no search plots: pip install 'zoo[plot]'")
-        return
-    from optuna.visualization import matplotlib as draw
-
-    for name, plot in (("history", draw.plot_optimization_history), ("importances", draw.plot_param_importances),
-                       ("parallel", draw.plot_parallel_coordinate)):
-        try:
-            with warnings.catch_warnings():  # matplotlib's notes on flat axes of tiny studies
-                warnings.simplefilter("ignore", UserWarning)
-                axes = plot(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few finished trials for this plot
-            log(f"no {name}.png: {exc}")
-            continue
-        figure = getattr(axes, "figure", None) or axes.flat[0].figure
-        figure.set_size_inches(9, 5.5)
-        figure.tight_layout()
-        figure.savefig(folder / f"{name}.png", dpi=110)
-        plt.close(figure)
-        log(f"wrote {folder / f'{name}.png'}")
