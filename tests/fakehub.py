@@ -30,10 +30,10 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # commit -> path -> bytes
 
     def commit(self, revision: str) -> str | None:
+        """The commit a branch name or a whole commit id names (the Hub resolves no shorter id)."""
         if revision in self.branches:
             return self.branches[revision]
-        matches = [c for c in self.commits if c.startswith(revision)] if len(revision) >= 7 else []
-        return matches[0] if len(matches) == 1 else None
+        return revision if revision in self.commits else None
 
 
 class FakeHub:
@@ -97,6 +97,8 @@ class FakeHub:
             ("POST", r"/api/models/(?P<repo>[^/]+/[^/]+)/commit/(?P<rev>.+)", self.commit),
             ("POST", r"/api/models/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<rev>.+)", self.paths_info),
             ("GET", r"/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>.+)", self.revision),
+            ("GET", r"/api/models/(?P<repo>[^/]+/[^/]+)/refs", self.refs),
+            ("GET", r"/api/models/(?P<repo>[^/]+/[^/]+)/commits/(?P<rev>[^?]+)", self.history),
             ("GET", r"/api/models/(?P<repo>[^/]+/[^/]+)", self.revision),
             ("HEAD", r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", self.resolve),
             ("GET", r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", self.resolve),
@@ -135,6 +137,21 @@ class FakeHub:
         if found and commit is None:
             self.missing(request, "RevisionNotFound", f"Invalid rev id: {revision}", head)
         return (found, commit) if commit else None
+
+    def refs(self, request, body: bytes, repo: str) -> None:
+        found = self.repo(request, repo)
+        if found:
+            branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in found.branches.items()]
+            self.send(request, 200, {"branches": branches, "tags": [], "converts": [], "pullRequests": []})
+
+    def history(self, request, body: bytes, repo: str, rev: str) -> None:
+        """A branch's commits, newest first (here: every commit the branch's files came through)."""
+        found = self.at(request, repo, rev)
+        if found:
+            commits = list(found[0].commits)
+            listed = commits[: commits.index(found[1]) + 1][::-1]
+            self.send(request, 200, [{"id": c, "title": "zoo push", "message": "", "authors": [],
+                                      "date": "2026-01-01T00:00:00.000Z"} for c in listed])
 
     def create_repo(self, request, body: bytes) -> None:
         data = json.loads(body)

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -111,15 +112,20 @@ def test_ctrl_c_saves_mid_epoch_and_resume_reaches_the_same_weights(tmp_path, re
     folder, reference = reference_run
     out = tmp_path / "run"
     recipe = small(folder, epochs=6, batch=10)
-    process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress"],
+    process = subprocess.Popen([str(BIN / "zoo"), "build", str(recipe), "--out", str(out), "--no-progress",
+                                "--set", "train.log_every=7"],  # (when the host syncs: the same weights)
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(out / "metrics.jsonl", process)
     time.sleep(0.3)  # into the next epoch
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    assert "checkpoint saved. Continue with: zoo build" in err and "--resume" in err and "Traceback" not in err
-    result = run_zoo("build", str(recipe), "--out", str(out), "--resume", "--no-progress")
+    hint = re.search(r"checkpoint saved\. Continue with: (zoo build .*)$", err, re.M)
+    assert hint and "Traceback" not in err, err
+    command = shlex.split(hint[1])  # the command it says, as given: --set included
+    assert command == ["zoo", "build", str(recipe), "--set=train.log_every=7", "--resume", "--out", str(out),
+                       "--no-progress"]
+    result = run_zoo(*command[1:])
     assert result.returncode == 0, result.stderr
     assert _tensors_equal(out / "weights.safetensors", reference)
 
@@ -284,8 +290,20 @@ def test_every_build_is_kept_numbered_listed_and_loadable_until_pruned(tmp_path)
     assert re.search(r"@2 latest .*train\.epochs: 1 -> 2", listing)
     with pytest.raises(zoo.ZooError, match=r"'small-mlp@9' is not one of its builds; 'small-mlp' has @1 .*, @2"):
         zoo.load("small-mlp@9")
-    pruned = run_zoo("prune", "small-mlp", "--keep", "1")
-    assert pruned.returncode == 0 and "deleted small-mlp@1" in pruned.stdout
+    accuracy = {b.version: b.metrics["test_accuracy"] for b in store.builds("small-mlp")}
+    best = max(accuracy, key=accuracy.get)  # @best: the best test_accuracy (the recipe's first metric)
+    assert zoo.load("small-mlp@best").zoo_source.label == f"small-mlp@{best}"
+    pushed = run_zoo("push", "small-mlp@latest", str(tmp_path / "pushed"))
+    assert pushed.returncode == 0, pushed.stderr
+    assert re.search(r"zoo: small-mlp@2, recorded .*: test_accuracy 0\.\d{4}, .*; recipe: train\.epochs: 1 -> 2",
+                     pushed.stderr), pushed.stderr  # which build a moving name published, said before it is
+    looked = run_zoo("prune", "small-mlp", "--keep", "1", "--dry-run")
+    assert looked.returncode == 0 and "would delete small-mlp@1" in looked.stdout and len(store.builds("small-mlp")) == 2
+    unasked = run_zoo("prune", "small-mlp", "--keep", "1")  # no terminal to ask on: refused
+    assert unasked.returncode == 2 and "confirm with --yes, or look first with --dry-run" in unasked.stderr
+    assert len(store.builds("small-mlp")) == 2
+    pruned = run_zoo("prune", "small-mlp", "--keep", "1", "--yes")
+    assert pruned.returncode == 0 and "deletes small-mlp@1" in pruned.stdout
     assert [b.version for b in store.builds("small-mlp")] == [2] and not (tmp_path / "zoo-home" / "models" /
                                                                           "small-mlp" / f"{sha}.safetensors").exists()
     assert (tmp_path / "runs" / "small-mlp" / "weights.safetensors").is_file()  # run folders are not touched

@@ -105,6 +105,14 @@ def test_repush_is_a_no_op_and_a_different_model_needs_force_and_revisions_pin(h
     assert second != first
     assert zoo.load("hf-hub:zoo-test/pinned").zoo_meta.name == "other"
     assert zoo.load(f"hf-hub:zoo-test/pinned@{first}").zoo_meta.name == "mnist-mlp"  # the pin holds
+    for short in (first[:7], first[:12]):  # the forms zoo push prints and sharing.md shows
+        assert zoo.load(f"hf-hub:zoo-test/pinned@{short}").zoo_source.label == f"hf-hub:zoo-test/pinned@{first}"
+    with pytest.raises(zoo.ZooError, match=r"has no branch or tag 'abcdef0', and no commit starts with it"):
+        zoo.load("hf-hub:zoo-test/pinned@abcdef0")
+    branches = set(hub.repos["zoo-test/pinned"].branches)
+    refused = run_zoo("push", "mnist-mlp", "hf-hub:zoo-test/pinned@v2")  # a new branch from main (other), refused
+    assert refused.returncode == 2 and "--force replaces them" in refused.stderr
+    assert set(hub.repos["zoo-test/pinned"].branches) == branches  # and nothing created
     assert run_zoo("push", "mnist-mlp", "hf-hub:zoo-test/pinned@v1", "--force").returncode == 0  # a new branch, from main
     assert zoo.load("hf-hub:zoo-test/pinned@v1").zoo_meta.name == "mnist-mlp"
     assert zoo.load("hf-hub:zoo-test/pinned").zoo_meta.name == "other"
@@ -213,3 +221,14 @@ def test_reproduce_says_identical_and_the_card_shows_it(tmp_path):
     differs = run_zoo("reproduce", str(path))
     assert differs.returncode == 1
     assert "differs: largest difference 0.5 in " in differs.stdout and "bias" in differs.stdout
+
+
+def test_a_folder_zoo_push_wrote_loads_like_a_hub_repo(tmp_path):
+    pushed = run_zoo("push", "mnist-mlp", str(tmp_path / "repo"))
+    assert pushed.returncode == 0, pushed.stderr
+    model = zoo.load(tmp_path / "repo")  # as a Hugging Face user loads a local repo folder
+    assert model.zoo_source.path == tmp_path / "repo" / "model.safetensors"
+    assert model.zoo_meta.tensors_sha256 == zoo.load("mnist-mlp").zoo_meta.tensors_sha256
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(zoo.ZooError, match=r"empty is a folder with no model.safetensors or weights.safetensors"):
+        zoo.load(tmp_path / "empty")

@@ -16,7 +16,7 @@ from zoo.errors import ZooError
 from zoo.registry.hookspecs import hookimpl
 from zoo.text import did_you_mean, table
 
-MODEL_HELP = "a published model (NAME), a local build (NAME@latest, NAME@3) or a weights file"
+MODEL_HELP = "a published model (NAME), a local build (NAME@latest, NAME@best, NAME@3) or a weights file"
 TOKENS = re.compile(r"\d+([, ]+\d+)*")
 
 
@@ -103,14 +103,30 @@ def _flatten(data: object, prefix: str = "") -> dict[str, object]:
 def _prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="model name")
     p.add_argument("--keep", type=int, required=True, metavar="K", help="how many of the newest builds to keep")
+    p.add_argument("--dry-run", action="store_true", help="say what would be deleted, and delete nothing")
+    p.add_argument("--yes", action="store_true", help="delete without asking (what a script gives)")
 
 
 def prune(args: argparse.Namespace) -> int:
     from zoo.weights import store
 
+    going = store.prune(args.name, args.keep, dry_run=True)
+    for build in going:
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted(build.metrics.items()) if isinstance(v, (int, float)))
+        print(f"{'would delete' if args.dry_run else 'deletes'} {build.label} ({build.sha256[:12]}, recorded "
+              f"{build.recorded}{', ' + metrics if metrics else ''})")
+    if args.dry_run or not going:
+        print(f"{args.name}: {len(going)} of {len(store.builds(args.name))} build(s) would be deleted"
+              if args.dry_run else f"{args.name}: nothing to delete")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ZooError(f"zoo prune would delete {len(going)} build(s) of {args.name} (listed above): confirm with "
+                           "--yes, or look first with --dry-run")
+        if input(f"delete these {len(going)} build(s)? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
     gone = store.prune(args.name, args.keep)
-    for build in gone:
-        print(f"deleted {build.label} ({build.sha256[:12]}, recorded {build.recorded})")
     print(f"{args.name}: {len(store.builds(args.name))} build(s) kept, {len(gone)} deleted")
     return 0
 
@@ -253,8 +269,25 @@ def _push_arguments(p: argparse.ArgumentParser) -> None:
 def push(args: argparse.Namespace) -> int:
     from zoo.use.share import push as write
 
-    print(write(loaded(args.model, args.registry), args.dest, args.registry, force=args.force))
+    model = loaded(args.model, args.registry)
+    source = model.zoo_source
+    if source.source == "local":  # a moving name (@latest, @best): say which build it is before publishing it
+        print(build_line(source.label), file=sys.stderr)
+    print(write(model, args.dest, args.registry, force=args.force))
     return 0
+
+
+def build_line(label: str) -> str:
+    """A local build in one line: its metrics, and what its recipe changed from the build before."""
+    from zoo.weights import store
+
+    name, version = store.split(label)
+    known = store.builds(name)
+    build = store.get(name, version)
+    before = next((b for b in reversed(known) if b.version < build.version), None)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(build.metrics.items()) if isinstance(v, (int, float)))
+    changes = recipe_changes(before.recipe, build.recipe) if before else "the first build"
+    return f"zoo: {build.label}, recorded {build.recorded}: {metrics or 'no metrics'}; recipe: {changes}"
 
 
 def reproduce(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -122,8 +123,10 @@ def build(args: argparse.Namespace) -> int:
         train(args.recipe, args.set, registry=registry, out=args.out, resume=args.resume, overwrite=args.overwrite)
     except Interrupted as exc:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the job
-            print(f"zoo: {exc}; checkpoint saved. Continue with: zoo build {args.recipe} --resume"
-                  + (f" --out {args.out}" if args.out else ""), file=sys.stderr)
+            again = ["zoo", *(f"-pno:{name}" for name in args.disabled), "build", args.recipe,
+                     *(f"--set={s}" for s in args.set), "--resume", *(["--out", str(args.out)] if args.out else []),
+                     *(["--no-progress"] if args.no_progress else [])]
+            print(f"zoo: {exc}; checkpoint saved. Continue with: {shlex.join(again)}", file=sys.stderr)
         return 130
     return 0
 

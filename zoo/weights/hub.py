@@ -54,14 +54,38 @@ def library():
 
 
 def download(ref: Ref) -> tuple[Path, str]:
-    """The cached ``model.safetensors`` of ``ref`` (downloaded when not cached) and the commit it is from."""
+    """The cached ``model.safetensors`` of ``ref`` (downloaded when not cached) and the commit it is from.
+    A revision that names no branch, tag or commit but is the start of one commit's id (the 7 or 12
+    digits zoo push prints) means that commit."""
     hf = library()
+    from huggingface_hub.errors import RevisionNotFoundError
+
     try:
         path = Path(hf.hf_hub_download(ref.repo, WEIGHTS, revision=ref.revision))
     except Exception as exc:
         _clean_incomplete(hf, ref)
+        if isinstance(exc, RevisionNotFoundError) and SHORT_COMMIT.fullmatch(ref.revision or ""):
+            return download(Ref(ref.repo, _commit(hf, ref)))
         raise ZooError(explain(exc, ref, WEIGHTS)) from None
     return path, path.parent.name  # the cache keeps each file under snapshots/<commit>/
+
+
+SHORT_COMMIT = re.compile(r"[0-9a-f]{7,39}")
+
+
+def _commit(hf, ref: Ref) -> str:
+    """The one commit of the repo (on any branch) whose id starts with ``ref.revision``."""
+    api = hf.HfApi()
+    try:
+        found = {c.commit_id for branch in api.list_repo_refs(ref.repo).branches
+                 for c in api.list_repo_commits(ref.repo, revision=branch.name) if c.commit_id.startswith(ref.revision)}
+    except Exception as exc:
+        raise ZooError(explain(exc, ref, WEIGHTS)) from None
+    if len(found) != 1:
+        raise ZooError(f"{ref}: {ref.repo} has no branch or tag '{ref.revision}', and " +
+                       (f"{len(found)} commits start with it: give more of the id" if found else
+                        "no commit starts with it"))
+    return found.pop()
 
 
 def explain(exc: Exception, ref: Ref, file: str) -> str:
@@ -109,12 +133,20 @@ def upload(files: dict[str, bytes | Path], ref: Ref, *, force: bool, message: st
     repo when needed; a file the repo has with other content is replaced only with ``force``. The
     commit id and the paths that changed (none: nothing was committed)."""
     hf = library()
+    from huggingface_hub.errors import RevisionNotFoundError
+
     api = hf.HfApi()
+    new_branch = False
     try:
         api.create_repo(ref.repo, exist_ok=True)
-        if ref.revision:
-            api.create_branch(ref.repo, branch=ref.revision, exist_ok=True)
-        remote = {info.path: info for info in api.get_paths_info(ref.repo, list(files), revision=ref.revision)}
+        try:
+            infos = api.get_paths_info(ref.repo, list(files), revision=ref.revision)
+        except RevisionNotFoundError:  # a new branch starts from main: compare with main's files
+            new_branch = bool(ref.revision)
+            if not new_branch:
+                raise
+            infos = api.get_paths_info(ref.repo, list(files))
+        remote = {info.path: info for info in infos}
     except Exception as exc:
         raise ZooError(explain(exc, ref, WEIGHTS)) from None
     changed = [path for path, data in files.items() if path not in remote or not _same(remote[path], data)]
@@ -126,6 +158,8 @@ def upload(files: dict[str, bytes | Path], ref: Ref, *, force: bool, message: st
         return remote[WEIGHTS].blob_id if WEIGHTS in remote else "", []
     operations = [hf.CommitOperationAdd(path, files[path]) for path in changed]
     try:
+        if new_branch:  # only now that nothing is refused
+            api.create_branch(ref.repo, branch=ref.revision, exist_ok=True)
         commit = api.create_commit(ref.repo, operations, commit_message=message, revision=ref.revision)
     except Exception as exc:
         raise ZooError(explain(exc, ref, WEIGHTS)) from None

@@ -6,7 +6,9 @@ weights a name means"):
 - ``NAME@latest``, ``NAME@3`` or ``NAME@1a2b3c`` is a local build in the store;
 - ``hf-hub:ORG/REPO[@REVISION]`` is the ``model.safetensors`` of a repo on the Hugging Face Hub
   (:mod:`zoo.weights.hub`), downloaded into the Hugging Face cache;
-- a path (it has a ``/`` or ends in ``.safetensors``) is that file.
+- a path (it has a ``/`` or ends in ``.safetensors``) is that file; a folder is the weights it holds:
+  ``model.safetensors`` (a repo ``zoo push`` wrote, as a Hugging Face user loads a local repo) or
+  ``weights.safetensors`` (a run folder).
 
 Nothing here reaches the network except a catalog entry with a URL, which the user installed (it
 downloads once into $ZOO_HOME/downloads, size-capped and sha256-checked, or into the Hugging Face
@@ -25,6 +27,9 @@ from zoo.recipe import catalog
 from zoo.registry import Registry
 from zoo.text import did_you_mean
 from zoo.weights import hub, store
+
+
+FOLDER_WEIGHTS = (hub.WEIGHTS, f"weights{SUFFIX}")  # in a folder: a pushed repo's, a run folder's
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,12 @@ def locate(name_or_path: str | Path, registry: Registry, version: str | int | No
         path = Path(text)
         if version is not None:
             raise ZooError(f"version= is for local builds of a name, not a file ({path})")
+        if path.is_dir():
+            held = [path / name for name in FOLDER_WEIGHTS if (path / name).is_file()]
+            if not held:
+                raise ZooError(f"{path} is a folder with no {' or '.join(FOLDER_WEIGHTS)}: give a weights file or a "
+                               "folder zoo push or zoo build wrote")
+            return Located(held[0], "file", str(held[0]))
         if not path.is_file():
             raise ZooError(f"no weights file at {path}")
         return Located(path, "file", text)

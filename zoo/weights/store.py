@@ -147,13 +147,16 @@ def latest(name: str) -> LocalBuild | None:
 
 
 def get(name: str, version: str | int | None, missing_ok: bool = False) -> LocalBuild | None:
-    """Build ``version`` of ``name``: None or 'latest' for the latest, a number, or a sha256 prefix."""
+    """Build ``version`` of ``name``: None or 'latest' for the latest, 'best' for the best by its
+    recipe's first metric, a number, or a sha256 prefix."""
     folder = entry(name)
     known = builds(name)
     if not known:
         if missing_ok:
             return None
         raise ZooError(f"no local build of '{name}': run 'zoo build {name}' first")
+    if version == "best":
+        return best(name, known)
     if version in (None, "latest"):
         try:
             wanted = json.loads((folder / "entry.json").read_text())["version"]
@@ -178,9 +181,28 @@ def get(name: str, version: str | int | None, missing_ok: bool = False) -> Local
     return build
 
 
-def prune(name: str, keep: int) -> list[LocalBuild]:
-    """Delete all but the newest ``keep`` builds of ``name`` (never the latest); return what went. A
-    file goes with the last build that has it."""
+def best(name: str, known: list[LocalBuild]) -> LocalBuild:
+    """The build with the best recorded value of its recipe's first metric (the latest build's recipe
+    says which: its first evaluation metric, else its evaluation loss, else its training loss)."""
+    from zoo.recipe.space import direction_of  # the rule for which way a metric is better
+
+    recipe = known[-1].recipe
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    split, metrics = data.get("eval_split", "test"), recipe.get("metrics") or []
+    first = metrics[0] if metrics else None
+    component = first.get("component") if isinstance(first, dict) else first
+    metric = (f"{split}_{str(component).rpartition(':')[2].replace('-', '_')}" if split and component else
+              f"{split}_loss" if split else "train_loss")
+    scored = [b for b in known if isinstance(b.metrics.get(metric), (int, float))]
+    if not scored:
+        raise ZooError(f"'{name}@best' is the build with the best {metric}, which none of its builds records")
+    sign = 1 if direction_of(metric) == "maximize" else -1
+    return max(scored, key=lambda b: (sign * b.metrics[metric], b.version))
+
+
+def prune(name: str, keep: int, dry_run: bool = False) -> list[LocalBuild]:
+    """Delete all but the newest ``keep`` builds of ``name`` (never the latest); return what went (with
+    ``dry_run``: what would go, deleting nothing). A file goes with the last build that has it."""
     if keep < 1:
         raise ZooError(f"--keep must be at least 1 (the latest build is always kept), got {keep}")
     with locked(name) as folder:
@@ -189,7 +211,7 @@ def prune(name: str, keep: int) -> list[LocalBuild]:
         kept = {b.version for b in known[-keep:]} | ({latest_build.version} if latest_build else set())
         gone = [b for b in known if b.version not in kept]
         kept_files = {b.sha256 for b in known if b.version in kept}
-        for build in gone:
+        for build in [] if dry_run else gone:
             with contextlib.suppress(FileNotFoundError):
                 (folder / "versions" / f"{build.version}.json").unlink()
             if build.sha256 not in kept_files:
