@@ -3,6 +3,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -213,14 +214,25 @@ def test_reproduce_says_identical_and_the_card_shows_it(tmp_path):
     assert [b.version for b in zoo.weights.store.builds("again")] == [1]  # a reproduction is not a build
     card = run_zoo("card", "again@latest").stdout
     assert "## Reproduced" in card and "identical (the same tensors" in card
-    # weights that do not come from their recipe: the difference, measured
+    # other tensors whose recorded figures training gives again (another CPU's build): reproduced, exit 0
     tensors, meta = read(run / "weights.safetensors")
+    assert meta.versions.machine.capability == torch.backends.cpu.get_cpu_capability()  # what float results hang on
+    assert meta.versions.machine.blas and meta.versions.machine.describe()
     bumped = {k: v.clone() + (0.5 if k.endswith("bias") else 0) for k, v in tensors.items()}
     path = tmp_path / "bumped.safetensors"
     write(path, bumped, dataclasses.replace(meta, tensors_sha256=content_digest(bumped)).json())
+    close = run_zoo("reproduce", str(path))
+    assert close.returncode == 0, close.stderr
+    assert re.match(rf"{re.escape(str(path))}: reproduced: every recorded metric within its tolerance; train_loss "
+                    r"(\d\.\d{4}) -> \1 \(within ±2%\); the tensors differ, largest difference 0\.5 in .*bias",
+                    close.stdout), close.stdout
+    # figures training does not give again: differs, exit 1
+    claimed = {**meta.metrics, "train_loss": meta.metrics["train_loss"] * 1.05}
+    write(path, bumped, dataclasses.replace(meta, metrics=claimed, tensors_sha256=content_digest(bumped)).json())
     differs = run_zoo("reproduce", str(path))
     assert differs.returncode == 1
-    assert "differs: largest difference 0.5 in " in differs.stdout and "bias" in differs.stdout
+    assert re.search(r": differs; train_loss \d\.\d{4} -> \d\.\d{4} \(outside ±2%\); the tensors differ",
+                     differs.stdout), differs.stdout
 
 
 def test_a_folder_zoo_push_wrote_loads_like_a_hub_repo(tmp_path):

@@ -22,6 +22,7 @@ from zoo.registry import Registry
 from zoo.registry.events import Callback, Events
 from zoo.training.folders import CHECKPOINT, WEIGHTS, final_metrics
 from zoo.weights.format import data_digest, save
+from zoo.weights.machine import this_machine
 from zoo.weights.metadata import Chosen, Evaluation, Init, PluginVersion, Stopped, Versions, WeightsMeta
 from zoo.weights.spec import input_spec, input_stats
 
@@ -172,7 +173,8 @@ class Run:
             seed=settings.train.seed,
             processes=self.context.world,
             data_sha256=data_digest(parts.train_data),
-            versions=Versions(version("zoo"), torch.__version__, plugins, torch.backends.cpu.get_cpu_capability()),
+            versions=Versions(version("zoo"), torch.__version__, plugins, torch.backends.cpu.get_cpu_capability(),
+                              this_machine()),
             epoch=epoch,
             input=spec,
             input_stats=input_stats(parts.train_data, spec),

@@ -157,7 +157,7 @@ def _reproduced(model: nn.Module) -> str | None:
     found = last(source.sha256 or file_sha256(source.path))
     if found is None:
         return None
-    return (f"The last `zoo reproduce` ({found.when}, torch {found.torch}, CPU {found.cpu}, {found.seconds:.0f} s): "
+    return (f"The last `zoo reproduce` ({found.when}, torch {found.torch}, {found.cpu}, {found.seconds:.0f} s): "
             f"{found.summary().split(': ', 1)[1]}.")
 
 

@@ -18,11 +18,13 @@ from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes, file_sha256, home
 from zoo.recipe.migrations import migrate
 from zoo.recipe.schema import VERSION
+from zoo.recipe.space import direction_of
 from zoo.registry import Registry
 from zoo.training.folders import claim
 from zoo.typed import read as read_typed
 from zoo.weights.format import read
 from zoo.weights.load import load, pins
+from zoo.weights.machine import this_machine
 from zoo.weights.metadata import WeightsMeta
 
 
@@ -33,6 +35,7 @@ class Reproduction:
     weights: str  # the label of the weights reproduced
     sha256: str  # of their file
     identical: bool  # the same tensors, byte for byte
+    tier: str = ""  # identical, reproduced (every recorded metric within its tolerance) or differs
     max_abs_diff: float = 0.0
     worst: str | None = None  # the tensor with the largest difference
     metrics: dict[str, list[float | None]] = field(default_factory=dict)  # name -> [recorded, reproduced]
@@ -41,17 +44,43 @@ class Reproduction:
     when: str = ""
     seconds: float = 0.0
     torch: str = ""
-    cpu: str = ""
+    cpu: str = ""  # the machine it was reproduced on
 
     def summary(self) -> str:
-        """One line: 'identical' or the largest difference and the metric deltas."""
+        """One line: identical; or reproduced or differs, with each metric against its tolerance, the
+        largest difference of the tensors and what zoo sees that explains it."""
         if self.identical:
             return f"{self.weights}: identical (the same tensors, sha256 of the tensors matches)"
-        deltas = ", ".join(f"{name} {a:.4f} -> {b:.4f}" for name, (a, b) in self.metrics.items()
-                           if a is not None and b is not None)
+        deltas = ", ".join(f"{name} {a:.4f} -> {b:.4f} ({'within' if within(name, a, b) else 'outside'} "
+                           f"{_said(name)})" for name, (a, b) in self.metrics.items() if a is not None and b is not None)
         why = f"; {'; '.join(self.reasons)}" if self.reasons else "; no difference zoo records explains it"
-        return (f"{self.weights}: differs: largest difference {self.max_abs_diff:.3g} in {self.worst}"
-                + (f"; {deltas}" if deltas else "") + why)
+        reproduced = (self.tier or tier(self.identical, self.metrics)) == "reproduced"  # (results before tiers)
+        head = "reproduced: every recorded metric within its tolerance" if reproduced else "differs"
+        return (f"{self.weights}: {head}; {deltas or 'no metric to compare'}; the tensors differ, largest "
+                f"difference {self.max_abs_diff:.3g} in {self.worst}{why}")
+
+
+ACCURACY_TOLERANCE = 0.005  # absolute, for a metric that is better higher (accuracy, f1 ...)
+OTHER_TOLERANCE = 0.02  # relative, for a loss or any other number
+
+
+def within(metric: str, recorded: float, again: float) -> bool:
+    """Whether a metric measured again is the recorded one, as far as another machine can promise."""
+    if direction_of(metric) == "maximize":
+        return abs(again - recorded) <= ACCURACY_TOLERANCE
+    return abs(again - recorded) <= OTHER_TOLERANCE * abs(recorded)
+
+
+def _said(metric: str) -> str:
+    return f"±{ACCURACY_TOLERANCE:g}" if direction_of(metric) == "maximize" else f"±{OTHER_TOLERANCE:.0%}"
+
+
+def tier(identical: bool, metrics: dict[str, list[float | None]]) -> str:
+    """identical, reproduced (every recorded metric measured again within its tolerance) or differs."""
+    if identical:
+        return "identical"
+    ok = all(b is not None and within(name, a, b) for name, (a, b) in metrics.items() if a is not None)
+    return "reproduced" if ok else "differs"
 
 
 def folder(sha256: str) -> Path:
@@ -84,11 +113,12 @@ def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
     [trained] = build(str(recipe), registry=registry, out=run / "train", purpose="reproduction", pins=pins(meta),
                       log=log)
     tensors, again = read(trained / "weights.safetensors")
-    found = Reproduction(source.label, sha256, again.tensors_sha256 == meta.tensors_sha256,
-                         metrics={k: [v, again.metrics.get(k)] for k, v in sorted(meta.metrics.items())},
+    identical = again.tensors_sha256 == meta.tensors_sha256
+    metrics = {k: [v, again.metrics.get(k)] for k, v in sorted(meta.metrics.items())}
+    found = Reproduction(source.label, sha256, identical, tier(identical, metrics), metrics=metrics,
                          reasons=_reasons(meta, again), run=str(run), when=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                          seconds=round(time.perf_counter() - started, 1), torch=torch.__version__,
-                         cpu=torch.backends.cpu.get_cpu_capability())
+                         cpu=this_machine().describe())
     if not found.identical:
         diff, worst = _largest_difference(model.state_dict(), tensors)
         found = Reproduction(**{**asdict(found), "max_abs_diff": diff, "worst": worst})
@@ -111,11 +141,17 @@ def _reasons(published: WeightsMeta, again: WeightsMeta) -> list[str]:
         for what, a, b in (("torch", before.torch, now.torch), ("zoo", before.zoo, now.zoo)):
             if a != b:
                 reasons.append(f"trained with {what} {a}, reproduced with {b}")
-        if before.cpu and before.cpu != now.cpu:
+        if before.machine and now.machine:
+            reasons += [f"another machine: {d}" for d in before.machine.differences(now.machine)]
+        elif before.cpu and before.cpu != now.cpu:
             reasons.append(f"trained on a CPU with {before.cpu}, reproduced on one with {now.cpu}")
+        elif not before.machine and published.tensors_sha256 != again.tensors_sha256:
+            reasons.append(f"the published file does not record its CPU (written before zoo recorded one); "
+                           f"reproduced on {now.machine.describe() if now.machine else 'another'}: another CPU or "
+                           "BLAS is the likely reason")
         for plugin, version in sorted(before.plugins.items()):
             other = now.plugins.get(plugin)
-            if other != version:
+            if other != version and version.dist != "zoo":  # zoo's own plugins are zoo's version, said above
                 reasons.append(f"plugin {plugin}: {version.dist} {version.version} then, "
                                + (f"{other.dist} {other.version} now" if other else "not installed now"))
     if published.data_sha256 and again.data_sha256 and published.data_sha256 != again.data_sha256:

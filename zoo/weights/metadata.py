@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from zoo import deprecation, typed
+from zoo.weights.machine import Machine
 from zoo.weights.spec import InputSpec, InputStats
 from zoo.errors import ZooError
 from zoo.names import is_name
@@ -36,6 +37,7 @@ class Versions:
     torch: str
     plugins: dict[str, PluginVersion] = field(default_factory=dict)  # by plugin name
     cpu: str | None = None  # torch's CPU capability where it was trained (AVX2, AVX512 ...)
+    machine: Machine | None = None  # the CPU, its instruction set, BLAS and oneDNN: what float results depend on
 
 
 @dataclass(frozen=True)
