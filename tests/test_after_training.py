@@ -227,7 +227,7 @@ def _has_export_extra() -> bool:
 
 FORMATS = [pytest.param("onnx", marks=pytest.mark.skipif(not _has_export_extra(),
                                                          reason="the export extra (onnx, onnxscript, onnxruntime) "
-                                                                "is not installed: pip install 'zoo[export]'")),
+                                                                "is not installed: pip install -e '.[export]'")),
            "torch-export", "torchscript"]
 
 
@@ -276,7 +276,7 @@ def test_export_without_the_extra_or_with_a_bad_format_is_one_line(tmp_path):
     result = run_zoo("export", "mnist-mlp", "--format", "onnx", env=env, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == ("zoo: error: exporting to onnx needs onnx, which is not installed: "
-                                              "pip install 'zoo[export]' (onnx, onnxscript, onnxruntime)")
+                                              "pip install -e '.[export]' (onnx, onnxscript, onnxruntime) in a zoo checkout")
     assert not list(tmp_path.glob("*.onnx*"))
     bad = run_zoo("export", "mnist-mlp", "--format", "tflite", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr == ("zoo: error: unknown exporter 'tflite'. Run 'zoo list --kind "

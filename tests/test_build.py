@@ -42,7 +42,7 @@ def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
     assert meta.model == {"component": "mnist-mlp", "hidden": [64]}
     assert meta.recipe["train"]["epochs"] == 2
     assert meta.metrics["test_accuracy"] == pytest.approx(lines[-1]["test_accuracy"])
-    assert meta.versions.torch == torch.__version__ and meta.versions.plugins["models"].dist == "zoo"
+    assert meta.versions.torch == torch.__version__ and meta.versions.plugins["models"].dist == "zoo-models"
     assert meta.seed == 0 and len(meta.data_sha256) == 64
     tensors = load_file(str(out / "weights.safetensors"))
     assert meta.fingerprint == fingerprint(tensors)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, pip_installed, run_zoo
+from conftest import BIN, ROOT, pip_installed, run_zoo
 from test_registry import BUILTIN
 
 PKGS = ROOT / "tests" / "plugin_pkgs"
@@ -32,7 +32,7 @@ def test_info_shows_parameters_with_types_and_defaults():
     result = run_zoo("info", "feed-forward")
     assert result.returncode == 0
     assert "dim: int = 312" in result.stdout and "scale: int = 4" in result.stdout
-    assert "plugin: layers (zoo 0.1.0)" in result.stdout
+    assert "plugin: layers (zoo-models 0.1.0)" in result.stdout
     assert "Linear(dim, dim*scale)" in result.stdout
 
 
@@ -53,7 +53,7 @@ def test_listing_imports_no_torch():
 def test_plugins_lists_status_and_versions():
     result = run_zoo("plugins")
     lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
-    assert lines["layers"][1:4] == ["loaded", "zoo", "0.1.0"]
+    assert lines["layers"][1:4] == ["loaded", "zoo-models", "0.1.0"]
     assert lines["layers"][-2:] == ["12", "layers"]
     assert re.search(r"^training .* 3 optimizers, 2 schedulers, 2 losses, 7 metrics, 2 strategies$", result.stdout, re.M)
     assert re.search(r"^datasets .* 9 datasets, 5 transforms$", result.stdout, re.M)
@@ -71,7 +71,7 @@ def test_disabled_plugins_show_as_disabled():
         (["info", "feed-forwad"], "zoo: error: unknown component 'feed-forwad'. Did you mean 'feed-forward'?"),
         (["info", "adam", "--kind", "layer"], "zoo: error: 'adam' is an optimizer, not a layer"),
         (["list", "--kind", "widget"], "invalid choice: 'widget'"),
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_with_exit_2(args, message):
@@ -125,3 +125,23 @@ def test_strict_flag_makes_a_broken_plugin_fatal(third_party):
     result = run_zoo("--strict-plugins", "list", env=third_party)
     assert result.returncode == 2
     assert "zoo: error: zoo plugin 'broken'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_first_commands_people_type(tmp_path):
+    version = run_zoo("--version")
+    assert version.returncode == 0
+    assert re.match(r"zoo \d+\.\d+\.\d+ \(zoo-models\), torch \S+, python 3\.\d+\.\d+\nplugins: .*layers.* \(zoo-models "
+                    r"\d+\.\d+\.\d+\)", version.stdout), version.stdout
+    helped = run_zoo("help", "build")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: zoo build") and "--resume" in helped.stdout
+    assert run_zoo("help").stdout.startswith("usage: zoo")
+    typo = run_zoo("buidl", "mnist-mlp")
+    assert typo.returncode == 2 and typo.stderr == ("zoo: error: unknown command 'buidl'. Did you mean 'build'? "
+                                                    "(see 'zoo --help')\n")
+    assert "no command 'serach'. Did you mean 'search'?" in run_zoo("help", "serach").stderr
+    # shell completion (argcomplete): what bash's `eval "$(register-python-argcomplete zoo)"` asks for
+    answer = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": "zoo bui", "COMP_POINT": "7",
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}
+    subprocess.run([str(BIN / "zoo")], env=env, timeout=60, check=True)
+    assert sorted(answer.read_text().split("\v")) == ["build", "builds"]

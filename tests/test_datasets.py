@@ -270,7 +270,7 @@ def test_image_folder_without_pillow_says_which_extra(png_folder, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_pillow)
-    with pytest.raises(zoo.ZooError, match=r"needs Pillow: pip install 'zoo\[images\]'"):
+    with pytest.raises(zoo.ZooError, match=r"needs Pillow: pip install -e '\.\[images\]' in a zoo checkout"):
         zoo.create("image-folder", split="train", root=str(png_folder[0]))
 
 

@@ -51,7 +51,7 @@ def test_zoo_plot_of_a_missing_or_unfinished_run_says_what_is_wrong(tmp_path):
 def test_without_matplotlib_the_commands_say_how_to_install_it(run_folder, tmp_path, no_matplotlib):
     result = run_zoo("plot", str(run_folder), "--out", str(tmp_path / "x.png"), env=no_matplotlib)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "zoo plot draws with matplotlib, which is not installed: pip install 'zoo[plot]'" in result.stderr
+    assert "zoo plot draws with matplotlib, which is not installed: pip install -e '.[plot]' (matplotlib) in a zoo checkout" in result.stderr
     assert not (tmp_path / "x.png").exists()
     result = run_zoo("inspect", "mnist-mlp", "--module", "linear_relu_stack.0", env=no_matplotlib)
     assert result.returncode == 2 and "use --no-plot for the table alone" in result.stderr
@@ -60,7 +60,7 @@ def test_without_matplotlib_the_commands_say_how_to_install_it(run_folder, tmp_p
     recipe = write_recipe(tmp_path, SMALL_MLP, epochs=1, batch=500)
     result = run_zoo("build", str(recipe), "--no-progress", "--out", str(tmp_path / "run"), env=no_matplotlib)
     assert result.returncode == 0, result.stderr
-    assert "no plot: pip install 'zoo[plot]' (matplotlib) to get plots" in result.stdout
+    assert "no plot: pip install -e '.[plot]' (matplotlib) in a zoo checkout to get plots" in result.stdout
     assert not (tmp_path / "run" / "loss.png").exists() and (tmp_path / "run" / "weights.safetensors").is_file()
 
 

@@ -31,7 +31,7 @@ def test_every_builtin_name_is_registered_with_its_kind_and_plugin():
     for kind, names in BUILTIN.items():
         for name in names:
             component = found[(kind, name)]
-            assert component.plugin.dist == "zoo"
+            assert component.plugin.dist == "zoo-models"
             assert component.summary, f"{name} has no summary"
 
 
@@ -161,7 +161,7 @@ def test_a_clash_with_a_builtin_keeps_the_bare_name_for_zoos_own_and_qualified_n
     with pytest.warns(PluginWarning) as caught:
         registry.components()
     message = str(caught[0].message)
-    assert "layer 'linear' is registered by 'layers' (zoo 0.1.0, module zoo_layers)" in message
+    assert "layer 'linear' is registered by 'layers' (zoo-models 0.1.0, module zoo_layers)" in message
     assert "and 'fx-dup' (unknown, module fx_dup)" in message
     assert "'linear' means zoo's own 'layers:linear'; name the other 'fx-dup:linear'" in message
     assert registry.get("linear").plugin.name == "layers"  # saved recipes and weights keep their meaning

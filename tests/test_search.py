@@ -124,7 +124,7 @@ def test_pruning_stops_bad_learning_rates_early(tmp_path):
 def test_without_optuna_the_command_says_which_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     result = run_zoo("search", str(recipe(tmp_path)), cwd=tmp_path)
-    assert result.returncode == 2 and "pip install 'zoo[search]'" in result.stderr
+    assert result.returncode == 2 and "pip install -e '.[search]' in a zoo checkout" in result.stderr
     assert os.listdir(tmp_path) == ["recipe.yaml"] or not (tmp_path / "runs" / "tiny-search" / "study.db").exists()
 
 

@@ -408,7 +408,7 @@ def test_serve_errors_are_one_line(monkeypatch):
     assert twice.returncode == 2 and "two models would be served as mnist-mlp; name one ALIAS=MODEL" in twice.stderr
     monkeypatch.setattr(zoo_serve, "_importable", lambda name: name != "batched")
     missing = run_zoo("serve", "mnist-mlp")
-    assert missing.returncode == 2 and "(batched missing): pip install 'zoo[serve]'" in missing.stderr
+    assert missing.returncode == 2 and "(batched missing): pip install -e '.[serve]' in a zoo checkout" in missing.stderr
 
 
 def test_aliases_and_files_serve_under_their_names(tmp_path):

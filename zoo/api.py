@@ -13,9 +13,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from zoo import __version__ as zoo_version
 from zoo.errors import ZooError
 from zoo.files import RunPath, atomic_write_bytes, digest, download, file_sha256, home
 from zoo.names import check as check_name
+from zoo.names import install as install_hint
 from zoo.plots import INSTALL_HINT as PLOT_HINT
 from zoo.plots import curves as plot_curves
 from zoo.plots import matrix as plot_matrix
@@ -56,8 +58,8 @@ _WHERE = {entry.partition(":")[0]: (module, entry.partition(":")[2] or entry.par
           for module, entries in _LAZY.items() for entry in entries}
 
 __all__ = ["PLOT_HINT", "Is", "Located", "Pattern", "Range", "Registry", "RunPath", "Words", "ZooError",
-           "atomic_write_bytes", "check_name", "did_you_mean", "digest", "download", "file_sha256", "home", "hookimpl",
-           "latest_build", "locate", "plot_curves", "plot_matrix", "record_build", "split_version", "write_history",
+           "atomic_write_bytes", "check_name", "install_hint", "did_you_mean", "digest", "download", "file_sha256", "home", "hookimpl",
+           "latest_build", "locate", "plot_curves", "zoo_version", "plot_matrix", "record_build", "split_version", "write_history",
            *_WHERE]
 
 

@@ -9,6 +9,7 @@ import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 from zoo.errors import ZooError
+from zoo.names import DISTRIBUTION
 
 
 class ZooDeprecationWarning(DeprecationWarning):
@@ -18,7 +19,7 @@ class ZooDeprecationWarning(DeprecationWarning):
 def current() -> tuple[int, int]:
     """This zoo's (major, minor) version."""
     try:
-        text = version("zoo")
+        text = version(DISTRIBUTION)
     except PackageNotFoundError:  # a source checkout without its metadata
         return (0, 0)
     major, minor = (text.split(".") + ["0", "0"])[:2]

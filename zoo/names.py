@@ -33,3 +33,12 @@ def check(text: object, what: str = "name", choices: tuple[str, ...] | list[str]
     hint = did_you_mean(text, choices) or (f" Did you mean '{kebab}'?" if is_name(kebab) else "")
     raise ZooError(f"{what} {text!r} is not a valid name: kebab-case like mnist-mlp (lower-case letters, digits "
                    f"and single hyphens; never a path).{hint}")
+
+
+# The distribution pip installs (PyPI's 'zoo' is another project); the package and the command are zoo.
+DISTRIBUTION = "zoo-models"
+
+
+def install(extra: str, what: str = "") -> str:
+    """How to install an optional extra, said once: from a checkout, until zoo is published."""
+    return f"pip install -e '.[{extra}]'{f' ({what})' if what else ''} in a zoo checkout"

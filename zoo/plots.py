@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.names import install
 from zoo.files import atomic_path
 
-INSTALL_HINT = "pip install 'zoo[plot]' (matplotlib) to get plots"
+INSTALL_HINT = f"{install('plot', 'matplotlib')} to get plots"
 
 
 def available() -> bool:

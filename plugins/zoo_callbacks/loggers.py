@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
-from zoo.api import RunPath, ZooError, atomic_write_bytes
+from zoo.api import RunPath, ZooError, atomic_write_bytes, install_hint
 
-INSTALL = "pip install 'zoo[tensorboard]'"
+INSTALL = install_hint("tensorboard")
 
 
 class CsvLogger:
@@ -34,7 +34,7 @@ class TensorBoard:
     """Write every epoch's numbers as TensorBoard scalars under ``folder`` in the run folder.
 
     Scalars are logged against the epoch; a resumed run drops what the interrupted one logged after
-    its checkpoint. Needs tensorboard: ``pip install 'zoo[tensorboard]'``."""
+    its checkpoint. Needs tensorboard: the ``tensorboard`` extra."""
 
     def __init__(self, folder: RunPath = RunPath("tensorboard")):
         try:

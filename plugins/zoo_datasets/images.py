@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from zoo.api import ZooError
+from zoo.api import ZooError, install_hint
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MODES = {1: "L", 3: "RGB"}
@@ -20,7 +20,7 @@ def image_folder(split: str, root: str, channels: int = 1, size: int | None = No
 
     Each image becomes a float tensor (channels, height, width) in [0, 1], resized to ``size`` x
     ``size`` when given (else every image must have the first one's size). Needs Pillow:
-    ``pip install 'zoo[images]'``. With ``data.workers``, images decode in worker processes.
+    the ``images`` extra. With ``data.workers``, images decode in worker processes.
     """
     if channels not in MODES:
         raise ZooError(f"image-folder: channels must be 1 (grey) or 3 (RGB), got {channels}")
@@ -66,7 +66,7 @@ def _open(path: Path, mode: str):
     try:
         from PIL import Image
     except ImportError:
-        raise ZooError("image-folder needs Pillow: pip install 'zoo[images]'") from None
+        raise ZooError(f"image-folder needs Pillow: {install_hint('images')}") from None
     try:
         with Image.open(path) as image:
             return image.convert(mode)

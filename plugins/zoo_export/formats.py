@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from zoo.api import install_hint
+
 
 def _dynamic() -> tuple[dict]:
     return ({0: torch.export.Dim("batch", min=1, max=65536)},)
@@ -21,7 +23,7 @@ class Onnx:
 
     suffix = ".onnx"
     needs = ("onnx", "onnxscript", "onnxruntime")
-    extra = "pip install 'zoo[export]' (onnx, onnxscript, onnxruntime)"
+    extra = install_hint("export", "onnx, onnxscript, onnxruntime")
 
     def write(self, module: nn.Module, example: Tensor, path: Path) -> None:
         torch.onnx.export(module, (example,), str(path), dynamo=True, dynamic_shapes=_dynamic(),

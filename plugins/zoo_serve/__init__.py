@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 
-from zoo.api import ZooError, hookimpl
+from zoo.api import ZooError, hookimpl, install_hint
 
 STACK = ("fastapi", "uvicorn", "batched", "prometheus_client", "multipart")
 # Seconds a thread holds the GIL before another may take it (Python's default: 0.005). The forward
@@ -53,7 +53,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> int:
     missing = [name for name in STACK if not _importable(name)]
     if missing:
-        raise ZooError(f"zoo serve needs the serving stack ({', '.join(missing)} missing): pip install 'zoo[serve]'")
+        raise ZooError(f"zoo serve needs the serving stack ({', '.join(missing)} missing): {install_hint('serve')}")
     import uvicorn
 
     from zoo_serve.app import bind, create, settings_json

@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from importlib.metadata import version
 from importlib.resources import files
 
 import torch
@@ -30,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 
-from zoo.api import Registry, ZooError, forward, model_card
+from zoo.api import Registry, ZooError, forward, model_card, zoo_version
 from zoo_serve import protocol
 from zoo_serve.models import Served, Slot, follow, open_slot
 from zoo_serve.specs import SPECS, Limits, Spec
@@ -64,7 +63,7 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
         if following:
             following.cancel()
 
-    app = FastAPI(title="zoo serve", version=version("zoo"), lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="zoo serve", version=zoo_version, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(_Bounded, limits=limits, metrics=metrics, names=set(by_name))
 
     def slot_of(name: str, version: str | None = None) -> Slot:
@@ -109,7 +108,7 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
 
     @app.get("/v2")
     async def server_metadata():
-        return {"name": "zoo", "version": version("zoo"), "extensions": ["binary_tensor_data"]}
+        return {"name": "zoo", "version": zoo_version, "extensions": ["binary_tensor_data"]}
 
     @app.get("/v2/health/live")
     async def live():

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import re
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
 
+from zoo import __version__
 from zoo.deprecation import ZooDeprecationWarning
 from zoo.errors import ZooError
+from zoo.names import DISTRIBUTION
 from zoo.registry import BUILTIN, Command, PluginWarning, Registry
+from zoo.text import did_you_mean
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -31,9 +36,14 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with a usage error in one line, like every other error."""
+    """argparse, with a usage error in one line, like every other error, and a did-you-mean for a
+    misspelt command."""
 
     def error(self, message: str):
+        wrong = re.fullmatch(r"argument COMMAND: invalid choice: '(.*?)' \(choose from (.*)\)", message)
+        if wrong:
+            commands = re.findall(r"'([^']*)'", wrong[2])
+            message = f"unknown command '{wrong[1]}'.{did_you_mean(wrong[1], commands)}"
         self.exit(EXIT_USAGE, f"zoo: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -70,6 +80,8 @@ def parser(registry: Registry) -> argparse.ArgumentParser:
     top = Parser(prog="zoo", epilog=GLOBAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
                                   description="A plugin-based PyTorch model zoo: list components, build recipes, "
                                               "load, predict, export and share models.")
+    top.add_argument("--version", action="version", version=versions(registry),
+                     help="zoo's version, torch's, python's and every plugin's")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     owners: dict[str, Command] = {}
     for command in sorted(registry.commands(), key=lambda c: c.plugin.dist != BUILTIN):
@@ -98,6 +110,23 @@ def parser(registry: Registry) -> argparse.ArgumentParser:
         owners[command.name] = command
         p.set_defaults(handler=lambda args, c=command: _run(c, args))
     return top
+
+
+def versions(registry: Registry) -> str:
+    """What ``zoo --version`` prints: zoo, torch and python, then the plugins by distribution."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    by_dist: dict[str, list[str]] = {}
+    for plugin in registry.plugins:
+        if plugin.status == "loaded":
+            by_dist.setdefault(f"{plugin.dist} {plugin.version}", []).append(plugin.name)
+    plugins = "; ".join(f"{', '.join(names)} ({dist})" for dist, names in by_dist.items())
+    return (f"zoo {__version__} ({DISTRIBUTION}), torch {torch_version}, python {platform.python_version()}\n"
+            f"plugins: {plugins}")
 
 
 def _run(command: Command, args: argparse.Namespace) -> int:
@@ -134,7 +163,12 @@ def _main(argv: list[str]) -> int:
     command = next((token for token in rest if not token.startswith("-")), "zoo")
     try:
         registry = Registry.from_environment(disabled=off, strict=strict)
-        args = parser(registry).parse_args(rest)
+        top = parser(registry)
+        if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions: eval "$(register-python-argcomplete zoo)"
+            import argcomplete
+
+            argcomplete.autocomplete(top)
+        args = top.parse_args(rest)
         args.registry, args.disabled, args.strict = registry, off, strict
         code = args.handler(args)
         sys.stdout.flush()

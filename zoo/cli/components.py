@@ -11,7 +11,7 @@ from zoo.errors import ZooError
 from zoo.names import is_name
 from zoo.registry.hookspecs import KINDS, hookimpl
 from zoo.registry.plugins import clash_message
-from zoo.text import plural, table
+from zoo.text import did_you_mean, plural, table
 
 
 @hookimpl
@@ -30,6 +30,22 @@ def register_commands(register):
              description="Render the component reference of every installed plugin (or, with --recipes, the "
                          "recipe key tables of the schema) as Markdown: to stdout, to a file (--out), or compare "
                          "with a file (--check, exit 1 if stale).")
+    register("help", help_, help="show the help of a command (zoo help build is zoo build --help)",
+             arguments=lambda p: p.add_argument("topic", nargs="?", metavar="COMMAND", help="a command"))
+
+
+def help_(args: argparse.Namespace) -> int:
+    from zoo.cli import parser
+
+    top = parser(args.registry)
+    if args.topic is None:
+        top.print_help()
+        return 0
+    commands = next(a for a in top._subparsers._group_actions if isinstance(a, argparse._SubParsersAction)).choices
+    if args.topic not in commands:
+        raise ZooError(f"no command '{args.topic}'.{did_you_mean(args.topic, commands)} zoo --help lists them")
+    commands[args.topic].print_help()
+    return 0
 
 
 def _list_arguments(p: argparse.ArgumentParser) -> None:

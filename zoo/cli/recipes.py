@@ -27,7 +27,7 @@ def register_commands(register):
                          "best trial's weights are recorded in the store. Needs the 'search' extra.")
     register("plot", plot, help="draw a run's loss and metric curves", arguments=_plot_arguments,
              description="Draw the loss and metric curves of a run folder (loss.png) or a sweep folder, one "
-                         "curve per variant (sweep.png). Needs matplotlib: pip install 'zoo[plot]'.")
+                         "curve per variant (sweep.png). Needs matplotlib: the 'plot' extra.")
 
 
 def _recipe_arguments(p: argparse.ArgumentParser) -> None:

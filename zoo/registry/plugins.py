@@ -17,13 +17,13 @@ import pluggy
 
 from zoo import deprecation
 from zoo.errors import ZooError
-from zoo.names import is_name
+from zoo.names import DISTRIBUTION, is_name
 from zoo.registry import hookspecs
 from zoo.registry.signature import Param, Signature, check_params, live_signature, static_signature, type_hints
 from zoo.text import clip, did_you_mean, with_article
 
 ENTRY_POINT_GROUP = "zoo.plugins"
-BUILTIN = "zoo"  # the distribution of zoo's own plugins, whose names a bare name means in a clash
+BUILTIN = DISTRIBUTION  # the distribution of zoo's own plugins, whose names a bare name means in a clash
 TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 

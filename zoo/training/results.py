@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.names import install
 from zoo.files import atomic_write_bytes
 from zoo.recipe.schema import Settings
 from zoo.registry.events import Events
@@ -78,7 +79,7 @@ def plots(study, folder: Path, log: Callable[[str], None]) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log("no search plots: pip install 'zoo[plot]'")
+        log(f"no search plots: {install('plot')}")
         return
     from optuna.visualization import matplotlib as draw
 

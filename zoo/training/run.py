@@ -17,6 +17,7 @@ from zoo.assembly.distributed import Context
 from zoo.assembly.parts import Parts
 from zoo.assembly.precision import Precision
 from zoo.assembly.strategy import Strategy
+from zoo.names import DISTRIBUTION
 from zoo.recipe.schema import VERSION, Settings
 from zoo.registry import Registry
 from zoo.registry.events import Callback, Events
@@ -173,7 +174,7 @@ class Run:
             seed=settings.train.seed,
             processes=self.context.world,
             data_sha256=data_digest(parts.train_data),
-            versions=Versions(version("zoo"), torch.__version__, plugins, torch.backends.cpu.get_cpu_capability(),
+            versions=Versions(version(DISTRIBUTION), torch.__version__, plugins, torch.backends.cpu.get_cpu_capability(),
                               this_machine()),
             epoch=epoch,
             input=spec,

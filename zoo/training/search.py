@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from zoo.errors import ZooError
+from zoo.names import install
 from zoo.files import atomic_write_bytes
 from zoo.recipe.parse import RecipeError, raise_all
 from zoo.recipe.schema import Settings, validate
@@ -116,7 +117,7 @@ def optuna():
     try:
         import optuna
     except ImportError:
-        raise ZooError("searches and sweeps run on Optuna: pip install 'zoo[search]'") from None
+        raise ZooError(f"searches and sweeps run on Optuna: {install('search')}") from None
     # zoo says what happens to trials in its own lines (a repeat redrawn, a search interrupted); Optuna's
     # warning for each failed trial carries the traceback of what zoo raised on purpose
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from zoo.weights.spec import InputSpec
 from zoo.assembly.transforms import Pipeline
 from zoo.errors import ZooError
+from zoo.names import DISTRIBUTION
 from zoo.files import atomic_path, atomic_write_bytes, file_sha256
 from zoo.registry import Registry
 from zoo.use.predict import Facts, facts
@@ -118,7 +119,7 @@ def _facts(name: str, model: nn.Module, known: Facts, difference: float) -> dict
                   "note": "the raw input of the spec: the recipe's evaluation transforms are part of the export"},
         "classes": known.classes,
         "parity": {"max_abs_diff": difference, "tolerance": TOLERANCE, "batches": list(PARITY_BATCHES)},
-        "versions": {"zoo": version("zoo"), "torch": torch.__version__},
+        "versions": {"zoo": version(DISTRIBUTION), "torch": torch.__version__},
     }
 
 

@@ -20,6 +20,7 @@ from zoo.weights.spec import InputSpec, InputStats
 from zoo.assembly.parts import transforms
 from zoo.assembly.transforms import Pipeline
 from zoo.errors import ZooError
+from zoo.names import install
 from zoo.registry import Registry
 from zoo.recipe.nodes import transform_nodes
 from zoo.weights.load import assembler, loaded
@@ -249,7 +250,7 @@ def decode_image(file: object, spec: InputSpec, name: str, max_pixels: int | Non
     try:
         from PIL import Image
     except ImportError:
-        raise ZooError("reading images needs Pillow: pip install 'zoo[images]'") from None
+        raise ZooError(f"reading images needs Pillow: {install('images')}") from None
     limit = max_pixels or int(os.environ.get("ZOO_MAX_IMAGE_PIXELS") or MAX_PIXELS)
     channels, height, width = spec.shape
     pillows_own = Image.MAX_IMAGE_PIXELS

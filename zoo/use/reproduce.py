@@ -16,6 +16,7 @@ import yaml
 
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes, file_sha256, home
+from zoo.names import DISTRIBUTION
 from zoo.recipe.migrations import migrate
 from zoo.recipe.schema import VERSION
 from zoo.recipe.space import direction_of
@@ -151,7 +152,7 @@ def _reasons(published: WeightsMeta, again: WeightsMeta) -> list[str]:
                            "BLAS is the likely reason")
         for plugin, version in sorted(before.plugins.items()):
             other = now.plugins.get(plugin)
-            if other != version and version.dist != "zoo":  # zoo's own plugins are zoo's version, said above
+            if other != version and version.dist not in ("zoo", DISTRIBUTION):  # zoo's own: zoo's version says it
                 reasons.append(f"plugin {plugin}: {version.dist} {version.version} then, "
                                + (f"{other.dist} {other.version} now" if other else "not installed now"))
     if published.data_sha256 and again.data_sha256 and published.data_sha256 != again.data_sha256:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.names import install
 from zoo.files import file_sha256
 
 PREFIX = "hf-hub:"
@@ -49,7 +50,7 @@ def library():
     try:
         import huggingface_hub
     except ImportError:
-        raise ZooError("hf-hub: names need huggingface_hub: pip install 'zoo[hub]'") from None
+        raise ZooError(f"hf-hub: names need huggingface_hub: {install('hub')}") from None
     return huggingface_hub
 
 
