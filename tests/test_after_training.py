@@ -163,7 +163,7 @@ def test_predict_in_python_takes_arrays_token_lists_single_or_batched():
 
 
 @pytest.mark.parametrize("model, given, message", [
-    ("mnist-mlp", "broken.png", r"broken.png: cannot decode the image"),
+    ("mnist-mlp", "broken.png", r"broken.png: cannot decode the image: Truncated File Read$"),
     ("mnist-mlp", "3,5,7", r"3,5,7: the model takes an image of shape \(1, 28, 28\) \(float32\), not token ids"),
     ("mnist-mlp", "missing.png", r"missing.png: no such file"),
     ("transformer-encoder-reverse", "3,5,99", r"3,5,99: token id 99 is outside the vocabulary \(0..15\)"),

@@ -63,7 +63,8 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
         if following:
             following.cancel()
 
-    app = FastAPI(title="zoo serve", version=zoo_version, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="zoo serve", version=zoo_version, lifespan=lifespan, redoc_url=None,
+                  description="zoo's API (/v1) and the Open Inference Protocol (/v2) for the models served here")
     app.add_middleware(_Bounded, limits=limits, metrics=metrics, names=set(by_name))
 
     def slot_of(name: str, version: str | None = None) -> Slot:
@@ -132,7 +133,8 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
 
     for spec in SPECS:  # each protocol's routes over the one batched pipeline
         for route in spec.routes:
-            app.post(route)(_endpoint(spec, slot_of, pipelines, limits))
+            app.post(route, summary=spec.summary, openapi_extra=spec.openapi)(
+                _endpoint(spec, slot_of, pipelines, limits, versioned="{version}" in route))
 
     @app.get("/metrics")
     async def prometheus():
@@ -141,16 +143,23 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
     return app
 
 
-def _endpoint(spec: Spec, slot_of: Callable[[str, str | None], Slot], pipelines: dict[str, Pipeline], limits: Limits):
+def _endpoint(spec: Spec, slot_of: Callable[[str, str | None], Slot], pipelines: dict[str, Pipeline], limits: Limits,
+              versioned: bool):
     """The route of ``spec``: decode -> the model's pipeline (batch, predict, unbatch) -> encode."""
 
-    async def endpoint(name: str, request: Request, version: str | None = None) -> Response:
+    async def answer(name: str, request: Request, version: str | None) -> Response:
         slot = slot_of(name, version)
         decoded = await spec.decode(request, slot.current.known.spec, limits)
         outputs, served = await pipelines[slot.name](decoded.x)
         return spec.encode(name, decoded, outputs, served)
 
-    return endpoint
+    async def with_version(name: str, version: str, request: Request) -> Response:
+        return await answer(name, request, version)
+
+    async def without(name: str, request: Request) -> Response:
+        return await answer(name, request, None)
+
+    return with_version if versioned else without
 
 
 class Pipeline:

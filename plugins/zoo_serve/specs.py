@@ -45,9 +45,12 @@ class Decoded:
 
 class Spec(Protocol):
     """A request protocol: the POST routes it answers (with ``{name}``, and ``{version}`` where the
-    protocol has one), how a request becomes a batch, and how the batch's outputs become a response."""
+    protocol has one), how a request becomes a batch, and how the batch's outputs become a response;
+    ``openapi`` describes its request and response for /docs."""
 
     routes: tuple[str, ...]
+    summary: str
+    openapi: dict
 
     async def decode(self, request: Request, spec: InputSpec, limits: Limits) -> Decoded: ...
 
@@ -59,6 +62,28 @@ class V1:
     answered with one prediction per input, as ``zoo predict --json`` gives them."""
 
     routes = ("/v1/models/{name}/predict",)
+    summary = "Predict: the answer of zoo predict --json"
+    openapi = {
+        "parameters": [{"name": "top_k", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "default": 5}}],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"type": "object", "required": ["inputs"], "properties": {
+                "inputs": {"description": "values, never paths: one input or a list of them, as nested lists of "
+                                          "numbers (an image's 8-bit pixels, an array) or token ids"},
+                "top_k": {"type": "integer", "minimum": 1, "default": 5}}}},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary", "description": "an image or a .npy array"}}}}}},
+        "responses": {"200": {"description": "one prediction per input", "content": {"application/json": {
+            "schema": {"type": "array", "items": {"type": "object", "properties": {
+                "input": {"description": "the input's index, or the uploaded file's name"},
+                "top": {"type": "array", "items": {"type": "object", "properties": {
+                    "label": {"type": "string"}, "index": {"type": "integer"}, "probability": {"type": "number"}}}},
+                "tokens": {"type": "array", "items": {"type": "integer"}},
+                "probabilities": {"type": "array", "items": {"type": "number"}},
+                "values": {"type": "array", "items": {"type": "number"}},
+                "warning": {"type": "string"}}}}}}},
+            "400": {"description": "the input does not fit the model: {\"error\": \"...\"}"}},
+    }
 
     async def decode(self, request: Request, spec: InputSpec, limits: Limits) -> Decoded:
         top_k = _top_k(request.query_params.get("top_k", "5"))
@@ -95,6 +120,24 @@ class V2:
     the binary tensor extension."""
 
     routes = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
+    summary = "Infer: the Open Inference Protocol (KServe v2)"
+    _tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string", "enum": list(protocol.DATATYPES)}, "parameters": {"type": "object"},
+        "data": {"type": "array", "description": "the values in row-major order (or binary_data_size in parameters, "
+                                                 "the bytes after the JSON header)"}}}
+    openapi = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["inputs"], "properties": {
+                "id": {"type": "string"}, "parameters": {"type": "object"},
+                "inputs": {"type": "array", "items": _tensor, "description": "one tensor, named input"},
+                "outputs": {"type": "array", "items": {"type": "object"}}}}}}},
+        "responses": {"200": {"description": "the model's output for the batch", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {
+                "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+                "outputs": {"type": "array", "items": _tensor}}}}}},
+            "400": {"description": "the request does not fit the model: {\"error\": \"...\"}"}},
+    }
 
     async def decode(self, request: Request, spec: InputSpec, limits: Limits) -> Decoded:
         array, asked = protocol.decode(await request.body(), request.headers.get(protocol.HEADER), spec,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,8 +264,11 @@ def decode_image(file: object, spec: InputSpec, name: str, max_pixels: int | Non
             image = image.convert(spec.mode or ("L" if channels == 1 else "RGB"))
     except ZooError:
         raise
+    except Image.UnidentifiedImageError:
+        raise ZooError(f"{name}: not an image zoo can read (PNG, JPEG, BMP, GIF, WebP, TIFF), nor a .npy array") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ZooError(f"{name}: cannot decode the image: {exc}") from None
+        said = re.sub(r"<[^<>]* object at 0x[0-9a-f]+>", "the file", str(exc))  # never a Python object's repr
+        raise ZooError(f"{name}: cannot decode the image: {said}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillows_own
     if image.size != (width, height):
