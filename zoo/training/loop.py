@@ -78,6 +78,8 @@ def fit(run: Run, forward: Callable[[Tensor], Tensor] | None = None) -> list[dic
     batches = Batches(parts.train_data, data.batch_size, parts.device, **loading)
     eval_batches = None if parts.eval_data is None else Batches(parts.eval_data, data.eval_batch_size, parts.device,
                                                                 **loading)
+    if run.resumed and context.active:
+        _settle(run, forward, batches)
     with StopRequest() as stop:
         while position.epoch < train.epochs and position.stop is None:
             if position.shuffle_state is None:
@@ -114,6 +116,24 @@ def fit(run: Run, forward: Callable[[Tensor], Tensor] | None = None) -> list[dic
                 run.emit("zoo_interrupted", epoch=position.epoch + 1, step=position.step)
                 raise Interrupted(position) from None
     return position.history
+
+
+def _settle(run: Run, forward, batches: Batches) -> None:
+    """Before a resumed run's first step under torchrun: one forward and backward in eval mode (no
+    dropout, no running statistics updated, no random draw), its gradients discarded. DDP sums the
+    gradients of its first backward in buckets laid out by parameter order, and rebuilds them in the
+    order gradients became ready for every later one; with more than two processes the two layouts
+    add the same numbers in another order (the last bits differ), so without this the resumed run's
+    first step would not be the uninterrupted run's."""
+    model, parts = run.parts.model, run.parts
+    model.eval()
+    try:
+        x, y = next(batches(torch.arange(min(len(parts.train_data), batches.batch_size))))
+        with parts.precision.autocast():
+            parts.loss(forward(x), y).backward()
+    finally:
+        model.train()
+        parts.optimizer.zero_grad(set_to_none=True)
 
 
 def _stop_agreed(stop: StopRequest, context: Context, device: torch.device) -> bool:
