@@ -13,8 +13,8 @@ from zoo.registry import Component, Plugin, Registry, default_registry
 from zoo.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["Component", "Plugin", "Registry", "ZooDeprecationWarning", "ZooError", "components", "create", "default_registry", "hookimpl", "load",
-           "predict"]
+__all__ = ["Component", "Plugin", "Registry", "ZooDeprecationWarning", "ZooError", "build", "components", "create",
+           "create_model", "default_registry", "hookimpl", "list_models", "load", "predict", "push", "search"]
 
 
 def components(kind: str | None = None, pattern: str | None = None) -> list[Component]:
@@ -47,3 +47,56 @@ def predict(model, inputs, *, top_k: int = 5, registry: Registry | None = None) 
     registry = registry or default_registry()
     model = model if hasattr(model, "zoo_meta") else load(model, registry=registry)
     return run(model, inputs, top_k, known=facts(model, registry))
+
+
+def list_models(pattern: str | None = None, *, pretrained: bool = False, kind: str = "model",
+                registry: Registry | None = None) -> list[str]:
+    """Names, as timm's ``list_models``: the registered models (or components of ``kind``) matching the
+    fnmatch ``pattern``; with ``pretrained``, the catalogs' published models, which ``zoo.load`` and
+    ``create_model(name, pretrained=True)`` take."""
+    from zoo.use.pretrained import list_models as names
+
+    return names(registry or default_registry(), pattern, pretrained=pretrained, kind=kind)
+
+
+def create_model(name: str, *, pretrained: bool = False, registry: Registry | None = None, **params: object):
+    """A model, as timm's ``create_model``: the component ``name`` built with ``params``; with
+    ``pretrained``, the published weights (``zoo.load(name)``), and ``params`` that change only the
+    head (``out_features=...``) give a new head on the published body. See :mod:`zoo.use.pretrained`."""
+    from zoo.use.pretrained import create_model as create_one
+
+    return create_one(registry or default_registry(), name, pretrained=pretrained, **params)
+
+
+def build(recipe, *, overrides=(), out=None, resume: bool = False, nproc: int = 1, registry: Registry | None = None,
+          log=print):
+    """Train a recipe as ``zoo build`` does -- a recipe file, a shipped recipe's name, or the recipe as a
+    dict -- and return a :class:`zoo.training.outcome.Built` (the run folder, the weights file and the
+    metrics it records, the store's label, the epoch kept); a list of them for a sweep. Problems
+    raise ZooError (a RecipeError names the line). ``overrides`` are ``--set`` items."""
+    from zoo.training.outcome import train
+
+    return train(recipe, registry or default_registry(), overrides=overrides, out=out, resume=resume, nproc=nproc,
+                 log=log)
+
+
+def search(recipe, *, overrides=(), out=None, trials: int | None = None, workers: int = 1, storage: str | None = None,
+           registry: Registry | None = None, log=print):
+    """Run a recipe's search as ``zoo search`` does and return a :class:`zoo.training.outcome.Searched`
+    (its folder, its best trial and that trial's run, as filed in the store)."""
+    from zoo.training.outcome import search as run
+
+    return run(recipe, registry or default_registry(), overrides=overrides, out=out, trials=trials, workers=workers,
+               storage=storage, log=log)
+
+
+def push(model, dest: str, *, force: bool = False, registry: Registry | None = None):
+    """Publish a model (a module from :func:`load`, or what ``load`` takes) as ``zoo push`` does, to a
+    folder or ``hf-hub:ORG/REPO[@BRANCH]``; returns what it did (:class:`zoo.use.share.Pushed`:
+    where, the files changed, the Hub commit)."""
+    from zoo.use.share import push as publish
+
+    registry = registry or default_registry()
+    model = model if hasattr(model, "zoo_meta") else load(model, registry=registry)
+    return publish(model, dest, registry, force=force)
+

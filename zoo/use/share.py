@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -71,20 +71,38 @@ def _license(text: str) -> str | None:
     return first if re.fullmatch(r"[a-z0-9][a-z0-9.-]*", first) else None
 
 
-def push(model: nn.Module, dest: str, registry: Registry, *, force: bool = False) -> str:
-    """Write ``model``'s repo to ``dest`` (a folder, or hf-hub:ORG/REPO[@BRANCH]); what was done, in a line."""
+@dataclass(frozen=True)
+class Pushed:
+    """What a push did: where to, the files it changed (none: nothing was written) and, on the Hub,
+    the commit the repo is at."""
+
+    dest: str
+    changed: tuple[str, ...]
+    commit: str | None = None
+
+    def __str__(self) -> str:
+        if self.commit is not None:
+            if not self.changed:
+                return f"{self.dest}: unchanged, nothing pushed"
+            return f"{self.dest}: committed {', '.join(self.changed)} (commit {self.commit[:12]})"
+        if not self.changed:
+            return f"{self.dest}: unchanged, nothing written"
+        return f"{self.dest}: wrote {', '.join(self.changed)}"
+
+
+def push(model: nn.Module, dest: str, registry: Registry, *, force: bool = False) -> Pushed:
+    """Write ``model``'s repo to ``dest`` (a folder, or hf-hub:ORG/REPO[@BRANCH]); ``str()`` of the
+    result says what was done, in a line."""
     files = layout(model, registry)
     if hub.is_hub(dest):
         ref = hub.parse(dest)
         commit, changed = hub.upload(files, ref, force=force, message=f"zoo push {model.zoo_meta.name} "
                                                                           f"({model.zoo_source.describe()})")
-        if not changed:
-            return f"{ref}: unchanged, nothing pushed"
-        return f"{ref}: committed {', '.join(changed)} (commit {commit[:12]})"
+        return Pushed(str(ref), tuple(changed), commit)
     return _write_folder(files, Path(dest), force)
 
 
-def _write_folder(files: dict[str, bytes | Path], folder: Path, force: bool) -> str:
+def _write_folder(files: dict[str, bytes | Path], folder: Path, force: bool) -> Pushed:
     if folder.exists() and not folder.is_dir():
         raise ZooError(f"{folder} is a file; give a folder (or hf-hub:ORG/REPO)")
     changed, replaced = [], []
@@ -100,8 +118,7 @@ def _write_folder(files: dict[str, bytes | Path], folder: Path, force: bool) -> 
         data = files[name]
         with atomic_path(folder / name) as tmp:
             shutil.copyfile(data, tmp) if isinstance(data, Path) else tmp.write_bytes(data)
-    written = [*changed, *replaced]
-    return f"{folder}: wrote {', '.join(written)}" if written else f"{folder}: unchanged, nothing written"
+    return Pushed(str(folder), (*changed, *replaced))
 
 
 def _same(target: Path, data: bytes | Path) -> bool:
