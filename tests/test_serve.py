@@ -25,16 +25,16 @@ import zoo
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 from zoo_serve.app import bind, create  # noqa: E402
-from zoo_serve.specs import Limits  # noqa: E402
+from zoo_serve.specs import Access, Limits  # noqa: E402
 from zoo_serve.models import open_slot  # noqa: E402
 
 LIFETIME = 300  # seconds a test's server lives at most, whatever the test does
 
 
-def serving(*models: str, registry=None, **limits):
+def serving(*models: str, registry=None, access=Access(), **limits):
     registry = registry or zoo.Registry.from_environment()
     slots = [open_slot(m, registry) for m in models]
-    return background(create(slots, registry, Limits(**limits), follow_every=0.1))
+    return background(create(slots, registry, Limits(**limits), follow_every=0.1, access=access))
 
 
 @contextlib.contextmanager
@@ -534,3 +534,66 @@ def test_accepted_connections_send_without_waiting_for_the_clients_ack():
             server.close()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_a_server_behind_keys_answers_401_without_one_and_200_with_it():
+    access = Access(("first-key", "second-key"), public_page=True)
+    with serving("mnist-mlp", access=access) as url, httpx.Client(base_url=url, timeout=30) as http:
+        body = {"inputs": [[[0] * 28] * 28]}
+        refused = http.post("/v1/models/mnist-mlp/predict", json=body)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Bearer realm="zoo serve"'
+        assert "API key" in refused.json()["error"] and "first-key" not in refused.text
+        for path in ("/v1/models", "/metrics", "/docs", "/v2/models/mnist-mlp"):
+            assert http.get(path).status_code == 401, path
+        wrong = http.post("/v1/models/mnist-mlp/predict", json=body, headers={"Authorization": "Bearer first-kez"})
+        assert wrong.status_code == 401
+        for key in access.keys:
+            answer = http.post("/v1/models/mnist-mlp/predict", json=body, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200 and answer.json()[0]["top"]
+        assert http.get("/v2/health/ready").status_code == 200 and http.get("/v2/health/live").status_code == 200
+        assert http.get("/").status_code == 200  # --public-page: the page asks for a key, once
+    with serving("mnist-mlp", access=Access(("k",))) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/").status_code == 401
+
+
+def test_serve_takes_keys_from_the_environment_and_a_file_and_refuses_bad_ones(tmp_path, monkeypatch):
+    import argparse
+
+    from zoo_serve import _keys
+
+    (tmp_path / "keys").write_text("# team keys\nalpha\n\nbeta  # the CI's\n")
+    monkeypatch.setenv("ZOO_SERVE_API_KEY", "gamma")
+    args = argparse.Namespace(api_key=["alpha"], api_keys_file=str(tmp_path / "keys"))
+    assert _keys(args) == ("alpha", "gamma", "beta")
+    with pytest.raises(zoo.ZooError, match="API key 2 is empty") as refused:
+        _keys(argparse.Namespace(api_key=["ok", ""], api_keys_file=None))
+    assert "ok" not in str(refused.value)
+
+
+def test_the_page_asks_for_the_key_once():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None:
+        pytest.skip("Debian's chromium-driver is not installed (.ci/run installs it)")
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    with serving("mnist-mlp", access=Access(("the-key",), public_page=True)) as url:
+        browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+        try:
+            browser.get(url + "/")
+            wait = WebDriverWait(browser, 30)
+            alert = wait.until(expected_conditions.alert_is_present())
+            assert "API key" in alert.text
+            alert.send_keys("the-key")
+            alert.accept()
+            section = wait.until(lambda b: b.find_element(By.ID, "model-mnist-mlp"))
+            assert "test_accuracy" in section.find_element(By.CLASS_NAME, "facts").text
+            wait.until(lambda b: section.find_elements(By.CSS_SELECTOR, ".card h3"))  # the card came, with the key
+            assert browser.execute_script("return sessionStorage.getItem('zoo-api-key')") == "the-key"
+        finally:
+            browser.quit()

@@ -48,6 +48,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-inputs", type=positive, default=256, help="inputs in one request (default 256)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take before 504 (default 30)")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between checks for new builds (default 2)")
+    keys = p.add_argument_group("access (docs/serving.md#api-keys)")
+    keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                      help="require Authorization: Bearer KEY on every endpoint but /v2/health/* (repeatable; "
+                           "also ZOO_SERVE_API_KEY)")
+    keys.add_argument("--api-keys-file", metavar="FILE", help="a file of keys, one a line ('#' starts a comment)")
+    keys.add_argument("--public-page", action="store_true",
+                      help="serve the page (/) without a key: it asks for one, once, for the calls it makes")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -57,13 +64,14 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from zoo_serve.app import bind, create, settings_json
-    from zoo_serve.specs import Limits
+    from zoo_serve.specs import Access, Limits
     from zoo_serve.models import open_slot
 
     if not 0 <= args.port < 65536:
         raise ZooError(f"--port {args.port} is not a port (0 to 65535)")
     if min(args.batch_timeout_ms, args.max_body_mb, args.timeout, args.poll) <= 0:
         raise ZooError("--batch-timeout-ms, --max-body-mb, --timeout and --poll must be positive")
+    access = Access(_keys(args), args.public_page)
     limits = Limits(max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                     max_queue=args.max_queue, max_body_bytes=int(args.max_body_mb * 2**20),
                     max_inputs=args.max_inputs, timeout=args.timeout)
@@ -77,21 +85,42 @@ def serve(args: argparse.Namespace) -> int:
         print(f"zoo: {slot.name}: weights {slot.current.source.describe()}{following}", file=sys.stderr)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    print(f"zoo serve: http://{host}:{port}/ serving {', '.join(names)} (Ctrl-C or SIGTERM stops)", flush=True)
+    guarded = f"; {len(access.keys)} API key(s) required" if access.keys else ""
+    print(f"zoo serve: http://{host}:{port}/ serving {', '.join(names)}{guarded} (Ctrl-C or SIGTERM stops)",
+          flush=True)
     config = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": int(args.timeout) + 5}
     # uvicorn drains the requests in flight on SIGTERM, then raises the signal again: here, to no effect.
     signal.signal(signal.SIGTERM, lambda *_: None)
     sys.setswitchinterval(SWITCH_INTERVAL)
     if args.workers == 1:
-        app = create(slots, args.registry, limits, args.poll)
+        app = create(slots, args.registry, limits, args.poll, access)
         uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
     else:
         os.environ["ZOO_SERVE_SETTINGS"] = settings_json(args.models, args.device, limits, args.poll, args.disabled,
-                                                         args.strict)
+                                                         args.strict, access)
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="zoo-serve-metrics-"))
         uvicorn.run("zoo_serve.app:from_environment", factory=True, workers=args.workers, fd=sock.fileno(), **config)
     print("zoo serve: stopped", file=sys.stderr)
     return 0
+
+
+def _keys(args: argparse.Namespace) -> tuple[str, ...]:
+    """The API keys of --api-key, --api-keys-file and $ZOO_SERVE_API_KEY; a key is refused when empty
+    or with whitespace inside (never printed)."""
+    keys = [*args.api_key, *([os.environ["ZOO_SERVE_API_KEY"]] if os.environ.get("ZOO_SERVE_API_KEY") else [])]
+    if args.api_keys_file:
+        try:
+            text = open(args.api_keys_file, encoding="utf-8").read(1 << 20)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ZooError(f"--api-keys-file {args.api_keys_file}: cannot read it ({exc})") from None
+        keys += [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+        if not keys:
+            raise ZooError(f"--api-keys-file {args.api_keys_file} holds no key")
+    for number, key in enumerate(keys, 1):
+        if not key or len(key) > 4096 or any(c.isspace() or not c.isprintable() for c in key):
+            raise ZooError(f"API key {number} is empty, longer than 4096 characters, or holds a space or an "
+                           "unprintable character")
+    return tuple(dict.fromkeys(keys))
 
 
 def _importable(module: str) -> bool:

@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 from zoo.api import Registry, ZooError, forward, model_card, zoo_version
 from zoo_serve import protocol
 from zoo_serve.models import Served, Slot, follow, open_slot
-from zoo_serve.specs import SPECS, Limits, Spec
+from zoo_serve.specs import SPECS, Access, Limits, Spec
 
 
 class Metrics:
@@ -50,8 +50,10 @@ class Metrics:
                                multiprocess_mode="livesum")
 
 
-def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), follow_every: float = 2.0) -> FastAPI:
-    """The application serving ``slots`` (see :func:`zoo_serve.models.open_slot`)."""
+def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), follow_every: float = 2.0,
+           access: Access = Access()) -> FastAPI:
+    """The application serving ``slots`` (see :func:`zoo_serve.models.open_slot`) to whom ``access``
+    lets in."""
     by_name = {slot.name: slot for slot in slots}
     metrics = Metrics()
     pipelines = {slot.name: Pipeline(slot, limits, metrics) for slot in slots}
@@ -66,6 +68,7 @@ def create(slots: list[Slot], registry: Registry, limits: Limits = Limits(), fol
     app = FastAPI(title="zoo serve", version=zoo_version, lifespan=lifespan, redoc_url=None,
                   description="zoo's API (/v1) and the Open Inference Protocol (/v2) for the models served here")
     app.add_middleware(_Bounded, limits=limits, metrics=metrics, names=set(by_name))
+    app.add_middleware(_Keys, access=access)
 
     def slot_of(name: str, version: str | None = None) -> Slot:
         slot = by_name.get(name)
@@ -270,6 +273,24 @@ class _Bounded:
                 return b"".join(chunks)
 
 
+class _Keys:
+    """ASGI middleware: a request without a key ``access`` accepts is answered 401 (with
+    ``WWW-Authenticate: Bearer``) before anything else reads it. Keys are never logged."""
+
+    def __init__(self, app, access: Access):
+        self.app, self.access = app, access
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        if self.access.allows(scope["path"], authorization):
+            return await self.app(scope, receive, send)
+        refused = _error(401, "this server needs an API key: send Authorization: Bearer KEY",
+                         {"www-authenticate": 'Bearer realm="zoo serve"'})
+        return await refused(scope, receive, send)
+
+
 def _replay(body: bytes):
     sent = False
 
@@ -310,12 +331,13 @@ def from_environment() -> FastAPI:
     settings = json.loads(os.environ["ZOO_SERVE_SETTINGS"])
     registry = Registry.from_environment(disabled=settings["disabled"], strict=settings["strict"])
     slots = [open_slot(spec, registry, settings["device"]) for spec in settings["models"]]
-    return create(slots, registry, Limits(**settings["limits"]), settings["follow_every"])
+    access = Access(tuple(settings["access"]["keys"]), settings["access"]["public_page"])
+    return create(slots, registry, Limits(**settings["limits"]), settings["follow_every"], access)
 
 
 def settings_json(models: list[str], device: str | None, limits: Limits, follow_every: float, disabled: list[str],
-                  strict: bool) -> str:
+                  strict: bool, access: Access) -> str:
     """What :func:`from_environment` reads: the command's settings, for its worker processes."""
     return json.dumps({"models": models, "device": device, "limits": asdict(limits), "follow_every": follow_every,
-                       "disabled": disabled, "strict": strict})
+                       "disabled": disabled, "strict": strict, "access": asdict(access)})
 

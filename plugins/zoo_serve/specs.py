@@ -7,6 +7,7 @@ lists, token ids, an uploaded file's bytes -- never a path on the server."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import json
 import math
@@ -33,6 +34,26 @@ class Limits:
     max_inputs: int = 256  # in one request
     max_image_pixels: int = 4_000_000  # of an uploaded image, checked before it is decoded
     timeout: float = 30.0  # seconds a request may take
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call: with ``keys``, every request but the health checks (and the page, with
+    ``public_page``) must carry ``Authorization: Bearer KEY`` with one of them."""
+
+    keys: tuple[str, ...] = ()
+    public_page: bool = False
+
+    def allows(self, path: str, authorization: str) -> bool:
+        """Whether a request for ``path`` with this Authorization header may go on. Every key is
+        compared in constant time, whichever matches."""
+        if not self.keys or path in ("/v2/health/live", "/v2/health/ready") or self.public_page and path == "/":
+            return True
+        scheme, _, given = authorization.partition(" ")
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(given.strip().encode(), key.encode()) and scheme.lower() == "bearer"
+        return matched
 
 
 @dataclass(frozen=True)
