@@ -597,3 +597,46 @@ def test_the_page_asks_for_the_key_once():
             assert browser.execute_script("return sessionStorage.getItem('zoo-api-key')") == "the-key"
         finally:
             browser.quit()
+
+
+NOT_NUMBERS = [b'{"inputs": [[NaN, 1, 2]]}', b'{"inputs": [[Infinity, 1, 2]]}', b'{"inputs": [[-Infinity, 1, 2]]}',
+               b'{"inputs": [[1e309, 1, 2]]}', b'{"inputs": [[1e308, 1, 2]]}', b'{"inputs": [[-1e308, 1, 2]]}',
+               b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"]
+
+
+def test_numbers_that_are_not_numbers_are_4xx_on_v1_and_v2(tmp_path):
+    """NaN, infinities, numbers beyond float32 and JSON nested 100,000 deep: a 4xx with a JSON error,
+    never a 500; the server keeps answering."""
+    recipe = {**REGRESSION, "name": "floats"}
+    (tmp_path / "b").mkdir()
+    from zoo.testing import tiny_build
+
+    tiny_build(recipe, tmp_path / "b", "train.epochs=1")
+    with serving("floats@latest") as url, httpx.Client(base_url=url, timeout=30) as http:
+        for body in NOT_NUMBERS:
+            answer = http.post("/v1/models/floats/predict", content=body, headers={"content-type": "application/json"})
+            assert 400 <= answer.status_code < 500 and "error" in answer.json(), (body[:40], answer.text[:200])
+        for value in ("NaN", "Infinity", "1e309", "-1e308"):
+            request = ('{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [%s, 1, 2]}]}'
+                       % value).encode()
+            answer = http.post("/v2/models/floats/infer", content=request, headers={"content-type": "application/json"})
+            assert 400 <= answer.status_code < 500 and "error" in answer.json(), (value, answer.text[:200])
+        assert http.post("/v1/models/floats/predict", json={"inputs": [[0.5, -1.0, 2.0]]}).status_code == 200
+
+
+def test_only_an_address_binds_and_loopback_answers_its_own_names_only():
+    from zoo_serve.app import address, loopback_hosts
+
+    for bad in ("", "[::1", "http://0.0.0.0", "999.1.1.1", "my host"):
+        with pytest.raises(zoo.ZooError, match="is not an IP address"):
+            address(bad)
+    assert address("localhost") == "127.0.0.1" and address("[::1]") == "::1" and loopback_hosts("0.0.0.0") == ()
+    with serving("mnist-mlp", access=Access(hosts=loopback_hosts("127.0.0.1"))) as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/v1/models").status_code == 200
+        port = url.rsplit(":", 1)[1]
+        assert http.get("/v1/models", headers={"host": f"localhost:{port}"}).status_code == 200
+        rebound = http.get("/v1/models", headers={"host": f"attacker.example:{port}"})  # DNS rebinding
+        assert rebound.status_code == 403 and "Host header" in rebound.json()["error"]
+    empty = run_zoo("serve", "mnist-mlp", "--host", "")
+    assert empty.returncode == 2 and "--host '' is not an IP address" in empty.stderr

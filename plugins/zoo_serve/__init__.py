@@ -36,7 +36,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="a published model (NAME), a local build (NAME@latest follows new builds, NAME@3 pins), "
                         "a weights file; ALIAS=MODEL serves it as ALIAS")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--host", default="127.0.0.1", help="the IP address to listen on (default 127.0.0.1: this machine "
+                                                    "only; 0.0.0.0 or :: for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--device", help="where the models run: cpu (default), cuda, cuda:1, mps")
     p.add_argument("--workers", type=positive, default=1, help="server processes sharing the port (default 1)")
@@ -63,7 +64,7 @@ def serve(args: argparse.Namespace) -> int:
         raise ZooError(f"zoo serve needs the serving stack ({', '.join(missing)} missing): {install_hint('serve')}")
     import uvicorn
 
-    from zoo_serve.app import bind, create, settings_json
+    from zoo_serve.app import address, bind, create, loopback_hosts, settings_json
     from zoo_serve.specs import Access, Limits
     from zoo_serve.models import open_slot
 
@@ -71,7 +72,8 @@ def serve(args: argparse.Namespace) -> int:
         raise ZooError(f"--port {args.port} is not a port (0 to 65535)")
     if min(args.batch_timeout_ms, args.max_body_mb, args.timeout, args.poll) <= 0:
         raise ZooError("--batch-timeout-ms, --max-body-mb, --timeout and --poll must be positive")
-    access = Access(_keys(args), args.public_page)
+    host = address(args.host)
+    access = Access(_keys(args), args.public_page, loopback_hosts(host))
     limits = Limits(max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                     max_queue=args.max_queue, max_body_bytes=int(args.max_body_mb * 2**20),
                     max_inputs=args.max_inputs, timeout=args.timeout)
@@ -83,7 +85,7 @@ def serve(args: argparse.Namespace) -> int:
     for slot in slots:
         following = f", following {slot.follows}@latest" if slot.follows else ""
         print(f"zoo: {slot.name}: weights {slot.current.source.describe()}{following}", file=sys.stderr)
-    sock = bind(args.host, args.port)
+    sock = bind(host, args.port)
     host, port = sock.getsockname()[:2]
     guarded = f"; {len(access.keys)} API key(s) required" if access.keys else ""
     print(f"zoo serve: http://{host}:{port}/ serving {', '.join(names)}{guarded} (Ctrl-C or SIGTERM stops)",

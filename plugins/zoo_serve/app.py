@@ -283,8 +283,13 @@ class _Keys:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        if self.access.allows(scope["path"], authorization):
+        headers = dict(scope["headers"])
+        if not self.access.host_allowed(headers.get(b"host", b"").decode("latin-1")):
+            refused = _error(403, "this server answers requests for its own address only (the Host header names "
+                                  "another); zoo serve listening on loopback refuses other names, against DNS "
+                                  "rebinding")
+            return await refused(scope, receive, send)
+        if self.access.allows(scope["path"], headers.get(b"authorization", b"").decode("latin-1")):
             return await self.app(scope, receive, send)
         refused = _error(401, "this server needs an API key: send Authorization: Bearer KEY",
                          {"www-authenticate": 'Bearer realm="zoo serve"'})
@@ -304,8 +309,32 @@ def _replay(body: bytes):
     return receive
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def address(host: str) -> str:
+    """``--host`` checked: an IP address, or localhost; an empty or malformed value is an error (an
+    empty one would bind every interface)."""
+    import ipaddress
+
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host.strip("[]") if host.startswith("[") and host.endswith("]") else host))
+    except ValueError:
+        raise ZooError(f"--host {host[:60]!r} is not an IP address: give 127.0.0.1 (the default: this machine "
+                       "only), ::1, 0.0.0.0 or :: (every interface), or one address of this machine") from None
+
+
+def loopback_hosts(host: str) -> tuple[str, ...]:
+    """The Host header names a server bound to ``host`` accepts: on loopback only its own, else any."""
+    import ipaddress
+
+    return (*LOOPBACK_NAMES, host) if ipaddress.ip_address(host).is_loopback else ()
+
+
 def bind(host: str, port: int):
-    """A listening TCP socket on ``host``:``port`` (0: a free port)."""
+    """A listening TCP socket on ``host`` (an IP address: see :func:`address`):``port`` (0: a free port)."""
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -331,7 +360,7 @@ def from_environment() -> FastAPI:
     settings = json.loads(os.environ["ZOO_SERVE_SETTINGS"])
     registry = Registry.from_environment(disabled=settings["disabled"], strict=settings["strict"])
     slots = [open_slot(spec, registry, settings["device"]) for spec in settings["models"]]
-    access = Access(tuple(settings["access"]["keys"]), settings["access"]["public_page"])
+    access = Access(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["access"].items()})
     return create(slots, registry, Limits(**settings["limits"]), settings["follow_every"], access)
 
 

@@ -49,10 +49,7 @@ def decode(body: bytes, header_length: str | None, spec: InputSpec, max_inputs: 
         head, binary = body[:length], body[length:]
     else:
         head, binary = body, b""
-    try:
-        request = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ZooError(f"the request is not JSON: {exc}") from None
+    request = parse_json(head)
     inputs = request.get("inputs") if isinstance(request, dict) else None
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ZooError("a request has \"inputs\": a list of one tensor, named \"input\"")
@@ -80,12 +77,26 @@ def decode(body: bytes, header_length: str | None, spec: InputSpec, max_inputs: 
         if not isinstance(data, list):
             raise ZooError("the input has no \"data\" (a flat list of values in row-major order)")
         try:
-            array = np.asarray(data, dtype=dtype).reshape(-1)
+            with np.errstate(over="ignore"):  # 1e308 in FP32 is inf, refused with every non-finite value
+                array = np.asarray(data, dtype=dtype).reshape(-1)
         except (ValueError, TypeError, OverflowError) as exc:
             raise ZooError(f"input data is not {want} values: {exc}") from None
         if array.size != count:
             raise ZooError(f"input data has {array.size} values; shape {shape} has {count}")
     return array.reshape(shape), request
+
+
+def parse_json(body: bytes) -> object:
+    """A request body's JSON: strict JSON, so NaN and Infinity are refused, and bounded in depth."""
+    def refuse(token: str) -> object:
+        raise ZooError(f"the request holds {token}, which is not a JSON number: send finite numbers")
+
+    try:
+        return json.loads(body, parse_constant=refuse)
+    except RecursionError:
+        raise ZooError("the request's JSON nests too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ZooError(f"the request is not JSON: {exc}") from None
 
 
 def binary_outputs(request: dict) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -43,6 +42,15 @@ class Access:
 
     keys: tuple[str, ...] = ()
     public_page: bool = False
+    hosts: tuple[str, ...] = ()  # the Host header's names a request may give (none: any)
+
+    def host_allowed(self, host: str) -> bool:
+        """Whether a request's Host header names this server: on a loopback address, a web page of
+        another site cannot reach it by rebinding its own name to 127.0.0.1 (as Jupyter checks)."""
+        if not self.hosts:
+            return True
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name.strip("[]").lower() in self.hosts
 
     def allows(self, path: str, authorization: str) -> bool:
         """Whether a request for ``path`` with this Authorization header may go on. Every key is
@@ -114,15 +122,15 @@ class V1:
             if upload is None or isinstance(upload, str):
                 raise ZooError("send the input as the multipart field 'file' (an image or a .npy array)")
             label, raw = upload.filename or "file", await upload.read()
-            x = await asyncio.to_thread(_from_file, raw, label, spec, limits)
+            x = finite(await asyncio.to_thread(_from_file, raw, label, spec, limits))
             labels = [label] * len(x)
         else:
-            body = _json(await request.body())
+            body = protocol.parse_json(await request.body())
             if not isinstance(body, dict) or "inputs" not in body:
                 raise ZooError('send JSON {"inputs": ...} (token ids or nested lists of numbers), or a multipart '
                                "field 'file'")
             top_k = body.get("top_k", top_k)
-            x = prepare(_values(body["inputs"]), spec)
+            x = finite(prepare(_values(body["inputs"]), spec))
             labels = list(range(len(x)))
         check_top_k(top_k)
         if len(x) > limits.max_inputs:
@@ -130,6 +138,7 @@ class V1:
         return Decoded(x, {"labels": labels, "top_k": top_k})
 
     def encode(self, name: str, decoded: Decoded, outputs: list[torch.Tensor], served: Served) -> Response:
+        finite(torch.stack(outputs), "the model's output")
         top_k = decoded.answer["top_k"]
         results = [{"input": label, **interpret(out[None], one[None], top_k, served.known)[0]}
                    for label, one, out in zip(decoded.answer["labels"], decoded.x, outputs)]
@@ -163,14 +172,24 @@ class V2:
     async def decode(self, request: Request, spec: InputSpec, limits: Limits) -> Decoded:
         array, asked = protocol.decode(await request.body(), request.headers.get(protocol.HEADER), spec,
                                        limits.max_inputs)
-        return Decoded(prepare(array, spec), {"request": asked})
+        return Decoded(finite(prepare(array, spec)), {"request": asked})
 
     def encode(self, name: str, decoded: Decoded, outputs: list[torch.Tensor], served: Served) -> Response:
-        body, headers = protocol.encode(name, served.version, decoded.answer["request"], torch.stack(outputs).numpy())
+        out = finite(torch.stack(outputs), "the model's output")
+        body, headers = protocol.encode(name, served.version, decoded.answer["request"], out.numpy())
         return Response(body, headers=headers)
 
 
 SPECS: tuple[Spec, ...] = (V1(), V2())
+
+
+def finite(x: torch.Tensor, what: str = "the inputs") -> torch.Tensor:
+    """``x`` when every number in it is finite: NaN, infinities and numbers beyond the model's dtype
+    (1e309, and ±1e308 in float32) are refused, and an answer is always finite JSON."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ZooError(f"{what} hold NaN or infinite numbers (or numbers beyond float32's ±3.4e38): send finite "
+                       "numbers" if what == "the inputs" else f"{what} is not finite (NaN or infinite) for these inputs")
+    return x
 
 
 def _values(inputs: object) -> object:
@@ -202,9 +221,3 @@ def _from_file(raw: bytes, label: str, spec: InputSpec, limits: Limits) -> torch
         raise ZooError(f"{label}: the model takes {spec.describe()}; send a .npy array or JSON")
     return prepare(decode_image(io.BytesIO(raw), spec, label, limits.max_image_pixels), spec)
 
-
-def _json(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ZooError(f"the request body is not JSON: {exc}") from None
