@@ -423,7 +423,8 @@ def test_serve_errors_are_one_line(monkeypatch):
     assert twice.returncode == 2 and "two models would be served as mnist-mlp; name one ALIAS=MODEL" in twice.stderr
     monkeypatch.setattr(zoo_serve, "_importable", lambda name: name != "batched")
     missing = run_zoo("serve", "mnist-mlp")
-    assert missing.returncode == 2 and "(batched missing): pip install -e '.[serve]' in a zoo checkout" in missing.stderr
+    assert missing.returncode == 2
+    assert "(batched missing): pip install -e '.[serve]' in a zoo checkout" in missing.stderr
 
 
 def test_aliases_and_files_serve_under_their_names(tmp_path):
@@ -463,7 +464,8 @@ def test_page_in_chromium_answers_what_zoo_predict_does(server, digits):
         canvas = section.find_element(By.TAG_NAME, "canvas")
         section.find_element(By.CLASS_NAME, "clear").click()
         section.find_element(By.CLASS_NAME, "send-drawing").click()
-        assert "the canvas is empty" in wait.until(lambda b: section.find_element(By.CSS_SELECTOR, ".answer .error")).text
+        said = wait.until(lambda b: section.find_element(By.CSS_SELECTOR, ".answer .error"))
+        assert "the canvas is empty" in said.text
         # a "7" drawn to fill the canvas, predicted as it is drawn (no click): MNIST's own preprocessing
         # (the ink's box scaled to 20x20, centred by its mass in 28x28) makes it read as 7
         webdriver.ActionChains(browser).move_to_element_with_offset(canvas, -110, -110).click_and_hold() \

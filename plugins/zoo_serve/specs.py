@@ -187,8 +187,10 @@ def finite(x: torch.Tensor, what: str = "the inputs") -> torch.Tensor:
     """``x`` when every number in it is finite: NaN, infinities and numbers beyond the model's dtype
     (1e309, and ±1e308 in float32) are refused, and an answer is always finite JSON."""
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ZooError(f"{what} hold NaN or infinite numbers (or numbers beyond float32's ±3.4e38): send finite "
-                       "numbers" if what == "the inputs" else f"{what} is not finite (NaN or infinite) for these inputs")
+        if what == "the inputs":
+            raise ZooError("the inputs hold NaN or infinite numbers (or numbers beyond float32's ±3.4e38): send "
+                           "finite numbers")
+        raise ZooError(f"{what} is not finite (NaN or infinite) for these inputs")
     return x
 
 
