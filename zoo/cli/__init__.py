@@ -80,7 +80,7 @@ def parser(registry: Registry) -> argparse.ArgumentParser:
     top = Parser(prog="zoo", epilog=GLOBAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
                                   description="A plugin-based PyTorch model zoo: list components, build recipes, "
                                               "load, predict, export and share models.")
-    top.add_argument("--version", action="version", version=versions(registry),
+    top.add_argument("--version", action=_Version, nargs=0, registry=registry,
                      help="zoo's version, torch's, python's and every plugin's")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     owners: dict[str, Command] = {}
@@ -110,6 +110,18 @@ def parser(registry: Registry) -> argparse.ArgumentParser:
         owners[command.name] = command
         p.set_defaults(handler=lambda args, c=command: _run(c, args))
     return top
+
+
+class _Version(argparse.Action):
+    """``--version``: the versions are looked up when asked for, not on every command line."""
+
+    def __init__(self, *args, registry: Registry, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.registry = registry
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(versions(self.registry))
+        parser.exit()
 
 
 def versions(registry: Registry) -> str:
