@@ -23,6 +23,9 @@ REAL_HOME = Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo")
 # Before any fixture runs (module-scoped ones build before the per-test ZOO_HOME below): the whole
 # session uses a throw-away zoo home, never the user's.
 os.environ["ZOO_HOME"] = tempfile.mkdtemp(prefix="zoo-tests-home-")
+# The bridges' lists of timm's and torchvision's architectures (made once per library version, ~10 s):
+# one folder for every test's zoo home, every worker and every run of the suite.
+os.environ.setdefault("ZOO_CACHE", str(Path(tempfile.gettempdir()) / f"zoo-tests-cache-{os.getuid()}"))
 
 
 def builtin_plugins() -> list[EntryPoint]:
@@ -293,3 +296,29 @@ def extras(tmp_path_factory) -> dict:
     """The test package zoo-extras (a metric, a callback, a transform) pip-installed into a folder of
     its own; the environment that puts it on PYTHONPATH."""
     return pip_installed(tmp_path_factory.mktemp("site"), ROOT / "tests" / "plugin_pkgs" / "zoo-extras")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A fake Hugging Face Hub on 127.0.0.1 for the test module (tests/fakehub.py)."""
+    from fakehub import FakeHub
+
+    hub = FakeHub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def hub(server, tmp_path, monkeypatch):
+    """The fake Hub as huggingface_hub's endpoint, with an empty Hugging Face cache of this test's own."""
+    pytest.importorskip("huggingface_hub")
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    for name, value in (("ENDPOINT", server.url), ("HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/"
+                        "{revision}/{filename}"), ("HF_HUB_CACHE", str(cache)), ("HF_HUB_OFFLINE", False),
+                        ("HF_HUB_DISABLE_XET", True)):
+        monkeypatch.setattr(constants, name, value)
+    monkeypatch.setenv("HF_TOKEN", "test-token")
+    server.fail.clear()
+    return server

@@ -38,7 +38,7 @@ def test_build_writes_a_complete_run_folder_and_records_the_store(tmp_path):
     assert [r["epoch"] for r in lines] == [1, 2]
     assert lines[1]["train_loss"] < lines[0]["train_loss"] and lines[1]["test_accuracy"] > 0.8
     meta = read_meta(out / "weights.safetensors")
-    assert meta.version == 3 and meta.recipe_version == 1 and meta.transform == ()
+    assert meta.version == 4 and meta.recipe_version == 1 and meta.transform == ()
     assert meta.model == {"component": "mnist-mlp", "hidden": [64]}
     assert meta.recipe["train"]["epochs"] == 2
     assert meta.metrics["test_accuracy"] == pytest.approx(lines[-1]["test_accuracy"])

@@ -11,35 +11,12 @@ import pytest
 import torch
 import yaml
 from conftest import REGRESSION, ROOT, run_zoo
-from fakehub import FakeHub
 
 import zoo
 from zoo.testing import tiny_build
 from zoo.weights.format import content_digest, read, write
 
 hf = pytest.importorskip("huggingface_hub")
-
-
-@pytest.fixture(scope="module")
-def server():
-    hub = FakeHub()
-    yield hub
-    hub.close()
-
-
-@pytest.fixture
-def hub(server, tmp_path, monkeypatch):
-    """The fake Hub as huggingface_hub's endpoint, with an empty Hugging Face cache of this test's own."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    for name, value in (("ENDPOINT", server.url), ("HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/"
-                        "{revision}/{filename}"), ("HF_HUB_CACHE", str(cache)), ("HF_HUB_OFFLINE", False),
-                        ("HF_HUB_DISABLE_XET", True)):
-        monkeypatch.setattr(constants, name, value)
-    monkeypatch.setenv("HF_TOKEN", "test-token")
-    server.fail.clear()
-    return server
 
 
 def offline(monkeypatch, on: bool = True):

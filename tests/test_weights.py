@@ -57,7 +57,7 @@ def test_weights_files_are_plain_safetensors_describing_themselves():
     arrays = load_numpy(str(SHIPPED))
     assert arrays["linear_relu_stack.0.weight"].shape == (312, 784)
     meta = read_meta(SHIPPED)
-    assert meta.model == {"component": "mnist-mlp"} and meta.version == 3 and meta.recipe_version == 1
+    assert meta.model == {"component": "mnist-mlp"} and meta.version == 4 and meta.recipe_version == 1
     assert raw_meta(SHIPPED)["version"] == 2 and meta.transform == ()  # migrated: its recipe has no transforms
     assert meta.input_stats.mean[0] == pytest.approx(0.1313, abs=1e-4)  # the training images' mean pixel
     assert meta.recipe["train"]["optimizer"]["component"] == "adamw"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from zoo import __version__ as zoo_version
 from zoo.errors import ZooError
-from zoo.files import RunPath, atomic_write_bytes, digest, download, file_sha256, home
+from zoo.files import RunPath, atomic_write_bytes, digest, download, file_sha256, home, stream_sha256
 from zoo.names import check as check_name
 from zoo.names import install as install_hint
 from zoo.plots import INSTALL_HINT as PLOT_HINT
@@ -23,6 +23,7 @@ from zoo.plots import curves as plot_curves
 from zoo.plots import matrix as plot_matrix
 from zoo.registry import Registry
 from zoo.registry.hookspecs import hookimpl
+from zoo.registry.library import Architecture, LibraryModel, architectures, params_of
 from zoo.text import did_you_mean
 from zoo.training.folders import write_history
 from zoo.typed import Is, Pattern, Range, Words
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
     from zoo.use.card import card as model_card
     from zoo.use.predict import Facts, check_top_k, decode_image, facts, forward, interpret, prepare, read_npy
     from zoo.weights.format import content_digest
+    from zoo.weights.imported import record as imported_record
     from zoo.weights.load import load_located
-    from zoo.weights.spec import InputSpec, InputStats
+    from zoo.weights.metadata import Imported
+    from zoo.weights.spec import InputSpec, InputStats, Preprocess
 
 # The names above imported under TYPE_CHECKING, by module: imported on first use.
 _LAZY = {
@@ -51,14 +54,16 @@ _LAZY = {
     "zoo.use.card": ("model_card:card",),
     "zoo.use.predict": ("Facts", "check_top_k", "decode_image", "facts", "forward", "interpret", "prepare", "read_npy"),
     "zoo.weights.format": ("content_digest",),
+    "zoo.weights.imported": ("imported_record:record",),
     "zoo.weights.load": ("load_located",),
-    "zoo.weights.spec": ("InputSpec", "InputStats"),
+    "zoo.weights.metadata": ("Imported",),
+    "zoo.weights.spec": ("InputSpec", "InputStats", "Preprocess"),
 }
 _WHERE = {entry.partition(":")[0]: (module, entry.partition(":")[2] or entry.partition(":")[0])
           for module, entries in _LAZY.items() for entry in entries}
 
-__all__ = ["PLOT_HINT", "Is", "Located", "Pattern", "Range", "Registry", "RunPath", "Words", "ZooError",
-           "atomic_write_bytes", "check_name", "install_hint", "did_you_mean", "digest", "download", "file_sha256", "home", "hookimpl",
+__all__ = ["Architecture", "LibraryModel", "architectures", "params_of", "PLOT_HINT", "Is", "Located", "Pattern", "Range", "Registry", "RunPath", "Words", "ZooError",
+           "atomic_write_bytes", "check_name", "install_hint", "did_you_mean", "digest", "download", "file_sha256", "home", "stream_sha256", "hookimpl",
            "latest_build", "locate", "plot_curves", "zoo_version", "plot_matrix", "record_build", "split_version", "write_history",
            *_WHERE]
 

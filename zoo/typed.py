@@ -186,6 +186,21 @@ def members(hint: object) -> tuple[object, ...]:
     return () if hint is None else (hint,)
 
 
+def simple(hint: object) -> tuple[object | None, bool]:
+    """``hint`` as one of the types a JSON value maps to -- int, float, bool, str, ``tuple[int, ...]``,
+    ``tuple[float, ...]`` -- (None when it is none of them), and whether it admits None."""
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (tuple, list, collections.abc.Sequence) and args:
+        inner = {a for a in args if a is not Ellipsis}
+        hint = tuple[int, ...] if inner == {int} else tuple[float, ...] if inner == {float} else None
+    return (hint if hint in (int, float, bool, str, tuple[int, ...], tuple[float, ...]) else None), optional
+
+
 def bounded(hint: object) -> tuple[object, str] | None:
     """A hint that carries bounds (``Annotated``): its base type and the whole in words; else None."""
     if typing.get_origin(hint) is not typing.Annotated:

@@ -10,6 +10,7 @@ from pathlib import Path
 from zoo.errors import ZooError
 from zoo.names import is_name
 from zoo.registry.hookspecs import KINDS, hookimpl
+from zoo.registry.library import library_version
 from zoo.registry.plugins import clash_message
 from zoo.text import did_you_mean, plural, table
 
@@ -75,12 +76,22 @@ def list_(args: argparse.Namespace) -> int:
         print("\nzoo build NAME (or zoo check NAME) runs one")
         return 0
     found = registry.components(args.kind, pattern)
-    if not found:
+    libraries: dict[str, list] = {}
+    if pattern is None:  # another library's architectures, by the thousand: counted, listed when asked for
+        for c in found:
+            if c.library:
+                libraries.setdefault(c.plugin.name, []).append(c)
+        found = [c for c in found if not c.library]
+    if not found and not libraries:
         print(f"no components match {args.pattern!r}" if args.pattern else "no components registered")
         return 0
     print(table(("NAME", "KIND", "PLUGIN", "SUMMARY"), [(c.name, c.kind, c.plugin.name, c.summary) for c in found]))
+    for plugin, group in libraries.items():
+        print(f"\n{len(group):,} {plural(group[0].kind, len(group))} of {group[0].library} {library_version(group[0].library)} (plugin {plugin}): "
+              f"zoo list '{plugin}:*' lists them, zoo list '{plugin}:*vit*' some")
     for group in registry.conflicts():
-        print(f"\nconflict: {clash_message(group)}")
+        if not any(c.library for c in group):
+            print(f"\nconflict: {clash_message(group)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Commands about trained models: ``zoo builds``, ``zoo prune``, ``zoo verify``, ``zoo predict``,
+"""Commands about trained models: ``zoo import``, ``zoo builds``, ``zoo prune``, ``zoo verify``, ``zoo predict``,
 ``zoo export``, ``zoo card``, ``zoo push``, ``zoo reproduce`` and ``zoo inspect``. Each command that
 loads weights says which, in one line on stderr (name, where they come from, sha256 prefix)."""
 
@@ -63,10 +63,31 @@ def register_commands(register):
                          "compare: identical tensors, or the largest difference, the metric deltas and the "
                          "reasons zoo can see. The run goes to $ZOO_HOME/reproductions (not the store); "
                          "zoo card shows the last result. Exit 1 when the tensors differ.")
+    register("import", import_, help="bring another library's pretrained weights into the store as a zoo file",
+             arguments=_import_arguments,
+             description="Fetch pretrained weights with their library's own loader (torchvision's: "
+                         "torchvision:resnet18.IMAGENET1K_V1), record their preprocessing, classes and figures, "
+                         "and file them in the store as a zoo safetensors file (NAME@1). timm's weights need no "
+                         "import: zoo.load('hf-hub:timm/resnet18.a1_in1k') converts them.")
     register("inspect", inspect, help="per-feature activation statistics of one module", arguments=_inspect_arguments,
              description="Feed a batch through a model and report the per-feature mean and standard deviation "
                          "of one module's input and output, as a table and a PNG (the notebook's LayerNorm "
                          "analysis).")
+
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="LIBRARY:ARCHITECTURE.WEIGHTS, like torchvision:resnet18.IMAGENET1K_V1")
+    p.add_argument("--url", help="fetch the file from this mirror instead of the library's own address (its name "
+                                 "keeps the library's hash prefix, which is checked)")
+
+
+def import_(args: argparse.Namespace) -> int:
+    from zoo.weights.imported import import_weights
+
+    build = import_weights(args.name, args.url, args.registry)
+    print(f"imported {args.name} as {build.label} (sha256 {build.sha256[:12]}): zoo.load('{build.label}'), "
+          f"zoo predict {build.label} IMAGE")
+    return 0
 
 
 def builds(args: argparse.Namespace) -> int:

@@ -120,6 +120,25 @@ def register_commands(register):
     warning naming the plugin; a command that raises is an error naming it."""
 
 
+@hookspec(firstresult=True)
+def convert_weights(path, config, source):
+    """A Hub repo's ``model.safetensors`` (at ``path``) has no zoo metadata: if ``config`` (its
+    config.json, a dict) is the format of a library this plugin bridges, return the zoo record of
+    the file's tensors as they are -- a :class:`zoo.weights.metadata.WeightsMeta` with the model node,
+    the input spec and its preprocessing, the class names and ``imported`` (library, tag, license) --
+    else None. zoo writes the tensors with that record as a zoo file, once, and verifies it like any
+    other; ``source`` is the ``hf-hub:`` name with its commit, which zoo records."""
+
+
+@hookspec(firstresult=True)
+def import_weights(name, url, folder):
+    """``zoo import NAME`` (``torchvision:resnet18.IMAGENET1K_V1``): if ``NAME`` is this plugin's,
+    fetch those weights with the library's own loader (into ``folder``; from ``url`` when given,
+    a mirror) and return ``(tensors, record)``: a name -> tensor mapping and its
+    :class:`zoo.weights.metadata.WeightsMeta` (as :func:`convert_weights`); else None. No pickle
+    but what the library's loader reads with ``weights_only=True``. zoo files them in the store."""
+
+
 @hookspec
 def zoo_run_start(run) -> None:
     """The run is assembled (and restored, with ``--resume``: ``run.resumed``); training starts next."""
@@ -210,7 +229,7 @@ KINDS = {
 }
 
 # Hooks that add to zoo besides components.
-EXTENSIONS = ("register_catalogs", "register_commands")
+EXTENSIONS = ("register_catalogs", "register_commands", "convert_weights", "import_weights")
 
 # The lifecycle hooks, in the order a run meets them: every ``zoo_`` spec above, in the order written.
 EVENTS = tuple(name for name, spec in list(globals().items()) if name.startswith("zoo_") and callable(spec))

@@ -19,6 +19,7 @@ from zoo import deprecation
 from zoo.errors import ZooError
 from zoo.names import DISTRIBUTION, is_name
 from zoo.registry import hookspecs
+from zoo.registry.library import LibraryModel, is_library_name
 from zoo.registry.signature import Param, Signature, check_params, live_signature, static_signature, type_hints
 from zoo.text import clip, did_you_mean, with_article
 
@@ -61,6 +62,11 @@ class Component:
     @property
     def qualified_name(self) -> str:
         return f"{self.plugin.name}:{self.name}"
+
+    @property
+    def library(self) -> str | None:
+        """The library whose architecture this is, when a bridge registered it (zoo.registry.library)."""
+        return self.factory.library if isinstance(self.factory, LibraryModel) else None
 
     @property
     def signature(self) -> Signature:
@@ -223,6 +229,19 @@ class Registry:
             return builtin[0]  # a bare name means zoo's own: a plugin installed later cannot change it
         return candidates[0]
 
+    def first(self, hook: str, **arguments: object) -> object:
+        """The first answer (not None) of the loaded plugins' implementations of ``hook`` (one of
+        hookspecs.EXTENSIONS declared ``firstresult``); a ZooError they raise passes on, anything
+        else becomes one naming the hook."""
+        self._load()
+        try:
+            return getattr(self._manager.hook, hook)(**arguments)
+        except ZooError:
+            raise
+        except Exception as exc:
+            plugins = ", ".join(sorted({impl.plugin_name for impl in getattr(self._manager.hook, hook).get_hookimpls()}))
+            raise ZooError(f"a plugin's {hook} hook ({plugins}) raised {type(exc).__name__}: {exc}") from exc
+
     def hook_plugins(self) -> list[tuple[Plugin, object]]:
         """The loaded plugins and their hook objects (modules, mostly), in load order: what a run's
         events are delivered to (see zoo.registry.events)."""
@@ -237,8 +256,14 @@ class Registry:
             return f"'{bare}' is {with_article(elsewhere[0])}, not {with_article(kind)}"
         if bare != name and any(n == bare for _, n in self._components):
             return f"no plugin '{name.rpartition(':')[0]}' provides {what} '{bare}'; see 'zoo list {bare}'"
-        names = sorted({n for k, n in self._components if kind in (None, k)})
-        hint = did_you_mean(bare, names, n=3)
+        plugin = name.rpartition(":")[0]
+        if plugin and any(c.plugin.name == plugin for group in self._components.values() for c in group):
+            names = sorted(c.qualified_name for (k, _), group in self._components.items() for c in group
+                           if kind in (None, k) and c.plugin.name == plugin)
+            hint = did_you_mean(name, names, n=3)
+        else:
+            names = sorted({n for k, n in self._components if kind in (None, k)})
+            hint = did_you_mean(bare, names, n=3)
         listing = f"zoo list --kind {kind}" if kind else "zoo list"
         return f"unknown {what} '{clip(name)}'.{hint} Run '{listing}' to see them all."
 
@@ -264,6 +289,8 @@ class Registry:
             raise ZooError(f"no plugin '{unknown[0]}' to switch off.{did_you_mean(unknown[0], known)} "
                            f"Plugins: {', '.join(known)}")
         for group in self.conflicts():
+            if any(c.library for c in group):  # libraries share names (resnet18): said when a bare one is used
+                continue
             message = clash_message(group)
             if self._strict:
                 raise ZooError(message + " (name clashes are fatal: --strict-plugins or ZOO_PLUGINS_STRICT)")
@@ -371,8 +398,9 @@ def _stage(staged: dict[tuple[str, str], Component], kind: str, plugin: Plugin,
     """The ``register`` callback handed to a plugin's hook. ``renamed_from`` maps the component's old
     names to the zoo release that renamed them (timm's register_model_deprecations): they keep working,
     with a warning, for one minor version after it (zoo.deprecation)."""
-    if not isinstance(name, str) or not is_name(name):
-        raise ZooError(f"{kind} name {name!r} is not kebab-case, like 'multi-head-attention'")
+    if not (is_name(name) or isinstance(factory, LibraryModel) and is_library_name(name)):
+        raise ZooError(f"{kind} name {name!r} is not kebab-case, like 'multi-head-attention' (a library's "
+                       "architectures may keep its snake_case names)")
     if isinstance(factory, str) and not TARGET.fullmatch(factory):
         raise ZooError(f"{kind} '{name}': factory string {factory!r} is not 'module:attribute'")
     if not isinstance(factory, str) and not callable(factory):

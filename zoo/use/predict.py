@@ -6,6 +6,7 @@ nothing here builds a dataset or reaches the network."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from zoo.weights.spec import InputSpec, InputStats
+from zoo.weights.spec import InputSpec, InputStats, Preprocess
 from zoo.assembly.parts import transforms
 from zoo.assembly.transforms import Pipeline
 from zoo.errors import ZooError
@@ -172,7 +173,11 @@ def _one(item: object, spec: InputSpec) -> Tensor:
         raise ZooError(f"expects {spec.describe()}, got shape {given}")
     if spec.kind == "image" and array.dtype == torch.uint8:
         array = array.float() / 255
-    return array.to(getattr(torch, spec.dtype))
+    array = array.to(getattr(torch, spec.dtype))
+    if spec.preprocess is not None:  # pixels in [0, 1] become what the library fed its model
+        array = _torchvision().transforms.functional.normalize(array, list(spec.preprocess.mean),
+                                                              list(spec.preprocess.std))
+    return array
 
 
 def _nested(item: list | tuple, spec: InputSpec, count: int = 1) -> np.ndarray:
@@ -246,7 +251,7 @@ def read_npy(source: Path | object, elements: int) -> np.ndarray:
 
 def decode_image(file: object, spec: InputSpec, name: str, max_pixels: int | None = None) -> np.ndarray:
     """An image file (a binary file object) as a (channels, height, width) uint8 array in the spec's
-    mode and size, its pixel count checked before it is decoded (against ``max_pixels``, else
+    mode and size (resized and cropped as its ``preprocess`` says, else resized), its pixel count checked before it is decoded (against ``max_pixels``, else
     ZOO_MAX_IMAGE_PIXELS, else 40 million)."""
     try:
         from PIL import Image
@@ -271,10 +276,31 @@ def decode_image(file: object, spec: InputSpec, name: str, max_pixels: int | Non
         raise ZooError(f"{name}: cannot decode the image: {said}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillows_own
-    if image.size != (width, height):
+    if spec.preprocess is not None:
+        image = _geometry(spec.preprocess)(image)
+    elif image.size != (width, height):
         image = image.resize((width, height), Image.BILINEAR)
     pixels = np.array(image, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _geometry(preprocess: Preprocess):
+    """torchvision's Resize and CenterCrop as ``preprocess`` records them: what timm's and
+    torchvision's evaluation transforms do to a decoded image, pixel for pixel."""
+    transforms = _torchvision().transforms
+    size = list(preprocess.resize) if len(preprocess.resize) == 2 else preprocess.resize[0]
+    return transforms.Compose([transforms.Resize(size, transforms.InterpolationMode(preprocess.interpolation)),
+                               transforms.CenterCrop(list(preprocess.crop))])
+
+
+def _torchvision():
+    try:
+        import torchvision
+    except ImportError:
+        raise ZooError(f"this model's preprocessing (resize, crop, normalize) is torchvision's: "
+                       f"{install('torchvision')}") from None
+    return torchvision
 
 
 def _name(source: object) -> str:

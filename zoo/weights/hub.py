@@ -54,20 +54,20 @@ def library():
     return huggingface_hub
 
 
-def download(ref: Ref) -> tuple[Path, str]:
-    """The cached ``model.safetensors`` of ``ref`` (downloaded when not cached) and the commit it is from.
-    A revision that names no branch, tag or commit but is the start of one commit's id (the 7 or 12
-    digits zoo push prints) means that commit."""
+def download(ref: Ref, file: str = WEIGHTS) -> tuple[Path, str]:
+    """The cached ``file`` (``model.safetensors``) of ``ref`` (downloaded when not cached) and the
+    commit it is from. A revision that names no branch, tag or commit but is the start of one
+    commit's id (the 7 or 12 digits zoo push prints) means that commit."""
     hf = library()
     from huggingface_hub.errors import RevisionNotFoundError
 
     try:
-        path = Path(hf.hf_hub_download(ref.repo, WEIGHTS, revision=ref.revision))
+        path = Path(hf.hf_hub_download(ref.repo, file, revision=ref.revision))
     except Exception as exc:
         _clean_incomplete(hf, ref)
         if isinstance(exc, RevisionNotFoundError) and SHORT_COMMIT.fullmatch(ref.revision or ""):
-            return download(Ref(ref.repo, _commit(hf, ref)))
-        raise ZooError(explain(exc, ref, WEIGHTS)) from None
+            return download(Ref(ref.repo, _commit(hf, ref)), file)
+        raise ZooError(explain(exc, ref, file)) from None
     return path, path.parent.name  # the cache keeps each file under snapshots/<commit>/
 
 

@@ -5,7 +5,8 @@ weights a name means"):
   or a plugin's; a local build never changes what a bare name means;
 - ``NAME@latest``, ``NAME@3`` or ``NAME@1a2b3c`` is a local build in the store;
 - ``hf-hub:ORG/REPO[@REVISION]`` is the ``model.safetensors`` of a repo on the Hugging Face Hub
-  (:mod:`zoo.weights.hub`), downloaded into the Hugging Face cache;
+  (:mod:`zoo.weights.hub`), downloaded into the Hugging Face cache; a repo in another library's
+  format (timm's) is converted into a zoo file once, by its bridge (:mod:`zoo.weights.imported`);
 - a path (it has a ``/`` or ends in ``.safetensors``) is that file; a folder is the weights it holds:
   ``model.safetensors`` (a repo ``zoo push`` wrote, as a Hugging Face user loads a local repo) or
   ``weights.safetensors`` (a run folder).
@@ -62,7 +63,9 @@ def locate(name_or_path: str | Path, registry: Registry, version: str | int | No
             raise ZooError(f"version= is for local builds; pin a Hub revision as {text}@REVISION")
         ref = hub.parse(text)
         path, commit = hub.download(ref)
-        return Located(path, "hub", f"{hub.PREFIX}{ref.repo}@{commit}")
+        from zoo.weights.imported import hub_weights  # reads the file, with torch
+
+        return Located(hub_weights(path, ref, commit, registry), "hub", f"{hub.PREFIX}{ref.repo}@{commit}")
     if is_path(name_or_path):
         path = Path(text)
         if version is not None:

@@ -18,7 +18,7 @@ from zoo.errors import ZooError
 from zoo.names import is_name
 
 FORMAT = "zoo-weights/1"  # what marks a safetensors file as zoo's
-VERSION = 3  # of this record: a file without "version" is version 1
+VERSION = 4  # of this record: a file without "version" is version 1
 MAX_BYTES = 16 << 20  # of the metadata JSON a file may carry
 MAX_CLASSES = 100_000
 
@@ -80,6 +80,18 @@ class Init:
 
 
 @dataclass(frozen=True)
+class Imported:
+    """Weights another library made, converted into a zoo file (a timm repo on the Hub, torchvision's
+    weights through ``zoo import``): where they came from, exactly, and their terms."""
+
+    library: str  # "timm 1.0.31"
+    source: str  # hf-hub:timm/resnet18.a1_in1k@<commit>, or the URL they were fetched from
+    tag: str = ""  # the library's name of these weights: resnet18.a1_in1k, IMAGENET1K_V1
+    license: str = ""
+    sha256: str = ""  # of the file as the library published it
+
+
+@dataclass(frozen=True)
 class WeightsMeta:
     """The metadata of a zoo weights file."""
 
@@ -105,6 +117,7 @@ class WeightsMeta:
     frozen: tuple[str, ...] = ()
     stopped: Stopped | None = None
     chosen: Chosen | None = None
+    imported: Imported | None = None
     fingerprint: str = ""  # sha256 of the tensors' names, shapes and dtypes (zoo.weights.format)
     tensors_sha256: str = ""  # sha256 of the tensors' bytes in name order
 
@@ -189,5 +202,11 @@ def _from_2(data: dict) -> dict:
     return {**data, "transform": transform if isinstance(transform, list) else [transform], "version": 3}
 
 
+def _from_3(data: dict) -> dict:
+    """Version 4 added what imported weights record (``imported``, an input spec's ``preprocess``);
+    a version 3 file has neither."""
+    return {**data, "version": 4}
+
+
 # MIGRATIONS[n - 1] brings a record of version n to version n + 1.
-MIGRATIONS = [_from_1, _from_2]
+MIGRATIONS = [_from_1, _from_2, _from_3]

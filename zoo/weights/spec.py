@@ -18,6 +18,33 @@ from zoo import typed
 MAX_INPUT_ELEMENTS = 1 << 26  # in one input a spec may declare (a 4096 x 4096 RGB image is 50M)
 
 
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image file becomes a model input, as the library that made the weights does it in
+    evaluation (timm's ``create_transform``, torchvision's ``weights.transforms()``): resize (the
+    shorter side to ``resize[0]``, or to ``resize`` = (height, width)), crop the centre to ``crop``
+    (height, width), scale 8-bit pixels to [0, 1], subtract ``mean`` and divide by ``std`` per channel.
+    zoo applies it with torchvision's own transforms, so the pixels match the library's."""
+
+    resize: tuple[int, ...]
+    interpolation: Literal["nearest", "bilinear", "bicubic", "box", "hamming", "lanczos"]
+    crop: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self):
+        sizes = (*self.resize, *self.crop)
+        if len(self.resize) not in (1, 2) or len(self.crop) != 2 or not all(0 < n <= 16384 for n in sizes):
+            raise ValueError(f"resize {list(self.resize)} (1 or 2 sizes) and crop {list(self.crop)} (2 sizes) must "
+                             "be sizes from 1 to 16384")
+        if len(self.mean) != len(self.std) or not all(s > 0 and math.isfinite(s) for s in self.std) or not all(
+                math.isfinite(m) for m in self.mean):
+            raise ValueError("mean and std must be finite, one per channel, std positive")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What one model input is: datasets declare it (``info["input"]``) and weights files record it,
@@ -30,6 +57,7 @@ class InputSpec:
     range: tuple[float, float] | None = None  # images: the values 8-bit pixels / 255 take, [0.0, 1.0]
     vocab_size: int | None = None  # tokens: ids are in 0..vocab_size-1
     pad_id: int = 0  # tokens: what fills a sequence to its length
+    preprocess: Preprocess | None = None  # images: resize, crop and normalize, as the weights' library does
 
     def __post_init__(self):
         if not self.shape or len(self.shape) > 8 or any(n < 1 for n in self.shape):
@@ -42,6 +70,10 @@ class InputSpec:
                                      or self.shape[0] != (1 if self.mode == "L" else 3)):
             raise ValueError(f"an image input is (channels, height, width) with mode L (1 channel) or RGB (3), "
                              f"got shape {list(self.shape)} mode {self.mode!r}")
+        if self.preprocess is not None and (self.kind != "image" or tuple(self.preprocess.crop) != self.shape[1:]
+                                            or len(self.preprocess.mean) != self.shape[0]):
+            raise ValueError(f"preprocessing is for images, its crop {list(self.preprocess.crop)} their height and "
+                             f"width, with one mean and std per channel; the input is {self.kind} {list(self.shape)}")
         if self.kind == "tokens" and (len(self.shape) != 1 or not self.vocab_size or self.vocab_size < 1
                                       or not 0 <= self.pad_id < self.vocab_size):
             raise ValueError("a tokens input is (length,) with a positive vocab_size and a pad_id below it")

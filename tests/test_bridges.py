@@ -1,0 +1,217 @@
+"""timm's and torchvision's architectures as zoo components, timm-format Hub repos and torchvision's
+weights as zoo files, their preprocessing applied as the libraries apply it. Repos and weights are
+made here from small models with random weights and served on 127.0.0.1."""
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import BIN, run_zoo
+from fakehub import Repo
+
+import zoo
+from zoo.recipe.catalog import PACKAGE
+from zoo.registry import Registry
+from zoo.use.predict import prepare
+
+timm = pytest.importorskip("timm")
+torchvision = pytest.importorskip("torchvision")
+pytest.importorskip("huggingface_hub")
+from PIL import Image  # noqa: E402
+from timm.data import create_transform, resolve_data_config  # noqa: E402
+from timm.models import _hub  # noqa: E402
+
+
+def publish(server, tmp_path, repo: str, tag: str, seed: int = 0, **params) -> str:
+    """A timm-format repo (timm's own save_for_hf) of ``tag`` with random weights on the fake Hub; its commit."""
+    torch.manual_seed(seed)
+    model = timm.create_model(tag, pretrained=False, **params)
+    folder = tmp_path / f"repo-{repo.replace('/', '-')}"
+    _hub.save_for_hf(model, folder, safe_serialization=True)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    commit = hashlib.sha1(repr(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode()).hexdigest()
+    server.repos[repo] = Repo({"main": commit}, {commit: files})
+    return commit
+
+
+def timm_reference(path, tag: str):
+    """timm's own model on the same file: create_model(pretrained=True) reading it."""
+    return timm.create_model(tag, pretrained=True, pretrained_cfg_overlay={"file": str(path)}).eval()
+
+
+def photo(path, size=(300, 200), seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_listing_counts_both_libraries_without_importing_them():
+    out = run_zoo("list")
+    assert out.returncode == 0, out.stderr
+    assert f"{len(timm.list_models()):,} models of timm {timm.__version__} (plugin timm)" in out.stdout
+    count = len(torchvision.models.list_models(module=torchvision.models))
+    assert f"{count} models of torchvision {importlib.metadata.version('torchvision')}" in out.stdout
+    assert "conflict" not in out.stdout  # timm and torchvision share 35 names: said when a bare one is used
+    vits = run_zoo("list", "timm:*vit_small*").stdout
+    assert "vit_small_patch16_224 " in vits and "resnet18" not in vits
+    probe = ("import sys; from zoo.cli import main; main(['list', 'timm:*resnet*']); "
+             "assert not {'torch', 'timm', 'torchvision'} & set(sys.modules), sorted(sys.modules)")
+    listed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ))
+    assert listed.returncode == 0, listed.stderr
+    assert "resnet18 " in listed.stdout
+
+
+def test_info_shows_an_architectures_parameters_with_its_own_defaults():
+    out = run_zoo("info", "timm:vit_small_patch16_224").stdout
+    assert "embed_dim: int = 384" in out and "num_heads: int = 6" in out and "num_classes: int = 1000" in out
+    assert "pretrained_cfg" not in out and "norm_layer" not in out  # the builder's, and a module class: not a recipe's
+    tv = run_zoo("info", "torchvision:resnet18").stdout
+    assert "num_classes: int = 1000" in tv and "IMAGENET1K_V1" in tv
+
+
+def test_names_parameters_and_building_follow_zoos_rules():
+    registry = zoo.default_registry()
+    with pytest.raises(zoo.ZooError, match=r"unknown component 'timm:resnet19'. Did you mean 'timm:resnet18'"):
+        registry.get("timm:resnet19")
+    with pytest.raises(zoo.ZooError, match=r"pick one with 'timm:resnet18' or 'torchvision:resnet18'"):
+        registry.get("resnet18")
+    component = registry.get("timm:resnet18")
+    with pytest.raises(zoo.ZooError, match=r"unknown parameter 'num_clases'. Did you mean 'num_classes'"):
+        component.build(num_clases=3)
+    with pytest.raises(zoo.ZooError, match=r"parameter 'drop_rate' expects float, got str 'high'"):
+        component.build(drop_rate="high")
+    torch.manual_seed(0)
+    ours = component.build(num_classes=3, in_chans=1)
+    torch.manual_seed(0)
+    theirs = timm.create_model("resnet18", num_classes=3, in_chans=1)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    assert registry.get("torchvision:mobilenet_v3_small").build(num_classes=4)(torch.randn(1, 3, 64, 64)).shape == (1, 4)
+
+
+def test_the_architecture_list_is_cached_per_library_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    version = importlib.metadata.version("torchvision")
+    registry = Registry.from_environment(disabled=["timm"])
+    assert registry.get("torchvision:resnet18").name == "resnet18"
+    cached = tmp_path / "cache" / f"torchvision-{version}.json"
+    listed = json.loads(cached.read_text())
+    assert listed["version"] == version and len(listed["architectures"]) == len(
+        torchvision.models.list_models(module=torchvision.models))
+    cached.write_text("{not json")  # a damaged cache is made again, not an error
+    assert Registry.from_environment(disabled=["timm"]).get("torchvision:vit_b_16").name == "vit_b_16"
+    assert json.loads(cached.read_text())["version"] == version
+
+
+@pytest.mark.parametrize("tag", ["resnet18.a1_in1k", "test_vit.r160_in1k"])
+def test_a_timm_hub_repo_loads_as_a_zoo_model_identical_to_timms(hub, tmp_path, tag):
+    commit = publish(hub, tmp_path, f"timm/{tag}", tag)
+    model = zoo.load(f"hf-hub:timm/{tag}")
+    meta = model.zoo_meta
+    assert model.zoo_source.label == f"hf-hub:timm/{tag}@{commit}"
+    assert meta.imported.source == f"hf-hub:timm/{tag}@{commit}" and meta.imported.tag == tag
+    assert meta.imported.library == f"timm {timm.__version__}" and meta.recipe == {}
+    cached = hub.repos[f"timm/{tag}"].commits[commit]["model.safetensors"]
+    assert meta.imported.sha256 == hashlib.sha256(cached).hexdigest()
+    reference = timm_reference(model.zoo_source.path, tag)
+    data = resolve_data_config(model=reference)
+    assert meta.input.shape == tuple(data["input_size"]) and meta.input.preprocess.interpolation == data["interpolation"]
+    assert meta.input.preprocess.mean == tuple(data["mean"]) and len(meta.classes) == 1000
+    assert meta.classes[0] == "tench, Tinca tinca"
+    x = torch.randn(2, *data["input_size"])
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))  # max abs diff 0
+    image = photo(tmp_path / "photo.jpg")
+    ours = prepare(str(image), meta.input)[0]
+    theirs = create_transform(**data, is_training=False)(Image.open(image).convert("RGB"))
+    assert torch.equal(ours, theirs)  # the library's own resize, crop and normalize, bit for bit
+    with torch.no_grad():
+        top5 = reference(theirs[None]).softmax(-1).topk(5).indices[0].tolist()
+    [result] = zoo.predict(model, str(image), top_k=5)
+    assert [t["index"] for t in result["top"]] == top5 and result["top"][0]["label"] == meta.classes[top5[0]]
+    assert zoo.load(f"hf-hub:timm/{tag}@{commit[:12]}").zoo_source.path == model.zoo_source.path  # converted once
+
+
+def test_a_hub_repo_no_plugin_knows_is_one_line(hub, tmp_path):
+    commit = "c" * 40
+    from safetensors.torch import save
+
+    hub.repos["someone/other"] = Repo({"main": commit}, {commit: {
+        "model.safetensors": save({"w": torch.zeros(2)}), "config.json": json.dumps({"model_type": "bert"}).encode()}})
+    with pytest.raises(zoo.ZooError, match=r"hf-hub:someone/other@c{40}: its model.safetensors has no zoo "
+                                           r"metadata, and no installed plugin knows its config.json"):
+        zoo.load("hf-hub:someone/other")
+
+
+def test_predict_and_export_of_a_timm_model_from_the_hub(hub, tmp_path):
+    pytest.importorskip("onnxruntime")
+    publish(hub, tmp_path, "timm/resnet18.a1_in1k", "resnet18.a1_in1k")
+    image = photo(tmp_path / "cat.png", size=(64, 480))
+    out = run_zoo("predict", "hf-hub:timm/resnet18.a1_in1k", str(image), "--top-k", "3")
+    assert out.returncode == 0, out.stderr
+    [expected] = zoo.predict(zoo.load("hf-hub:timm/resnet18.a1_in1k"), str(image), top_k=3)
+    assert all(f"{t['label']} ({100 * t['probability']:.1f}%)" in out.stdout for t in expected["top"])
+    exported = run_zoo("export", "hf-hub:timm/resnet18.a1_in1k", "--format", "onnx", "--out", str(tmp_path / "r.onnx"))
+    assert exported.returncode == 0, exported.stderr
+    assert "parity" in exported.stdout or "max" in exported.stdout
+
+
+def test_torchvision_weights_come_in_through_zoo_import_from_a_loopback_mirror(tmp_path, monkeypatch):
+    from conftest import StaticServer
+
+    torch.manual_seed(0)
+    state = torchvision.models.get_model("resnet18").state_dict()
+    raw = tmp_path / "raw.pth"
+    torch.save(state, raw)
+    digest = hashlib.sha256(raw.read_bytes()).hexdigest()
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / f"resnet18-{digest[:8]}.pth").write_bytes(raw.read_bytes())  # torch.hub checks this hash prefix
+    mirror = StaticServer(served)
+    try:
+        out = run_zoo("import", "torchvision:resnet18.IMAGENET1K_V1", "--url", f"{mirror.url}resnet18-{digest[:8]}.pth")
+    finally:
+        mirror.close()
+    assert out.returncode == 0, out.stderr
+    assert "torchvision-resnet18-imagenet1k-v1@1" in out.stdout
+    model = zoo.load("torchvision-resnet18-imagenet1k-v1@latest")
+    meta = model.zoo_meta
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    assert meta.classes == tuple(weights.meta["categories"]) and meta.imported.tag == "IMAGENET1K_V1"
+    assert meta.input.preprocess.resize == (256,) and meta.input.preprocess.crop == (224, 224)
+    assert meta.metrics["acc@1"] == pytest.approx(weights.meta["_metrics"]["ImageNet-1K"]["acc@1"] / 100)
+    reference = torchvision.models.resnet18()
+    reference.load_state_dict(state)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference.eval()(x))
+    image = photo(tmp_path / "dog.jpg", size=(500, 333))
+    ours = prepare(str(image), meta.input)[0]
+    assert torch.equal(ours, weights.transforms()(Image.open(image).convert("RGB")))
+    bad = run_zoo("import", "torchvision:resnet18.IMAGENET9K", "--url", "http://127.0.0.1:9/x.pth")
+    assert bad.returncode == 2 and "no weights 'IMAGENET9K' for resnet18" in bad.stderr and "IMAGENET1K_V1" in bad.stderr
+
+
+def test_a_recipe_fine_tunes_a_timm_architecture_from_hub_weights(hub, tmp_path, zoo_home):
+    publish(hub, tmp_path, "timm/test_vit.r160_in1k", "test_vit.r160_in1k")
+    folder = tmp_path / "images"
+    subprocess.run([sys.executable, str(BIN.parent.parent / "examples" / "make_images.py"), str(folder),
+                    "--per-class", "6", "--size", "48"], check=True, capture_output=True, text=True)
+    recipe = yaml.safe_load((PACKAGE / "recipes" / "timm-finetune.yaml").read_text())
+    recipe["model"] = {"component": "timm:test_vit", "num_classes": 3}
+    recipe["data"]["dataset"]["root"] = str(folder)
+    recipe["train"]["init"] = "hf-hub:timm/test_vit.r160_in1k"
+    recipe["train"]["epochs"] = 1
+    from zoo.testing import tiny_build
+
+    run = tiny_build(recipe, tmp_path)
+    model = zoo.load(run / "weights.safetensors")
+    assert model.zoo_meta.init.new_head and model.zoo_meta.input.preprocess is not None
+    [result] = zoo.predict(model, str(next((folder / "val").rglob("*.png"))))
+    assert result["top"][0]["label"] in ("circle", "square", "triangle")
