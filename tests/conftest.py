@@ -23,6 +23,9 @@ REAL_HOME = Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo")
 # Before any fixture runs (module-scoped ones build before the per-test ZOO_HOME below): the whole
 # session uses a throw-away zoo home, never the user's.
 os.environ["ZOO_HOME"] = tempfile.mkdtemp(prefix="zoo-tests-home-")
+# No test reaches the real Hugging Face Hub (a recipe naming hf-hub:timm/... would try, with retries):
+# the tests that talk to a Hub use the fake one (the hub fixture), which turns this off for themselves.
+os.environ["HF_HUB_OFFLINE"] = "1"
 # The bridges' lists of timm's and torchvision's architectures (made once per library version, ~10 s):
 # one folder for every test's zoo home, every worker and every run of the suite.
 os.environ.setdefault("ZOO_CACHE", str(Path(tempfile.gettempdir()) / f"zoo-tests-cache-{os.getuid()}"))

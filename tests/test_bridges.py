@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import BIN, run_zoo
+from conftest import run_zoo
 from fakehub import Repo
 
 import zoo
@@ -201,11 +201,13 @@ def test_torchvision_weights_come_in_through_zoo_import_from_a_loopback_mirror(t
 def test_a_recipe_fine_tunes_a_timm_architecture_from_hub_weights(hub, tmp_path, zoo_home):
     publish(hub, tmp_path, "timm/test_vit.r160_in1k", "test_vit.r160_in1k")
     folder = tmp_path / "images"
-    subprocess.run([sys.executable, str(BIN.parent.parent / "examples" / "make_images.py"), str(folder),
-                    "--per-class", "6", "--size", "48"], check=True, capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-m", "zoo_datasets.shapes", str(folder), "--per-class", "8", "--size", "48"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0 and "24 images" in made.stdout, made.stderr
     recipe = yaml.safe_load((PACKAGE / "recipes" / "timm-finetune.yaml").read_text())
     recipe["model"] = {"component": "timm:test_vit", "num_classes": 3}
-    recipe["data"]["dataset"]["root"] = str(folder)
+    recipe["data"]["dataset"].update(root=str(folder), crop=32, resize=36)
+    recipe["data"]["workers"] = 0
     recipe["train"]["init"] = "hf-hub:timm/test_vit.r160_in1k"
     recipe["train"]["epochs"] = 1
     from zoo.testing import tiny_build
@@ -215,3 +217,114 @@ def test_a_recipe_fine_tunes_a_timm_architecture_from_hub_weights(hub, tmp_path,
     assert model.zoo_meta.init.new_head and model.zoo_meta.input.preprocess is not None
     [result] = zoo.predict(model, str(next((folder / "val").rglob("*.png"))))
     assert result["top"][0]["label"] in ("circle", "square", "triangle")
+
+
+def test_check_of_the_shipped_fine_tune_recipe_lists_timms_layers(hub, tmp_path):
+    publish(hub, tmp_path, "timm/resnet18.a1_in1k", "resnet18.a1_in1k")
+    made = subprocess.run([sys.executable, "-m", "zoo_datasets.shapes", str(tmp_path / "shapes"), "--per-class", "7",
+                           "--size", "40"], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    out = run_zoo("check", "timm-finetune", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "layer1.0.conv1" in out.stdout or "Conv2d" in out.stdout, out.stdout
+    assert "11,178,051" in out.stdout  # resnet18 with a 3-class head
+    assert "init: loaded" in out.stdout and "new head" in out.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((PACKAGE / "recipes" / "timm-finetune.yaml").read_text().replace("timm:resnet18", "timm:resnet19"))
+    refused = run_zoo("check", str(bad), cwd=tmp_path)
+    assert refused.returncode == 2 and "bad.yaml:12:3: model.component" in refused.stderr
+    assert "Did you mean 'timm:resnet18'" in refused.stderr and "zoo list 'timm:*'" in refused.stderr
+
+
+def test_serve_answers_a_timm_model_on_photos_of_any_size_and_batches(hub, tmp_path):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from test_serve import _sample, serving
+
+    publish(hub, tmp_path, "timm/test_vit.r160_in1k", "test_vit.r160_in1k")
+    model = zoo.load("hf-hub:timm/test_vit.r160_in1k")
+    photos = [photo(tmp_path / f"p{i}.jpg", size=(120 + 40 * i, 90 + 30 * i), seed=i) for i in range(4)]
+    expected = zoo.predict(model, [str(p) for p in photos], top_k=3)
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((160, 160))) for p in photos[:2]])
+    with serving("hf-hub:timm/test_vit.r160_in1k", batch_timeout_ms=200, max_batch_size=16) as url, \
+            httpx.Client(base_url=url, timeout=60) as http:
+        name = http.get("/v1/models").json()[0]["name"]
+        assert name == "test-vit-r160-in1k"
+        for path, want in zip(photos, expected):
+            [got] = http.post(f"/v1/models/{name}/predict?top_k=3", files={"file": (path.name, path.read_bytes())}).json()
+            assert [t["index"] for t in got["top"]] == [t["index"] for t in want["top"]]
+            assert got["top"][0]["probability"] == pytest.approx(want["top"][0]["probability"], abs=1e-6)
+        as_json = http.post(f"/v1/models/{name}/predict", json={"inputs": pixels.transpose(0, 3, 1, 2).tolist(),
+                                                                "top_k": 3}).json()
+        direct = zoo.predict(model, [torch.from_numpy(p.transpose(2, 0, 1).copy()) for p in pixels], top_k=3)
+        assert [[t["index"] for t in r["top"]] for r in as_json] == [[t["index"] for t in r["top"]] for r in direct]
+
+        def one(i):
+            return http.post(f"/v1/models/{name}/predict", files={"file": ("p.jpg", photos[i % 4].read_bytes())})
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(r.status_code == 200 for r in pool.map(one, range(8)))
+        metrics = http.get("/metrics").text
+    assert _sample(metrics, f'zoo_batch_size_sum{{model="{name}"}}') >= 8 + 4
+    assert _sample(metrics, f'zoo_batch_size_count{{model="{name}"}}') < 8 + 4 + 1  # some requests shared a pass
+
+
+VIT_RECIPE = {
+    "name": "shapes-vit",
+    "model": {"component": "timm:test_vit", "img_size": 32, "num_classes": 3},
+    "data": {"dataset": {"component": "image-folder", "root": "ROOT", "channels": 3, "crop": 32, "resize": 36,
+                         "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+             "train_split": "train", "eval_split": "val", "batch_size": 8,
+             "transform": [{"component": "random-resized-crop", "scale": [0.5, 1.0]}, "horizontal-flip"],
+             "eval_transform": []},
+    "train": {"epochs": 2, "optimizer": {"component": "adamw", "lr": 1.0e-3}, "loss": "cross-entropy", "threads": 1},
+    "metrics": ["accuracy"],
+}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
+    made = subprocess.run([sys.executable, "-m", "zoo_datasets.shapes", str(folder), "--per-class", "12", "--size", "40"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    return folder
+
+
+def test_fsdp_shards_a_timm_vit_over_two_processes_like_ddp(shapes, tmp_path):
+    recipe = tmp_path / "vit.yaml"
+    recipe.write_text(yaml.safe_dump({**VIT_RECIPE, "data": {**VIT_RECIPE["data"], "dataset": {
+        **VIT_RECIPE["data"]["dataset"], "root": str(shapes)}}}))
+    runs = {}
+    for strategy in ("ddp", "fsdp"):
+        out = run_zoo("build", str(recipe), "--out", str(tmp_path / strategy), "--nproc", "2",
+                      f"--set=train.strategy={strategy}", "-p", "no:progress")
+        assert out.returncode == 0, out.stderr
+        runs[strategy] = out
+    assert "on each of 2 processes (gloo, fsdp)" in runs["fsdp"].stdout
+    assert "weights gathered from 2 shards onto rank 0" in runs["fsdp"].stdout
+    losses = [[json.loads(line)["train_loss"] for line in (tmp_path / s / "metrics.jsonl").read_text().splitlines()]
+              for s in ("ddp", "fsdp")]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)  # the same steps, sharded (float sums reorder)
+    model = zoo.load(tmp_path / "fsdp" / "weights.safetensors")
+    assert model.zoo_meta.model["component"] == "timm:test_vit" and model.zoo_meta.input.preprocess.crop == (32, 32)
+    [result] = zoo.predict(model, str(next((shapes / "test").rglob("*.png"))))
+    assert result["top"][0]["label"] in ("circle", "square", "triangle")
+
+
+def test_search_tunes_a_timm_fine_tunes_learning_rate(shapes, tmp_path, zoo_home):
+    pytest.importorskip("optuna")
+    recipe = {**VIT_RECIPE, "data": {**VIT_RECIPE["data"], "dataset": {**VIT_RECIPE["data"]["dataset"],
+                                                                        "root": str(shapes)}},
+              "train": {**VIT_RECIPE["train"], "epochs": 1},
+              "search": {"trials": 2, "metric": "val_accuracy", "space": {"train.optimizer.lr": {"log": [1.0e-4, 1.0e-2]}}}}
+    found = zoo.search(recipe, out=tmp_path / "search", log=lambda line: None)
+    assert 1e-4 <= found.best_params["train.optimizer.lr"] <= 1e-2 and found.metric == "val_accuracy"
+    import optuna
+
+    study = optuna.load_study(study_name="shapes-vit", storage=f"sqlite:///{found.folder / 'study.db'}")
+    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 2
+    assert len({t.params["train.optimizer.lr"] for t in study.trials}) == 2
+    assert zoo.load(found.best.weights).zoo_meta.model["component"] == "timm:test_vit"

@@ -20,7 +20,8 @@ BUILTIN = {
     "loss": ["cross-entropy", "mse"],
     "metric": ["accuracy", "top-k-accuracy", "macro-f1", "micro-f1", "confusion-matrix", "mse", "mae"],
     "callback": ["early-stopping", "best-checkpoint", "csv-logger", "tensorboard", "lr-monitor"],
-    "transform": ["normalize", "random-shift", "horizontal-flip", "random-erasing", "token-dropout"],
+    "transform": ["normalize", "random-shift", "horizontal-flip", "random-erasing", "token-dropout",
+                  "random-resized-crop"],
     "exporter": ["onnx", "torch-export", "torchscript"],
     "strategy": ["ddp", "fsdp"],
 }
@@ -146,7 +147,7 @@ def test_strict_mode_makes_a_name_clash_fatal():
 
 
 def test_disabled_plugins_are_skipped(monkeypatch):
-    monkeypatch.setenv("ZOO_PLUGINS_DISABLE", "models, training")
+    monkeypatch.setenv("ZOO_PLUGINS_DISABLE", "models, training, timm, torchvision")
     registry = zoo.Registry.from_environment()
     status = {p.name: p.status for p in registry.plugins}
     assert {k: status[k] for k in ("layers", "models", "datasets", "training")} == {

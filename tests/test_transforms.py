@@ -2,6 +2,7 @@
 mid-epoch resume, a third-party transform used through the CLI, and located errors."""
 
 import json
+import math
 import re
 import subprocess
 
@@ -92,11 +93,35 @@ def test_token_dropout_masks_real_tokens_only():
     assert 0.22 < masked.float().mean().item() < 0.28
 
 
-@pytest.mark.parametrize("name", ["random-shift", "horizontal-flip", "random-erasing", "token-dropout"])
+@pytest.mark.parametrize("name", ["random-shift", "horizontal-flip", "random-erasing", "token-dropout",
+                                  "random-resized-crop"])
 def test_augmentations_leave_evaluation_batches_unchanged(name):
     x = torch.randint(1, 9, (16, 1, 8, 8)) if name == "token-dropout" else images(16)
     out, _ = make(name)(x, torch.zeros(16), None)
     assert torch.equal(out, x)
+
+
+def test_random_resized_crop_cuts_and_resizes_each_image_as_torchvision_does():
+    tv = pytest.importorskip("torchvision")
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32) / 6144
+    generator = torch.Generator().manual_seed(3)
+    out, _ = make("random-resized-crop", scale=(0.25, 0.5))(x, torch.zeros(2), generator)
+    assert out.shape == x.shape and not torch.equal(out, x)
+    replay = torch.Generator().manual_seed(3)  # the same boxes, cut by torchvision's own functional
+    for one, got in zip(x, out):
+        for _ in range(10):
+            u = torch.rand(4, generator=replay).tolist()
+            area = 1024 * (0.25 + 0.25 * u[0])
+            aspect = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[1])
+            w, h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < w <= 32 and 0 < h <= 32:
+                break
+        top, left = int(u[2] * (32 - h + 1)), int(u[3] * (32 - w + 1))
+        assert 0.2 * 1024 <= h * w <= 0.55 * 1024  # the area share asked for, give or take the rounding
+        expected = tv.transforms.v2.functional.resized_crop(one, top, left, h, w, [32, 32], antialias=True)
+        assert torch.equal(got, expected)
+    with pytest.raises(zoo.ZooError, match="scale must be 0 < low <= high <= 1"):
+        make("random-resized-crop", scale=(0.5, 0.2))
 
 
 def test_the_batch_generator_is_a_function_of_seed_epoch_step_and_rank():

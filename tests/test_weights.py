@@ -71,7 +71,7 @@ def test_a_file_of_metadata_version_1_reads_through_its_migration():
     old = ROOT / "docs" / "examples" / "zoo-plugin-example" / "zoo_example" / "pretrained" / "two-spirals-glu.safetensors"
     assert "version" not in raw_meta(old) and raw_meta(old)["versions"]["plugins"]["example"] == "zoo-plugin-example 0.2.0"
     meta = read_meta(old)
-    assert (meta.version, meta.recipe_version) == (3, 1)
+    assert (meta.version, meta.recipe_version) == (4, 1)
     assert meta.versions.plugins["example"].dist == "zoo-plugin-example" and meta.versions.plugins["example"].version == "0.2.0"
 
 

@@ -22,5 +22,6 @@ def register_transforms(register):
     register("normalize", "zoo_datasets.transforms:normalize")
     register("random-shift", "zoo_datasets.transforms:random_shift")
     register("horizontal-flip", "zoo_datasets.transforms:horizontal_flip")
+    register("random-resized-crop", "zoo_datasets.transforms:random_resized_crop")
     register("random-erasing", "zoo_datasets.transforms:random_erasing")
     register("token-dropout", "zoo_datasets.transforms:token_dropout")

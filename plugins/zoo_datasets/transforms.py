@@ -134,3 +134,38 @@ def _probability(p: float) -> None:
 def _spatial(x: Tensor) -> None:
     if x.dim() < 3:
         raise ZooError(f"expects images (N, ..., height, width), got inputs of shape {tuple(x.shape)}")
+
+
+def random_resized_crop(scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Transform:
+    """Cut a random part of each image (``scale``: its share of the area, ``ratio``: its aspect) and
+    resize it back to the image's size, as torchvision's RandomResizedCrop chooses the box (up to ten
+    tries, else the centre), with torchvision.transforms.v2's resized_crop (bilinear, antialiased).
+
+    The training augmentation of timm's and torchvision's ImageNet recipes."""
+    if not (0 < scale[0] <= scale[1] <= 1) or not (0 < ratio[0] <= ratio[1]):
+        raise ZooError(f"scale must be 0 < low <= high <= 1 and ratio 0 < low <= high, got {scale} and {ratio}")
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+
+    def box(h: int, w: int, generator: torch.Generator) -> tuple[int, int, int, int]:
+        area = h * w
+        for _ in range(10):
+            u = torch.rand(4, generator=generator, device=generator.device).tolist()
+            target = area * (scale[0] + (scale[1] - scale[0]) * u[0])
+            aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u[1])
+            cw, ch = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+            if 0 < cw <= w and 0 < ch <= h:
+                return int(u[2] * (h - ch + 1)), int(u[3] * (w - cw + 1)), ch, cw
+        side = min(h, w)
+        return (h - side) // 2, (w - side) // 2, side, side
+
+    def apply(x: Tensor, y: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        if generator is None:
+            return x, y
+        _spatial(x)
+        from torchvision.transforms.v2 import functional as TF
+
+        h, w = x.shape[-2:]
+        return torch.stack([TF.resized_crop(one, *box(h, w, generator), [h, w], antialias=True) for one in x]), y
+
+    return apply

@@ -51,7 +51,7 @@ def describe() -> Iterator[Architecture]:
             pretrained = tags.get(name, {})
             summary = (f"timm's {name}: {model_cls.__name__} of {model_cls.__module__}"
                        + (f"; {len(pretrained)} pretrained ({', '.join(sorted(pretrained)[:2])}"
-                          f"{', ...' if len(pretrained) > 2 else ''})" if pretrained else ""))
+                          f"{', ...' if len(pretrained) > 2 else ''})" if pretrained else "") + ".")
             yield Architecture(name, summary, params_of(model_cls, given, skip=BUILDER),
                                tuple(cfg.input_size) if cfg is not None else (), pretrained)
     finally:

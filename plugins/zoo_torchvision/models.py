@@ -22,7 +22,7 @@ def describe() -> Iterator[Architecture]:
         first = next(iter(weights))
         crop = first.transforms().crop_size[0]
         summary = (f"torchvision's {name}: {model_cls.__name__}; weights "
-                   f"{', '.join(w.name for w in weights)} (zoo import torchvision:{name}.{first.name})")
+                   f"{', '.join(w.name for w in weights)} (zoo import torchvision:{name}.{first.name}).")
         yield Architecture(name, summary, params_of(model_cls), (3, crop, crop),
                            {f"{name}.{w.name}": f"torchvision:{name}.{w.name}" for w in weights})
 

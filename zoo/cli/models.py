@@ -76,7 +76,7 @@ def register_commands(register):
 
 
 def _import_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="LIBRARY:ARCHITECTURE.WEIGHTS, like torchvision:resnet18.IMAGENET1K_V1")
+    p.add_argument("name", metavar="LIBRARY:ARCHITECTURE.WEIGHTS", help="like torchvision:resnet18.IMAGENET1K_V1")
     p.add_argument("--url", help="fetch the file from this mirror instead of the library's own address (its name "
                                  "keeps the library's hash prefix, which is checked)")
 

@@ -25,7 +25,7 @@ from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes, home
 from zoo.typed import simple
 
-FORMAT = 1  # of the cache files; another format is made afresh
+FORMAT = 2  # of the cache files; another format is made afresh
 NAME = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")  # a library's names: snake_case as timm and torchvision write them
 TYPES: dict[str, object] = {"int": int, "float": float, "bool": bool, "str": str,
                             "ints": tuple[int, ...], "floats": tuple[float, ...]}
@@ -101,7 +101,7 @@ def _read(path: Path, mtime_ns: int, size: int) -> list[Architecture] | None:
         return None
     try:
         data = json.loads(path.read_bytes())
-        assert data["format"] == FORMAT
+        assert data["format"] == FORMAT and data["library"] in path.name
         return [Architecture(a["name"], str(a["summary"]), tuple(map(tuple, a["params"])), tuple(a["input"]),
                              a["pretrained"]) for a in data["architectures"] if is_library_name(a["name"])]
     except (OSError, ValueError, KeyError, TypeError, AssertionError):

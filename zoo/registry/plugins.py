@@ -257,14 +257,13 @@ class Registry:
         if bare != name and any(n == bare for _, n in self._components):
             return f"no plugin '{name.rpartition(':')[0]}' provides {what} '{bare}'; see 'zoo list {bare}'"
         plugin = name.rpartition(":")[0]
-        if plugin and any(c.plugin.name == plugin for group in self._components.values() for c in group):
-            names = sorted(c.qualified_name for (k, _), group in self._components.items() for c in group
-                           if kind in (None, k) and c.plugin.name == plugin)
-            hint = did_you_mean(name, names, n=3)
+        own = sorted(c.qualified_name for (k, _), group in self._components.items() for c in group
+                     if kind in (None, k) and c.plugin.name == plugin) if plugin else []
+        if own:  # timm:resnet19: among that plugin's names
+            hint, listing = did_you_mean(name, own, n=3), f"zoo list '{plugin}:*'"
         else:
             names = sorted({n for k, n in self._components if kind in (None, k)})
-            hint = did_you_mean(bare, names, n=3)
-        listing = f"zoo list --kind {kind}" if kind else "zoo list"
+            hint, listing = did_you_mean(bare, names, n=3), f"zoo list --kind {kind}" if kind else "zoo list"
         return f"unknown {what} '{clip(name)}'.{hint} Run '{listing}' to see them all."
 
     def _check_kind(self, kind: str) -> None:

@@ -22,8 +22,10 @@ def title(component: Component, shared: set[str]) -> str:
 
 
 def render(registry: Registry) -> str:
-    """Markdown for every component of ``registry``, grouped by kind, in name order."""
-    found = registry.components()
+    """Markdown for every component of ``registry``, grouped by kind, in name order; a bridged
+    library's architectures are named, not listed."""
+    everything = registry.components()
+    found = [c for c in everything if not c.library]
     kinds_of: dict[str, set[str]] = {}
     for c in found:
         kinds_of.setdefault(c.name, set()).add(c.kind)
@@ -32,6 +34,11 @@ def render(registry: Registry) -> str:
     plugins = sorted({c.plugin for c in found}, key=lambda p: p.name)
     parts.append("Plugins: " + ", ".join(f"`{p.name}` ({p.dist} {p.version}, module `{p.module}`)" for p in plugins)
                  + ".\n")
+    bridged = sorted({(c.plugin.name, c.library) for c in everything if c.library})
+    if bridged:
+        parts.append("Another library's architectures, by the thousand, are not listed here: " + "; ".join(
+            f"plugin `{plugin}` registers {library}'s as `{plugin}:NAME` models (`zoo list '{plugin}:*'`, "
+            f"`zoo info {plugin}:NAME`)" for plugin, library in bridged) + " ([timm-torchvision.md](timm-torchvision.md)).\n")
     for kind in KINDS:
         members = [c for c in found if c.kind == kind]
         if not members:

@@ -1,6 +1,6 @@
 """``zoo export``: a model in any registered export format (``zoo list --kind exporter``: ONNX, a
 ``torch.export`` program, TorchScript, or a plugin's), with a dynamic batch dimension, its recipe's
-evaluation transforms built in, a JSON file of facts beside it (input spec, labels, source sha256),
+evaluation transforms (and an imported model's normalization) built in, a JSON file of facts beside it (input spec, labels, source sha256),
 and a parity check against the PyTorch model that must pass before the file is written."""
 
 from __future__ import annotations
@@ -40,13 +40,19 @@ class Exported:
 
 
 class WithTransforms(nn.Module):
-    """The model behind its evaluation transforms (normalize ...): what it takes is the input spec."""
+    """The model behind its input spec's normalization (an imported model's mean and std) and its
+    evaluation transforms: it takes what the input spec says, pixels in [0, 1] for an image."""
 
-    def __init__(self, model: nn.Module, transform: Pipeline | None):
+    def __init__(self, model: nn.Module, transform: Pipeline | None, spec: InputSpec):
         super().__init__()
         self.model, self.transform = model, transform
+        p = spec.preprocess
+        self.mean = None if p is None else torch.tensor(p.mean, dtype=torch.float32).reshape(-1, 1, 1)
+        self.std = None if p is None else torch.tensor(p.std, dtype=torch.float32).reshape(-1, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.mean is not None:  # as torchvision's Normalize: subtract, then divide
+            x = (x - self.mean) / self.std
         if self.transform is not None:
             x, _ = self.transform(x, x.new_zeros(x.shape[0]), None)
         return self.model(x)
@@ -79,7 +85,7 @@ def export(model: nn.Module, name: str, registry: Registry, out: Path | None = N
     out = Path(out) if out else Path(f"{meta.name}{exporter.suffix}")  # a name the metadata check passed
     if out.is_dir():
         raise ZooError(f"--out {out} is a folder; give the file to write")
-    wrapped = WithTransforms(model.float().cpu().eval(), known.transform)
+    wrapped = WithTransforms(model.float().cpu().eval(), known.transform, known.spec)
     with atomic_path(out) as tmp, _quiet():
         try:
             exporter.write(wrapped, samples(known.spec, 2), tmp)
