@@ -17,6 +17,8 @@ from conftest import ROOT
         ("precision.py", ["--epochs", "2", "--repeat", "1"],
          r"bf16/fp32 seconds per epoch: mnist-mlp \d+\.\d\d, transformer-encoder-reverse \d+\.\d\d"),
         ("scale.py", ["--small", "20", "--large", "200", "--repeat", "1"], r"list_s@200: \d+\.\d\d  200/20: \d+\.\d\d"),
+        ("real_models.py", ["--repeat", "1", "--size", "32", "--images", "20", "--vit", "vit_tiny_patch16_224"],
+         r"real_models: list \d+\.\d\ds, parity 5/5, finetune zoo/timm \d+\.\d\d, load/floor \d+\.\d\d"),
     ],
 )
 def test_benchmark_runs_and_prints_its_last_line(script, args, last_line):

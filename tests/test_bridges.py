@@ -328,3 +328,18 @@ def test_search_tunes_a_timm_fine_tunes_learning_rate(shapes, tmp_path, zoo_home
     assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 2
     assert len({t.params["train.optimizer.lr"] for t in study.trials}) == 2
     assert zoo.load(found.best.weights).zoo_meta.model["component"] == "timm:test_vit"
+
+
+def test_a_librarys_pretrained_tags_are_names_that_load(hub, tmp_path):
+    tags = zoo.list_models("timm:resnet18.*", pretrained=True)
+    assert "timm:resnet18.a1_in1k" in tags and "mnist-mlp" not in tags
+    assert "torchvision:resnet18.IMAGENET1K_V1" in zoo.list_models("*resnet18.IMAGENET*", pretrained=True)
+    listed = run_zoo("list", "--pretrained", "timm:resnet18.a*").stdout
+    assert "hf-hub:timm/resnet18.a1_in1k" in listed and "mnist-mlp" not in listed
+    assert "pretrained weights of plugin timm" in run_zoo("list", "--pretrained").stdout
+    commit = publish(hub, tmp_path, "timm/resnet18.a1_in1k", "resnet18.a1_in1k")
+    model = zoo.load("timm:resnet18.a1_in1k")  # nothing was downloaded until now
+    assert model.zoo_source.label == f"hf-hub:timm/resnet18.a1_in1k@{commit}"
+    with pytest.raises(zoo.ZooError, match=r"'torchvision:resnet18.IMAGENET1K_V1' is torchvision's: bring it in once "
+                                           r"with 'zoo import torchvision:resnet18.IMAGENET1K_V1'"):
+        zoo.load("torchvision:resnet18.IMAGENET1K_V1")

@@ -52,8 +52,9 @@ def predict(model, inputs, *, top_k: int = 5, registry: Registry | None = None) 
 def list_models(pattern: str | None = None, *, pretrained: bool = False, kind: str = "model",
                 registry: Registry | None = None) -> list[str]:
     """Names, as timm's ``list_models``: the registered models (or components of ``kind``) matching the
-    fnmatch ``pattern``; with ``pretrained``, the catalogs' published models, which ``zoo.load`` and
-    ``create_model(name, pretrained=True)`` take."""
+    fnmatch ``pattern``; with ``pretrained``, the catalogs' published models and the bridged libraries'
+    pretrained tags (``timm:resnet18.a1_in1k``), which ``zoo.load`` and ``create_model(name,
+    pretrained=True)`` take."""
     from zoo.use.pretrained import list_models as names
 
     return names(registry or default_registry(), pattern, pretrained=pretrained, kind=kind)

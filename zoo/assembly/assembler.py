@@ -184,13 +184,22 @@ def node_kinds(hint: object) -> tuple[str, ...] | None:
 
 class NoInit(TorchFunctionMode):
     """A context in which modules are built without their random initialisation, for weights that
-    follow (a weights file, a checkpoint): ``torch.nn.init`` and the in-place random fills are skipped."""
+    follow (a weights file, a checkpoint): ``torch.nn.init``, the in-place random fills and any other
+    in-place change of a parameter (a library's own initialisers: timm's ``trunc_normal_`` is
+    ``uniform_``, then ``erfinv_``, ``mul_`` ...) are skipped."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if getattr(func, "__module__", None) == "torch.nn.init" or func in _RANDOM_FILLS:
+        if getattr(func, "__module__", None) == "torch.nn.init" or func in _RANDOM_FILLS or (
+                args and isinstance(args[0], nn.Parameter) and _changes_values(getattr(func, "__name__", ""))):
             return args[0] if args else kwargs["tensor"]
         return func(*args, **kwargs)
+
+
+def _changes_values(name: str) -> bool:
+    """Whether a tensor method of this name changes the tensor's values in place (``erfinv_``, not
+    ``__bool__`` or ``requires_grad_``)."""
+    return name.endswith("_") and not name.startswith("__") and name not in ("requires_grad_", "share_memory_")
 
 
 class Bounded(TorchFunctionMode):

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoo.errors import ZooError
 from zoo.names import is_name
 from zoo.registry.hookspecs import KINDS, hookimpl
-from zoo.registry.library import library_version
+from zoo.registry.library import library_version, pretrained_tags
 from zoo.registry.plugins import clash_message
 from zoo.text import did_you_mean, plural, table
 
@@ -68,7 +68,16 @@ def list_(args: argparse.Namespace) -> int:
         found = [(key, e) for key, e in catalog.entries(registry).items() if _matches(key, pattern)]
         rows = [(key, e.plugin, " ".join(str(m) for m in e.metrics), f"{e.params:,}", "shipped" if e.file else "url",
                  e.summary) for key, e in found]
+        tags = pretrained_tags(registry, pattern)
+        if pattern:  # a library's tags, by the thousand, when asked for
+            rows += [(key, key.partition(":")[0], "", "", source, f"{library}'s pretrained {key.partition(':')[2]}")
+                     for key, (source, library) in sorted(tags.items())]
         print(table(("NAME", "PLUGIN", "SCORE", "PARAMS", "WEIGHTS", "SUMMARY"), rows))
+        counts: dict[str, int] = {}
+        for key, (_, library) in tags.items() if not pattern else ():
+            counts[key.partition(":")[0]] = counts.get(key.partition(":")[0], 0) + 1
+        for plugin, count in counts.items():
+            print(f"\n{count:,} pretrained weights of plugin {plugin}: zoo list --pretrained '{plugin}:*' lists them")
         return 0
     if args.recipes:
         found = [(key, r) for key, r in catalog.recipe_entries(registry).items() if _matches(key, pattern)]

@@ -5,6 +5,7 @@ them imports neither the library nor torch. Their names are the library's own (`
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import importlib
 import inspect
@@ -196,3 +197,27 @@ class LibraryModel:
 
 def _tuples(value: object) -> object:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def pretrained_tags(registry: object, pattern: str | None = None) -> dict[str, tuple[str, str]]:
+    """The pretrained weights the bridged libraries list, as ``plugin:tag`` -> (where they are: an
+    ``hf-hub:`` name or a ``zoo import`` name, the library), matching the fnmatch ``pattern``."""
+    found = {}
+    for component in registry.components("model"):
+        if component.library:
+            for tag, source in (component.factory.architecture.pretrained or {}).items():
+                key = f"{component.plugin.name}:{tag}"
+                if pattern is None or fnmatch.fnmatchcase(key, pattern) or fnmatch.fnmatchcase(tag, pattern):
+                    found[key] = (source, component.library)
+    return found
+
+
+def pretrained_source(registry: object, name: str) -> str | None:
+    """Where the weights a library's tag names are (``timm:resnet18.a1_in1k`` -> ``hf-hub:timm/...``),
+    or None when ``name`` is no such tag; a bare tag works when one library has it."""
+    if "." not in name or "/" in name:
+        return None
+    plugin, _, tag = name.rpartition(":")
+    matches = [source for key, (source, _) in pretrained_tags(registry, f"*:{tag}").items()
+               if not plugin or key.startswith(f"{plugin}:")]
+    return matches[0] if len(matches) == 1 else None

@@ -13,16 +13,17 @@ from zoo.errors import ZooError
 from zoo.recipe import catalog
 from zoo.recipe.nodes import model_node
 from zoo.registry import Registry
+from zoo.registry.library import pretrained_tags
 from zoo.weights.load import assembler, load
 
 
 def list_models(registry: Registry, pattern: str | None = None, *, pretrained: bool = False,
                 kind: str = "model") -> list[str]:
     """The names of the registered components of ``kind`` (default: models), or with ``pretrained``
-    of the catalogs' published models, matching the fnmatch ``pattern`` when given, sorted."""
+    of the catalogs' published models and the bridged libraries' pretrained tags, matching the fnmatch ``pattern`` when given, sorted."""
     if pretrained:
-        names = sorted(catalog.entries(registry))
-        return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+        names = [n for n in catalog.entries(registry) if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+        return sorted([*names, *pretrained_tags(registry, pattern)])
     return sorted({c.name for c in registry.components(kind, pattern)})
 
 

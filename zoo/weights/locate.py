@@ -7,6 +7,8 @@ weights a name means"):
 - ``hf-hub:ORG/REPO[@REVISION]`` is the ``model.safetensors`` of a repo on the Hugging Face Hub
   (:mod:`zoo.weights.hub`), downloaded into the Hugging Face cache; a repo in another library's
   format (timm's) is converted into a zoo file once, by its bridge (:mod:`zoo.weights.imported`);
+- ``plugin:TAG`` is the pretrained weights a bridged library lists (``timm:resnet18.a1_in1k``: the
+  ``hf-hub:`` repo timm names);
 - a path (it has a ``/`` or ends in ``.safetensors``) is that file; a folder is the weights it holds:
   ``model.safetensors`` (a repo ``zoo push`` wrote, as a Hugging Face user loads a local repo) or
   ``weights.safetensors`` (a run folder).
@@ -26,6 +28,7 @@ from zoo.files import SUFFIX, download, file_sha256, home, stream_sha256
 from zoo.names import check
 from zoo.recipe import catalog
 from zoo.registry import Registry
+from zoo.registry.library import pretrained_source
 from zoo.text import did_you_mean
 from zoo.weights import hub, store
 
@@ -79,6 +82,12 @@ def locate(name_or_path: str | Path, registry: Registry, version: str | int | No
         if not path.is_file():
             raise ZooError(f"no weights file at {path}")
         return Located(path, "file", text)
+    source = pretrained_source(registry, text)  # a library's pretrained tag: timm:resnet18.a1_in1k
+    if source is not None and version is None:
+        if hub.is_hub(source):
+            return locate(source, registry)
+        raise ZooError(f"'{text}' is {source.partition(':')[0]}'s: bring it in once with 'zoo import {source}', "
+                       "then load the store's name it prints")
     name, tagged = store.split(text)
     if tagged is not None and version is not None:
         raise ZooError(f"'{text}' names a version and version={version!r} another: give one")

@@ -1,0 +1,82 @@
+"""Every option (and positional argument) of every zoo command, given empty, huge, NaN, infinite,
+negative and out-of-range values: the answer is a result or one line naming the input, exit status
+0 or 2, never an internal error or a traceback. Commands run in this process, against a tiny recipe,
+the shipped mnist-mlp and a scratch zoo home; one that would keep running (a server) is a failure."""
+
+import argparse
+import threading
+
+import pytest
+from conftest import SMALL_MLP, run_zoo, write_recipe
+
+import zoo
+from zoo.cli import parser
+
+VALUES = ["", "nan", "inf", "-1", "1e309", "x" * 300]
+RUNS_AT_MOST = 60  # seconds one command may take before it counts as having started something that stays up
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    top = parser(zoo.default_registry())
+    return next(a for a in top._subparsers._group_actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("fuzz")
+    recipe = write_recipe(folder, SMALL_MLP, epochs=1, batch=32)
+    search = folder / "search.yaml"
+    search.write_text(recipe.read_text().replace("name: small-mlp", "name: small-search")
+                      + "search:\n  trials: 1\n  space:\n    train.optimizer.lr: {log: [1.0e-4, 1.0e-2]}\n")
+    return {"recipe": str(recipe), "search": str(search), "folder": str(folder)}
+
+
+def base(command: str, places: dict) -> list[str]:
+    """Valid positional arguments for ``command``, so that its options are what is wrong."""
+    model, recipe = "mnist-mlp", places["recipe"]
+    return {"info": ["mnist-mlp"], "builds": ["mnist-mlp"], "prune": ["mnist-mlp", "--dry-run"], "verify": [model],
+            "predict": [model, "[1, 2, 3]"], "export": [model], "card": [model], "push": [model, places["folder"] + "/pushed"],
+            "reproduce": [model], "import": ["torchvision:resnet18.IMAGENET1K_V1"], "inspect": [model],
+            "check": [recipe], "build": [recipe], "search": [places["search"]], "plot": [places["folder"]],
+            "serve": [model], "help": ["build"]}.get(command, [])
+
+
+def cases(places: dict):
+    for name, sub in commands().items():
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction, argparse._VersionAction)):
+                continue
+            for value in VALUES:
+                if action.option_strings:
+                    yield name, [*base(name, places), action.option_strings[-1], value]
+                else:  # a positional: the others valid
+                    args = base(name, places)
+                    position = [a for a in sub._actions if not a.option_strings and
+                                not isinstance(a, argparse._HelpAction)].index(action)
+                    if position < len(args):
+                        args = [*args[:position], value, *args[position + 1:]]
+                        yield name, args
+
+
+def test_every_option_of_every_command_answers_in_one_line(places, tmp_path, zoo_home, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZOO_SERVE_API_KEY", "")
+    failures = []
+    for name, args in cases(places):
+        outcome = {}
+
+        def call():
+            outcome["result"] = run_zoo(name, *args)
+
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(RUNS_AT_MOST)
+        if worker.is_alive():
+            failures.append(f"zoo {name} {args!r}: still running after {RUNS_AT_MOST} s (the value was accepted)")
+            break
+        result = outcome["result"]
+        said = result.stderr.strip()
+        if result.returncode not in (0, 2) or "internal error" in said or "Traceback" in said or (
+                result.returncode == 2 and "\n" in said.split("zoo: error:")[-1].strip()):
+            failures.append(f"zoo {name} {' '.join(map(repr, args))}: exit {result.returncode}: {said[-300:]}")
+    assert not failures, "\n".join(failures)
