@@ -38,7 +38,8 @@ def base(command: str, places: dict) -> list[str]:
             "predict": [model, "[1, 2, 3]"], "export": [model], "card": [model], "push": [model, places["folder"] + "/pushed"],
             "reproduce": [model], "import": ["torchvision:resnet18.IMAGENET1K_V1"], "inspect": [model],
             "check": [recipe], "build": [recipe], "search": [places["search"]], "plot": [places["folder"]],
-            "serve": [model], "help": ["build"]}.get(command, [])
+            "serve": [model, "--host", "192.0.2.1"],  # an address of no machine here: it cannot start serving
+            "help": ["build"]}.get(command, [])
 
 
 def cases(places: dict):
@@ -72,11 +73,38 @@ def test_every_option_of_every_command_answers_in_one_line(places, tmp_path, zoo
         worker.start()
         worker.join(RUNS_AT_MOST)
         if worker.is_alive():
-            failures.append(f"zoo {name} {args!r}: still running after {RUNS_AT_MOST} s (the value was accepted)")
+            failures.append(f"zoo {name} {_short(args)}: still running after {RUNS_AT_MOST} s (the value was accepted)")
             break
         result = outcome["result"]
         said = result.stderr.strip()
+        errors = [line for line in said.splitlines() if "error:" in line]
         if result.returncode not in (0, 2) or "internal error" in said or "Traceback" in said or (
-                result.returncode == 2 and "\n" in said.split("zoo: error:")[-1].strip()):
-            failures.append(f"zoo {name} {' '.join(map(repr, args))}: exit {result.returncode}: {said[-300:]}")
+                result.returncode == 2 and len(errors) != 1):
+            failures.append(f"zoo {name} {_short(args)}: exit {result.returncode}: {said[-400:]}")
     assert not failures, "\n".join(failures)
+
+
+def _short(args: list[str]) -> str:
+    return " ".join(repr(a if len(a) < 40 else a[:12] + f"...({len(a)} chars)") for a in args)
+
+
+def test_empty_or_mistyped_destinations_and_addresses_write_nothing_and_say_why(tmp_path, zoo_home, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for dest, said in (("", "push needs a destination: a folder or hf-hub:ORG/REPO"),
+                       ("hf_hub:me/model", "names no destination zoo knows: hf-hub:ORG/REPO for the Hugging Face Hub "
+                                           "Did you mean 'hf-hub:'?"),
+                       ("s3:bucket/model", "names no destination zoo knows")):
+        out = run_zoo("push", "mnist-mlp", dest)
+        assert out.returncode == 2 and said in out.stderr, out.stderr
+    assert list(here.iterdir()) == []  # nothing written here
+    out = run_zoo("predict", "hf_hub:timm/resnet18.a1_in1k", "x.png")
+    assert out.returncode == 2 and "Did you mean 'hf-hub'?" in out.stderr
+    for bad in ("localhost", "[::1:29500", "http://node0:29500", "node0:99999", ":29500"):
+        out = run_zoo("build", "mnist-mlp", "--nproc", "2", "--rdzv", bad)
+        assert out.returncode == 2 and "expected HOST:PORT" in out.stderr, (bad, out.stderr)
+    out = run_zoo("serve", "mnist-mlp", "--poll", "nan")
+    assert out.returncode == 2 and "--poll: expected a number above 0 to 86400, got 'nan'" in out.stderr
+    out = run_zoo("export", "mnist-mlp", "--out", "")
+    assert out.returncode == 2 and "--out: expected a path, got ''" in out.stderr

@@ -35,7 +35,7 @@ from zoo.weights.store import split as split_version
 if TYPE_CHECKING:
     from zoo.assembly.data import InMemoryDataset
     from zoo.assembly.transforms import Transform
-    from zoo.cli import positive
+    from zoo.cli import number, path, positive
     from zoo.training.run import Run
     from zoo.use.card import card as model_card
     from zoo.use.predict import Facts, check_top_k, decode_image, facts, forward, interpret, prepare, read_npy
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "zoo.assembly.data": ("InMemoryDataset",),
     "zoo.assembly.transforms": ("Transform",),
-    "zoo.cli": ("positive",),
+    "zoo.cli": ("number", "path", "positive"),
     "zoo.training.run": ("Run",),
     "zoo.use.card": ("model_card:card",),
     "zoo.use.predict": ("Facts", "check_top_k", "decode_image", "facts", "forward", "interpret", "prepare", "read_npy"),

@@ -31,7 +31,7 @@ def register_commands(register):
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    from zoo.api import positive
+    from zoo.api import number, path, positive
 
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="a published model (NAME), a local build (NAME@latest follows new builds, NAME@3 pins), "
@@ -42,18 +42,18 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="where the models run: cpu (default), cuda, cuda:1, mps")
     p.add_argument("--workers", type=positive, default=1, help="server processes sharing the port (default 1)")
     p.add_argument("--max-batch-size", type=positive, default=64, help="inputs in one forward pass (default 64)")
-    p.add_argument("--batch-timeout-ms", type=float, default=2.0, help="how long a batch waits to fill (default 2)")
+    p.add_argument("--batch-timeout-ms", type=number(0, 60_000), default=2.0, help="how long a batch waits to fill (default 2)")
     p.add_argument("--max-queue", type=positive, default=256,
                    help="requests in flight per process before 503 + Retry-After (default 256)")
-    p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MB (default 8)")
+    p.add_argument("--max-body-mb", type=number(0, 4096, above=True), default=8.0, help="largest request body in MB (default 8)")
     p.add_argument("--max-inputs", type=positive, default=256, help="inputs in one request (default 256)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take before 504 (default 30)")
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between checks for new builds (default 2)")
+    p.add_argument("--timeout", type=number(0, 86_400, above=True), default=30.0, help="seconds a request may take before 504 (default 30)")
+    p.add_argument("--poll", type=number(0, 86_400, above=True), default=2.0, help="seconds between checks for new builds (default 2)")
     keys = p.add_argument_group("access (docs/serving.md#api-keys)")
     keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
                       help="require Authorization: Bearer KEY on every endpoint but /v2/health/* (repeatable; "
                            "also ZOO_SERVE_API_KEY)")
-    keys.add_argument("--api-keys-file", metavar="FILE", help="a file of keys, one a line ('#' starts a comment)")
+    keys.add_argument("--api-keys-file", metavar="FILE", type=path, help="a file of keys, one a line ('#' starts a comment)")
     keys.add_argument("--public-page", action="store_true",
                       help="serve the page (/) without a key: it asks for one, once, for the calls it makes")
 

@@ -8,6 +8,8 @@ status 1, and any other exception one line naming the command and where to repor
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import os
 import platform
 import re
@@ -15,13 +17,14 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from zoo import __version__
 from zoo.deprecation import ZooDeprecationWarning
 from zoo.errors import ZooError
 from zoo.names import DISTRIBUTION
 from zoo.registry import BUILTIN, Command, PluginWarning, Registry
-from zoo.text import did_you_mean
+from zoo.text import clip, did_you_mean
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -73,6 +76,32 @@ def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(text)
+
+
+def path(text: str) -> Path:
+    """An argparse type: a file or folder path, not empty and of a length a file system takes."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected a path, got {text[:40]!r}")
+    if len(text) > 4096 or any(len(part.encode()) > 255 for part in Path(text).parts):
+        raise argparse.ArgumentTypeError(f"the path {text[:40]!r}... has a name longer than 255 bytes, or is longer "
+                                         "than 4,096 characters")
+    return Path(text)
+
+
+def number(low: float, high: float, *, above: bool = False):
+    """An argparse type: a finite number from ``low`` (or above it, with ``above``) to ``high``."""
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"expected a number {'above' if above else 'from'} {low:g} to {high:g}, "
+                                             f"got {text[:40]!r}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
 
 
 def parser(registry: Registry) -> argparse.ArgumentParser:
@@ -198,9 +227,13 @@ def _main(argv: list[str]) -> int:
         _silence_stdout()
         if debug:
             raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"zoo {command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        code = EXIT_FAILED
+        where = f": {clip(exc.filename)}" if exc.filename else ""
+        if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL):  # what was typed, not the machine: bad input
+            print(f"zoo {command}: error: {exc.strerror or exc}{where}: give a shorter or valid path", file=sys.stderr)
+            code = EXIT_USAGE
+        else:
+            print(f"zoo {command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            code = EXIT_FAILED
     except Exception as exc:
         if debug:
             raise

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
-from pathlib import Path
 
+from zoo.cli import path
 from zoo.errors import ZooError
 from zoo.names import is_name
 from zoo.registry.hookspecs import KINDS, hookimpl
@@ -190,8 +190,8 @@ def _docs_arguments(p: argparse.ArgumentParser) -> None:
                    help="the recipe key tables; --out and --check replace or compare the block between "
                         "<!-- schema:start --> and <!-- schema:end --> in FILE")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--out", type=Path, help="file to write (docs/components.md in zoo's repository)")
-    group.add_argument("--check", type=Path, metavar="FILE", help="exit 1 unless FILE matches the registry")
+    group.add_argument("--out", type=path, help="file to write (docs/components.md in zoo's repository)")
+    group.add_argument("--check", type=path, metavar="FILE", help="exit 1 unless FILE matches the registry")
 
 
 def docs(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from zoo.cli import positive
+from zoo.cli import path, positive
 from zoo.errors import ZooError
 from zoo.registry.hookspecs import hookimpl
 from zoo.text import did_you_mean, table
@@ -244,7 +244,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", required=True, metavar="FORMAT",
                    help="an exporter: onnx, torch-export, torchscript, or a plugin's (zoo list --kind exporter)")
-    p.add_argument("--out", type=Path, help="file to write (default: NAME and the format's suffix, here)")
+    p.add_argument("--out", type=path, help="file to write (default: NAME and the format's suffix, here)")
 
 
 def export(args: argparse.Namespace) -> int:
@@ -262,7 +262,7 @@ def export(args: argparse.Namespace) -> int:
 
 def _card_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--out", type=Path, help="file to write instead of printing")
+    p.add_argument("--out", type=path, help="file to write instead of printing")
     p.add_argument("--no-verify", action="store_true", help="do not re-measure a catalog model's metrics")
 
 
@@ -331,7 +331,7 @@ def _inspect_arguments(p: argparse.ArgumentParser) -> None:
                                                                 "first (default 256)")
     p.add_argument("--split", help="data split (default: the recipe's eval split)")
     p.add_argument("--seed", type=int, default=0, help="seed for random input and untrained weights (default 0)")
-    p.add_argument("--out", type=Path, help="PNG to write (default: MODEL-MODULE.png here)")
+    p.add_argument("--out", type=path, help="PNG to write (default: MODEL-MODULE.png here)")
     p.add_argument("--no-plot", action="store_true", help="print the table only")
 
 

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
-from pathlib import Path
 
-from zoo.cli import positive
+from zoo.cli import path, positive
 from zoo.registry.hookspecs import hookimpl
+
+
+def rendezvous(text: str) -> str:
+    """An argparse type: HOST:PORT (``[::1]:29500`` for an IPv6 address), as torchrun's c10d endpoint takes it."""
+    host, _, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    if not (port.isdigit() and 1 <= int(port) <= 65535 and re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", bare or "-")
+            and bare and (bracketed or ":" not in bare)):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (node 0's address and a port from 1 to 65535; "
+                                         f"[::1]:29500 for IPv6), got {text[:60]!r}")
+    return text
 
 
 @hookimpl
@@ -38,7 +50,7 @@ def _recipe_arguments(p: argparse.ArgumentParser) -> None:
 
 def _build_arguments(p: argparse.ArgumentParser) -> None:
     _recipe_arguments(p)
-    p.add_argument("--out", type=Path, help="run folder (default: the first free one of runs/NAME, runs/NAME-2, ...)")
+    p.add_argument("--out", type=path, help="run folder (default: the first free one of runs/NAME, runs/NAME-2, ...)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run folder's last checkpoint (default folder: the newest runs/NAME-N)")
     p.add_argument("--overwrite", action="store_true", help="write into the run folder even if it holds an earlier run")
@@ -50,7 +62,7 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
                         help="machines the job spans; run the same command on each, with its --node-rank")
     launch.add_argument("--node-rank", type=int, default=0, metavar="R",
                         help="this machine's number, 0 to N-1; node 0 hosts the rendezvous (default 0)")
-    launch.add_argument("--rdzv", metavar="HOST:PORT", help="node 0's address and a free port: the c10d rendezvous")
+    launch.add_argument("--rdzv", metavar="HOST:PORT", type=rendezvous, help="node 0's address and a free port: the c10d rendezvous")
     launch.add_argument("--max-restarts", type=int, default=0, metavar="K",
                         help="restart the job's processes up to K times when one fails; each restart resumes "
                              "from the latest checkpoint (default 0)")
@@ -58,7 +70,7 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
     _recipe_arguments(p)
-    p.add_argument("--out", type=Path, help="the search folder (default runs/NAME-search, or the next free one; a "
+    p.add_argument("--out", type=path, help="the search folder (default runs/NAME-search, or the next free one; a "
                                             "rerun continues its study)")
     p.add_argument("--trials", type=positive, metavar="N", help="trials to run (default: the recipe's search.trials)")
     p.add_argument("--workers", type=positive, default=1, metavar="K", help="worker processes on this machine (default 1)")
@@ -187,8 +199,8 @@ def _torchrun(args: argparse.Namespace) -> int:
 
 
 def _plot_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", type=Path, help="run or sweep folder written by zoo build (e.g. runs/mnist-mlp)")
-    p.add_argument("--out", type=Path, help="PNG to write (default: loss.png or sweep.png in the folder)")
+    p.add_argument("run", type=path, help="run or sweep folder written by zoo build (e.g. runs/mnist-mlp)")
+    p.add_argument("--out", type=path, help="PNG to write (default: loss.png or sweep.png in the folder)")
 
 
 def plot(args: argparse.Namespace) -> int:

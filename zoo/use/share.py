@@ -19,6 +19,7 @@ from zoo.errors import ZooError
 from zoo.files import atomic_path, file_sha256
 from zoo.recipe import catalog
 from zoo.registry import Registry
+from zoo.text import clip, did_you_mean
 from zoo.use.card import card
 from zoo.weights import hub
 from zoo.weights.load import settings
@@ -93,6 +94,13 @@ class Pushed:
 def push(model: nn.Module, dest: str, registry: Registry, *, force: bool = False) -> Pushed:
     """Write ``model``'s repo to ``dest`` (a folder, or hf-hub:ORG/REPO[@BRANCH]); ``str()`` of the
     result says what was done, in a line."""
+    if not isinstance(dest, str) or not dest.strip():
+        raise ZooError(f"push needs a destination: a folder or hf-hub:ORG/REPO, got {dest!r}")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+._-]*):(?!\\)", dest)
+    if scheme and not hub.is_hub(dest) and len(scheme.group(1)) > 1:  # hf_hub:, hf:, s3: ... (not C:\)
+        raise ZooError(f"'{clip(dest)}' names no destination zoo knows: hf-hub:ORG/REPO for the Hugging Face Hub"
+                       f"{did_you_mean(scheme.group(1) + ':', [hub.PREFIX])}, or a folder (./{clip(dest)} to "
+                       "write one of that name)")
     files = layout(model, registry)
     if hub.is_hub(dest):
         ref = hub.parse(dest)

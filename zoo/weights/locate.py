@@ -20,6 +20,7 @@ cache for an ``hf-hub:`` URL), and an ``hf-hub:`` name the user gave.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from zoo.names import check
 from zoo.recipe import catalog
 from zoo.registry import Registry
 from zoo.registry.library import pretrained_source
-from zoo.text import did_you_mean
+from zoo.text import clip, did_you_mean
 from zoo.weights import hub, store
 
 
@@ -69,6 +70,10 @@ def locate(name_or_path: str | Path, registry: Registry, version: str | int | No
         from zoo.weights.imported import hub_weights  # reads the file, with torch
 
         return Located(hub_weights(path, ref, commit, registry), "hub", f"{hub.PREFIX}{ref.repo}@{commit}")
+    typo = re.match(r"([A-Za-z][A-Za-z0-9_.+-]*):", text)
+    if typo and "/" in text and did_you_mean(typo.group(1), [hub.PREFIX[:-1]]):  # hf_hub:org/repo
+        raise ZooError(f"'{clip(text)}' is no name zoo knows:{did_you_mean(typo.group(1), [hub.PREFIX[:-1]])} "
+                       f"(hf-hub:ORG/REPO names a Hub repo; ./{clip(text)} a file)")
     if is_path(name_or_path):
         path = Path(text)
         if version is not None:
