@@ -196,6 +196,7 @@ def main() -> None:
         os.environ.setdefault("ZOO_HOME", str(folder / "zoo-home"))
         hub = FakeHub()
         for name, value in (("ENDPOINT", hub.url), ("HF_HUB_CACHE", str(folder / "hf")), ("HF_HUB_DISABLE_XET", True),
+                            ("HF_HUB_OFFLINE", False),  # the fake Hub on loopback is the only one reached
                             ("HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")):
             setattr(constants, name, value)
         try:

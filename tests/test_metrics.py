@@ -97,7 +97,7 @@ def test_per_token_accuracy_leaves_padding_out_and_regression_metrics_are_exact(
 def test_a_metric_under_torchrun_equals_the_single_process_value(tmp_path):
     script = tmp_path / "score.py"
     script.write_text("""
-import json, sys, torch
+import json, os, sys, torch
 import zoo
 from zoo.assembly import distributed
 from zoo.assembly.assembler import Assembler
@@ -117,6 +117,8 @@ scores["confusion_matrix"] = scores["confusion_matrix"].tolist()
 if context.is_main:
     print(json.dumps(scores))
 distributed.close(context)
+sys.stdout.flush()
+os._exit(0)  # as zoo's command line under torchrun: gloo's threads can abort the interpreter's finalization
 """)
     single = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

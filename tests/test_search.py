@@ -242,3 +242,60 @@ def test_check_prints_a_searchs_space_and_the_variants_it_built(tmp_path):
     assert "  train.optimizer.lr: log from 0.001 to 0.1" in checked.stdout
     assert "  data.batch_size: one of 8, 16" in checked.stdout
     assert "checked its smallest variant (lr=0.001, batch_size=8) and its largest (lr=0.1, batch_size=16)" in checked.stdout
+
+
+def _open_at_once(settings, plan, storage, barrier, answers):
+    from zoo.training.search import open_study
+
+    barrier.wait()
+    try:
+        open_study(settings, plan, storage)
+        answers.put("ok")
+    except Exception as exc:  # what the worker would have died of
+        answers.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_workers_starting_together_on_a_new_storage_create_one_study(tmp_path):
+    """8 processes open the same new study at the same moment, 20 times: none dies of the race."""
+    import multiprocessing
+
+    pytest.importorskip("optuna")
+    from zoo.training.build import read_recipe
+    from zoo.training.search import as_search
+
+    recipe = tmp_path / "search.yaml"
+    recipe.write_text(yaml.safe_dump({**REGRESSION, "search": {
+        "trials": 2, "metric": "test_loss", "space": {"train.optimizer.lr": {"log": [1.0e-4, 1.0e-1]}}}}))
+    settings = read_recipe(str(recipe), zoo.default_registry(), [])
+    plan = as_search(settings)
+    context = multiprocessing.get_context("fork")
+    for round_ in range(20):
+        storage = f"sqlite:///{tmp_path / f'study-{round_}.db'}"
+        barrier, answers = context.Barrier(8), context.Queue()
+        workers = [context.Process(target=_open_at_once, args=(settings, plan, storage, barrier, answers))
+                   for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        results = [answers.get(timeout=120) for _ in workers]
+        for worker in workers:
+            worker.join(30)
+        assert results == ["ok"] * 8, (round_, results)
+    import optuna
+
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == [settings.name]
+
+
+@pytest.mark.parametrize("storage, said", [
+    ("ftp://x/y", "Can't load plugin: sqlalchemy.dialects:ftp"),
+    ("sqlite:////no/such/folder/x.db", "unable to open database file"),
+    ("sqlite:///{tmp}/garbage.db", "file is not a database"),
+])
+def test_a_storage_zoo_cannot_use_is_one_line(tmp_path, storage, said):
+    pytest.importorskip("optuna")
+    (tmp_path / "garbage.db").write_text("not a database\n" * 100)
+    recipe = tmp_path / "search.yaml"
+    recipe.write_text(yaml.safe_dump({**REGRESSION, "search": {
+        "trials": 1, "metric": "test_loss", "space": {"train.optimizer.lr": {"log": [1.0e-4, 1.0e-1]}}}}))
+    out = run_zoo("search", str(recipe), "--storage", storage.format(tmp=tmp_path))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "zoo: error: the study's storage" in out.stderr and said in out.stderr and "internal error" not in out.stderr

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import random
 import re
 import time
 import warnings
@@ -137,17 +138,9 @@ def open_study(settings: Settings, search: Search, storage: str, worker: int = 0
     command's processes samples from its own seed (``train.seed`` + its number), and TPE assumes the
     worst for the trials other workers are running (constant liar), so parallel workers draw apart."""
     op = optuna()
+    import sqlalchemy.exc
+
     retry = op.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
-    try:
-        if storage.startswith("journal:"):
-            backend = op.storages.journal.JournalFileBackend(storage.removeprefix("journal:"))
-            store = op.storages.JournalStorage(backend)
-        else:
-            store = op.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-                                           heartbeat_stale_trial_callback=retry)
-    except (ImportError, ValueError, OSError, op.exceptions.StorageInternalError) as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ZooError(f"the study's storage {storage}: {first}") from None
     seed = settings.train.seed + worker
     # Optuna's TPE starts with 10 random trials; a search of a few dozen trials is better served by fewer
     startup = max(2, min(10, search.trials // 4))
@@ -157,12 +150,32 @@ def open_study(settings: Settings, search: Search, storage: str, worker: int = 0
                 "cmaes": lambda: op.samplers.CmaEsSampler(seed=seed),
                 "grid": lambda: op.samplers.GridSampler({p.path: [_choice(c) for c in p.choices] for p in search.space},
                                                        seed=seed)}
-    try:
-        return op.create_study(study_name=settings.name, storage=store, sampler=samplers[search.sampler](),
-                               pruner=pruner(search.pruner, settings.train.epochs, search.trials), direction=search.direction,
-                               load_if_exists=True)
-    except ImportError as exc:  # cmaes is its own package
-        raise ZooError(f"the {search.sampler} sampler needs {exc.name}: pip install {exc.name}") from None
+    failures = (ValueError, OSError, op.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+    for attempt in range(CREATE_TRIES):
+        try:
+            if storage.startswith("journal:"):
+                backend = op.storages.journal.JournalFileBackend(storage.removeprefix("journal:"))
+                store = op.storages.JournalStorage(backend)
+            else:
+                store = op.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
+                                               heartbeat_stale_trial_callback=retry)
+            return op.create_study(study_name=settings.name, storage=store, sampler=samplers[search.sampler](),
+                                   pruner=pruner(search.pruner, settings.train.epochs, search.trials),
+                                   direction=search.direction, load_if_exists=True)
+        except ImportError as exc:  # cmaes is its own package; a storage URL's driver too
+            raise ZooError(f"the {search.sampler} sampler or the storage {storage} needs {exc.name}: "
+                           f"pip install {exc.name}") from None
+        except failures as exc:
+            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            if attempt + 1 < CREATE_TRIES and RACING.search(first):  # workers creating one study at once
+                time.sleep(0.1 * (attempt + 1) + random.random() * 0.2)
+                continue
+            raise ZooError(f"the study's storage {storage}: {first[:300]} (an RDB URL such as sqlite:///PATH/x.db in "
+                           "an existing folder, or journal:PATH; a damaged study file: delete it to start again)") from None
+
+
+CREATE_TRIES = 8  # a study several workers create at the same moment: the losers of the race try again
+RACING = re.compile(r"already exists|UNIQUE constraint|database is locked|duplicate key", re.IGNORECASE)
 
 
 def pruner(kind: str, epochs: int, trials: int):
