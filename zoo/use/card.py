@@ -17,25 +17,29 @@ from zoo.weights.metadata import WeightsMeta
 
 def card(model: nn.Module, registry: Registry, *, verify: bool = True) -> str:
     """The model card of ``model`` (from ``zoo.load``); ``verify`` re-scores a catalog model."""
-    meta, recipe = model.zoo_meta, settings(model)
+    meta = model.zoo_meta
+    recipe = None if meta.imported else settings(model)  # imported weights were not trained by zoo
     entry = catalog.get(model.zoo_source.label, registry) if model.zoo_source.source == "catalog" else None
     params = sum(p.numel() for p in model.parameters())
     parts = [f"# {meta.name}"]
-    summary = entry.summary if entry else recipe.description
+    summary = entry.summary if entry else recipe.description if recipe else (
+        f"{meta.imported.library}'s pretrained `{meta.imported.tag}`, as a zoo weights file.")
     if summary:
         parts.append(summary)
     parts.append(_section("Architecture", f"{type(model).__name__}, {params:,} parameters, built from this "
                                           f"component node:\n\n{_yaml(meta.model)}"))
     parts.append(_section("Metrics", _metrics(meta, entry, registry if verify else None)))
     parts.append(_section("Input and labels", _input(meta, recipe)))
-    parts.append(_section("Training", _training(meta, recipe)))
+    parts.append(_section("Training", _training(meta, recipe) if recipe else None))
+    parts.append(_section("Imported from", _imported(meta)))
     if meta.init:
         parts.append(_section("Fine-tuned from", _init(meta)))
-    if entry and entry.license:
-        parts.append(_section("License", entry.license))
+    license_ = entry.license if entry and entry.license else meta.imported.license if meta.imported else ""
+    parts.append(_section("License", license_))
     parts.append(_section("Reproduced", _reproduced(model)))
     parts.append(_section("Files and versions", _files(model)))
-    parts.append(_section("Recipe", "The resolved recipe the weights were trained with:\n\n" + _yaml(meta.recipe)))
+    if meta.recipe:
+        parts.append(_section("Recipe", "The resolved recipe the weights were trained with:\n\n" + _yaml(meta.recipe)))
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -76,12 +80,29 @@ def _name(dataset: object) -> str:
     return f"`{dataset['component']}`" if isinstance(dataset, dict) else f"`{dataset}`"
 
 
-def _input(meta: WeightsMeta, recipe: Settings) -> str | None:
+def _imported(meta: WeightsMeta) -> str | None:
+    found = meta.imported
+    if found is None:
+        return None
+    rows = [("library", found.library), ("weights", f"`{found.tag}`"), ("source", f"`{found.source}`")]
+    if found.sha256:
+        rows.append(("sha256 of the file as published", f"`{found.sha256}`"))
+    return ("Made by another library; zoo converted them, the tensors unchanged:\n\n"
+            + _markdown_table(("fact", "value"), rows))
+
+
+def _input(meta: WeightsMeta, recipe: Settings | None) -> str | None:
     spec, classes = meta.input, meta.classes
     lines = []
     if spec:
         shape = " x ".join(map(str, spec.shape))
-        if spec.kind == "image":
+        if spec.kind == "image" and spec.preprocess:
+            p = spec.preprocess
+            resize = f"the shorter side to {p.resize[0]}" if len(p.resize) == 1 else f"to {p.resize[0]} x {p.resize[1]}"
+            lines.append(f"One input: an image of any size, resized ({resize}, {p.interpolation}), its centre "
+                         f"{p.crop[0]} x {p.crop[1]} cut out, scaled to [0, 1] and normalized with mean "
+                         f"{_numbers(p.mean)} and std {_numbers(p.std)}: {spec.dtype} {shape}.")
+        elif spec.kind == "image":
             low, high = spec.range or (0.0, 1.0)
             mode = {"L": "grey", "RGB": "colour (RGB)"}.get(spec.mode, "")
             lines.append(f"One input: a {mode} image as {spec.dtype} {shape} with values in "
@@ -98,14 +119,19 @@ def _input(meta: WeightsMeta, recipe: Settings) -> str | None:
         lines.append(f"The training images average {_numbers(stats.mean)} (standard deviation {_numbers(stats.std)}): "
                      f"{'light strokes on a dark' if dark else 'dark shapes on a light'} background. `zoo predict` "
                      "warns about an input far from this (an inverted image, say).")
-    transforms = [node.raw for node in recipe.data.eval_transform]
+    transforms = [node.raw for node in recipe.data.eval_transform] if recipe else []
     if transforms:
         lines.append(f"Before the model, the recipe's evaluation transforms: {_yaml(transforms)}")
     if classes:
-        lines.append(f"Labels ({len(classes)}): " + ", ".join(f"{i} `{c}`" for i, c in enumerate(classes)) + ".")
+        shown = ", ".join(f"{i} `{c}`" for i, c in enumerate(classes[:LABELS]))
+        lines.append(f"Labels ({len(classes)}): {shown}" + (f", ... ({len(classes) - LABELS} more)." if len(classes) > LABELS
+                                                             else "."))
     if lines:
         lines.append("`zoo predict` and `zoo.predict` take raw input and apply all of this.")
     return "\n\n".join(lines) or None
+
+
+LABELS = 100  # listed in a card; ImageNet's 1,000 would bury it
 
 
 def _numbers(values: tuple[float, ...]) -> str:

@@ -30,9 +30,11 @@ TASKS = {"image": "image-classification", "tokens": "token-classification", "ten
 def layout(model: nn.Module, registry: Registry) -> dict[str, bytes | Path]:
     """The files of a model's repo: path in the repo -> bytes, or the file holding them."""
     meta = model.zoo_meta
-    return {hub.WEIGHTS: model.zoo_source.path, "config.json": _config(model).encode(),
-            "README.md": (_front_matter(model, registry) + card(model, registry, verify=False)).encode(),
-            "recipe.yaml": yaml.safe_dump(meta.recipe, sort_keys=False).encode()}
+    files = {hub.WEIGHTS: model.zoo_source.path, "config.json": _config(model).encode(),
+             "README.md": (_front_matter(model, registry) + card(model, registry, verify=False)).encode()}
+    if meta.recipe:  # imported weights have none
+        files["recipe.yaml"] = yaml.safe_dump(meta.recipe, sort_keys=False).encode()
+    return files
 
 
 def _config(model: nn.Module) -> str:
@@ -51,17 +53,18 @@ def _config(model: nn.Module) -> str:
 def _front_matter(model: nn.Module, registry: Registry) -> str:
     """The model card's YAML header, made with huggingface_hub's ModelCardData (model-index included)."""
     hf = hub.library()
-    meta, recipe = model.zoo_meta, settings(model)
+    meta = model.zoo_meta
     entry = catalog.get(model.zoo_source.label, registry) if model.zoo_source.source == "catalog" else None
-    dataset = recipe.data.dataset.name
+    dataset = settings(model).data.dataset.name if not meta.imported else None
     task = TASKS[meta.input.kind] if meta.input else None
     split = meta.evaluation.split if meta.evaluation else None
     results = [hf.EvalResult(task_type=task, dataset_type=dataset, dataset_name=dataset, dataset_split=split,
                              metric_type=key.removeprefix(f"{split}_"), metric_name=key, metric_value=round(value, 6))
                for key, value in sorted(meta.metrics.items()) if task and split and key.startswith(f"{split}_")]
     tags = dict.fromkeys(["zoo", "pytorch", *([task] if task else []), *(entry.tags if entry else ())])
-    data = hf.ModelCardData(library_name="zoo", license=_license(entry.license if entry else ""), tags=list(tags),
-                            datasets=[dataset], model_name=meta.name, eval_results=results or None)
+    license_ = entry.license if entry else meta.imported.license if meta.imported else ""
+    data = hf.ModelCardData(library_name="zoo", license=_license(license_), tags=list(tags),
+                            datasets=[dataset] if dataset else None, model_name=meta.name, eval_results=results or None)
     return f"---\n{data.to_yaml()}\n---\n\n"
 
 
