@@ -366,3 +366,16 @@ def test_a_librarys_pretrained_tags_are_names_that_load(hub, tmp_path):
     with pytest.raises(zoo.ZooError, match=r"'torchvision:resnet18.IMAGENET1K_V1' is torchvision's: bring it in once "
                                            r"with 'zoo import torchvision:resnet18.IMAGENET1K_V1'"):
         zoo.load("torchvision:resnet18.IMAGENET1K_V1")
+
+
+def test_create_model_with_a_new_head_and_reproduce_of_imported_weights(hub, tmp_path, zoo_home):
+    publish(hub, tmp_path, "timm/test_vit.r160_in1k", "test_vit.r160_in1k")
+    published = zoo.load("timm:test_vit.r160_in1k")
+    model = zoo.create_model("timm:test_vit.r160_in1k", pretrained=True, num_classes=7)
+    x = torch.randn(1, *published.zoo_meta.input.shape)
+    with torch.no_grad():
+        assert model(x).shape == (1, 7)
+        assert torch.equal(model.forward_features(x), published.forward_features(x))  # every tensor but the head
+    out = run_zoo("reproduce", "hf-hub:timm/test_vit.r160_in1k")
+    assert out.returncode == 2 and "imported: zoo did not train these weights, so they have no recipe" in out.stderr
+    assert out.stderr.count("\n") == 1 and not (zoo_home / "reproductions").exists()

@@ -105,6 +105,10 @@ def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
     started = time.perf_counter()
     model = load(name, registry)
     meta, source = model.zoo_meta, model.zoo_source
+    if meta.imported:
+        raise ZooError(f"{source.label}: {meta.imported.library}'s pretrained {meta.imported.tag}, imported: zoo did not "
+                       "train these weights, so they have no recipe to train again (their source and the sha256 of "
+                       "the file as published are in zoo card)")
     sha256 = source.sha256 or file_sha256(source.path)
     base = folder(sha256)
     run = claim(base / "run")
