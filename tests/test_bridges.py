@@ -238,6 +238,8 @@ def test_a_recipe_fine_tunes_a_timm_architecture_from_hub_weights(hub, tmp_path,
     run = tiny_build(recipe, tmp_path)
     model = zoo.load(run / "weights.safetensors")
     assert model.zoo_meta.init.new_head and model.zoo_meta.input.preprocess is not None
+    assert recipe["train"]["channels_last"] is True  # the shipped recipe's: the saved weights are contiguous
+    assert all(t.is_contiguous() for t in model.state_dict().values())
     [result] = zoo.predict(model, str(next((folder / "val").rglob("*.png"))))
     assert result["top"][0]["label"] in ("circle", "square", "triangle")
 

@@ -281,3 +281,17 @@ def test_accumulation_and_bf16_resume_mid_epoch_exactly(tmp_path, extras):
     assert "resuming small-mlp at epoch 2, batch 21" in again.stdout
     a, b = load_file(str(straight / "weights.safetensors")), load_file(str(resumed / "weights.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_channels_last_lays_out_the_weights_and_every_image_batch_so():
+    from zoo.assembly.precision import channels_last
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    seen = []
+    model[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(4, 3, 10, 10)
+    expected = model(x)
+    forward = channels_last(model, model)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(forward(x), expected)
+    assert seen == [False, True]

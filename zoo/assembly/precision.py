@@ -75,3 +75,14 @@ def precision(name: str, device: torch.device) -> Precision:
         raise ZooError(f"precision 16-mixed (float16 with a gradient scaler) needs a CUDA device, and this run "
                        f"is on {device.type}; use bf16 on a CPU")
     return Precision(name, device, torch.amp.GradScaler(device.type) if name == "16-mixed" else None)
+
+
+def channels_last(model: torch.nn.Module, forward: Callable) -> Callable:
+    """``forward`` with ``model``'s weights and every 4-d input in the channels-last memory format
+    (``train.channels_last``); the saved weights are contiguous as ever."""
+    model.to(memory_format=torch.channels_last)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return forward(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+
+    return run

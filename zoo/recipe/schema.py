@@ -100,6 +100,8 @@ class Train:
     threads: Positive | None = key(None, "CPU threads each process computes with (torch.set_num_threads); null: "
                                          "torch's own choice for one process, the cores shared out under torchrun")
     compile: bool = key(False, "torch.compile the model (on this CPU it made the MLP ~2.7x slower)")
+    channels_last: bool = key(False, "train a convolutional model in the channels-last memory format (its weights "
+                                     "and 4-d inputs): resnet18 took 12% less time per step on this CPU with bf16")
     backend: Literal["auto", "gloo", "nccl", "mpi"] = key(
         "auto", "torch.distributed backend under torchrun; auto: nccl on CUDA, else gloo")
     strategy: Component = key("ddp", "how the processes of a torchrun job share the training: ddp (each holds the "

@@ -21,6 +21,7 @@ from zoo.assembly.distributed import Context
 from zoo.assembly.assembler import Pins
 from zoo.assembly.finetune import Initial
 from zoo.assembly.parts import Parts, assemble, model_problems
+from zoo.assembly.precision import channels_last
 from zoo.errors import ZooError
 from zoo.files import atomic_write_bytes, file_sha256
 from zoo.recipe.catalog import recipe_path
@@ -344,6 +345,8 @@ def train_run(settings: Settings, folder: Path, *, registry: Registry, context: 
                 run.parts.init.save(folder)
         run.emit("zoo_run_start")
         forward = run.strategy.wrap(run.model, run.parts.device, context)
+        if settings.train.channels_last:
+            forward = channels_last(run.model, forward)
         fit(run, torch.compile(forward) if settings.train.compile else forward)
         forward = None  # release DistributedDataParallel (and its hold on the process group) before teardown
         if run.position.stop:
