@@ -108,3 +108,54 @@ def test_empty_or_mistyped_destinations_and_addresses_write_nothing_and_say_why(
     assert out.returncode == 2 and "--poll: expected a number above 0 to 86400, got 'nan'" in out.stderr
     out = run_zoo("export", "mnist-mlp", "--out", "")
     assert out.returncode == 2 and "--out: expected a path, got ''" in out.stderr
+
+
+def test_ctrl_c_during_a_reproduction_is_one_line_and_exit_130(tmp_path, zoo_home):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "zoo", "reproduce", "mnist-mlp"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "ZOO_HOME": str(zoo_home)})
+    deadline = time.monotonic() + 120
+    while not list(zoo_home.glob("reproductions/*/run/train/metrics.jsonl")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    _, err = process.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.startswith("zoo:") and "weights" not in line]
+    assert process.returncode == 130 and len(lines) == 1, err
+    assert lines[0].startswith("zoo: reproduction interrupted at epoch ") and "nothing was compared" in lines[0]
+    assert "internal error" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2 is set but MASTER_ADDR, MASTER_PORT not set: this is no torchrun "
+                                      "process"),
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' in the environment is not a number"),
+    ({"LOCAL_RANK": "x"}, "LOCAL_RANK='x' in the environment is not a number"),
+    ({"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+     "RANK=5 not below WORLD_SIZE"),
+])
+def test_a_stray_torchrun_environment_is_one_line(env, said, places):
+    out = run_zoo("build", places["recipe"], env=env)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and said in out.stderr, out.stderr
+
+
+def test_reproduce_refuses_a_file_whose_recipe_is_not_what_made_it(tmp_path, zoo_home):
+    from conftest import raw_meta, rewrite_meta
+
+    shipped = zoo.load("mnist-mlp").zoo_source.path
+    meta = raw_meta(shipped)
+    for name, change, said in (
+            ("sweep", {"recipe": {**meta["recipe"], "sweep": {"train.epochs": [1, 2]}}}, "has a sweep section"),
+            ("model", {"recipe": {**meta["recipe"], "model": {"component": "simple-net"}}},
+             "its recorded recipe's model ({'component': 'simple-net'}) is not the model its tensors fit")):
+        altered = tmp_path / f"{name}.safetensors"
+        rewrite_meta(shipped, altered, {**meta, **change})
+        out = run_zoo("reproduce", str(altered))
+        assert out.returncode == 2 and said in out.stderr and "internal error" not in out.stderr, out.stderr
+    assert not (zoo_home / "reproductions").exists()  # refused before anything was trained

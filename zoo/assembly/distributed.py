@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from zoo.errors import ZooError
+from zoo.launch import launched_by_torchrun
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ class Context:
 def from_environment(backend: str = "auto", device: str = "auto") -> Context:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR...);
     one process without it. ``backend`` 'auto' picks nccl for CUDA, else gloo."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not launched_by_torchrun():
         return Context()
+    world = int(os.environ["WORLD_SIZE"])
     if not dist.is_available():
         raise ZooError("this torch build has no torch.distributed; run without torchrun")
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

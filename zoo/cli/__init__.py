@@ -22,6 +22,7 @@ from pathlib import Path
 from zoo import __version__
 from zoo.deprecation import ZooDeprecationWarning
 from zoo.errors import ZooError
+from zoo.launch import launched_by_torchrun, world
 from zoo.names import DISTRIBUTION
 from zoo.registry import BUILTIN, Command, PluginWarning, Registry
 from zoo.text import clip, did_you_mean
@@ -202,7 +203,9 @@ def _main(argv: list[str]) -> int:
         return EXIT_USAGE
     debug = debug or os.environ.get("ZOO_DEBUG", "").lower() in ("1", "true", "yes")
     command = next((token for token in rest if not token.startswith("-")), "zoo")
+    torchrun = False
     try:
+        torchrun = launched_by_torchrun()
         registry = Registry.from_environment(disabled=off, strict=strict)
         top = parser(registry)
         if "_ARGCOMPLETE" in os.environ:  # a shell asks for completions: eval "$(register-python-argcomplete zoo)"
@@ -245,7 +248,7 @@ def _main(argv: list[str]) -> int:
                   "is a bug: please report it to zoo's developers (or the plugin's, if that file is a plugin's) with "
                   "the output of the same command with --debug", file=sys.stderr)
         code = EXIT_FAILED
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if torchrun:
         # A torchrun worker: gloo's threads can abort the interpreter's finalization (SIGABRT, seen
         # intermittently; pytorch PR #179291), which torchrun reports as a failed run. Everything is
         # written and closed by now, so leave without finalizing.
@@ -257,7 +260,7 @@ def _main(argv: list[str]) -> int:
 
 def _lost_peer(exc: BaseException) -> bool:
     """Whether a torchrun worker failed because another process of its job went away (a collective broke)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if world() <= 1:
         return False
     dist = sys.modules.get("torch.distributed")
     return bool(dist and isinstance(exc, dist.DistError)) or isinstance(exc, RuntimeError) and any(

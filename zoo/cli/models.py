@@ -314,7 +314,14 @@ def build_line(label: str) -> str:
 def reproduce(args: argparse.Namespace) -> int:
     from zoo.use.reproduce import reproduce as again
 
-    found = again(args.model, args.registry, log=lambda line: print(line, file=sys.stderr))
+    from zoo.training.loop import Interrupted
+
+    try:
+        found = again(args.model, args.registry, log=lambda line: print(line, file=sys.stderr))
+    except Interrupted as exc:
+        print(f"zoo: reproduction {exc}; nothing was compared (zoo reproduce {args.model} starts it again)",
+              file=sys.stderr)
+        return 130
     print(found.summary())
     print(f"reproduced in {found.seconds:.0f} s with torch {found.torch} on {found.cpu}; run: {found.run}")
     return 1 if found.tier == "differs" else 0

@@ -96,7 +96,8 @@ def search(args: argparse.Namespace) -> int:
                      workers=args.workers, worker=args.worker, nproc=args.nproc, trials=args.trials,
                      relaunch=relaunch)
     except SearchInterrupted as exc:
-        print(f"zoo: {exc}", file=sys.stderr)
+        if args.worker is None:  # a worker this command started: the command says it once
+            print(f"zoo: {exc}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         if args.worker is None:

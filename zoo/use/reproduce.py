@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from zoo.errors import ZooError
+from zoo.text import clip
 from zoo.files import atomic_write_bytes, file_sha256, home
 from zoo.names import DISTRIBUTION
 from zoo.recipe.migrations import migrate
@@ -109,6 +110,14 @@ def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
         raise ZooError(f"{source.label}: {meta.imported.library}'s pretrained {meta.imported.tag}, imported: zoo did not "
                        "train these weights, so they have no recipe to train again (their source and the sha256 of "
                        "the file as published are in zoo card)")
+    for section in ("sweep", "search"):
+        if meta.recipe.get(section):
+            raise ZooError(f"{source.label}: its recorded recipe has a {section} section, which trains many runs, not "
+                           "the one that made this file: the file was not written by zoo build as recorded")
+    if meta.recipe.get("model") != meta.model:
+        raise ZooError(f"{source.label}: its recorded recipe's model ({clip(meta.recipe.get('model'))}) is not the "
+                       f"model its tensors fit ({clip(meta.model)}): the file was altered, so there is nothing to "
+                       "reproduce")
     sha256 = source.sha256 or file_sha256(source.path)
     base = folder(sha256)
     run = claim(base / "run")
