@@ -141,7 +141,8 @@ class Assembler:
 
     def _missing_plugins(self, pinned: str | None) -> str | None:
         """Why a component of saved weights is not here: the plugin it came from (or, for weights
-        saved before zoo recorded that, the plugins they were saved with) is not installed."""
+        saved before zoo recorded that, the plugins they were saved with) is not installed. What the
+        file claims is quoted, never made into a command to run: a stranger's file names any package."""
         loaded = {p.name for p in self.registry.plugins if p.status == "loaded"}
         absent = {p: shipped for p, shipped in self.pins.saved_with.items() if p not in loaded}
         if pinned:
@@ -149,16 +150,14 @@ class Assembler:
             if plugin in loaded:
                 return None
             shipped = absent.get(plugin, "")
-            dist, _, version = shipped.partition(" ")
-            install = f"pip install '{dist}=={version}'" if version else f"install the distribution that provides plugin '{plugin}'"
-            saved = f" ({shipped} when these weights were saved)" if shipped else ""
-            return f"'{bare}' comes from plugin '{plugin}'{saved}, which is not installed: {install}"
+            saved = f" ({clip(shipped)} when these weights were saved, the file says)" if shipped else ""
+            return (f"'{bare}' comes from plugin '{plugin}'{saved}, which is not installed: install the distribution "
+                    f"that provides it, from a source you trust")
         if not absent:
             return None
-        listed = ", ".join(f"'{p}' ({shipped})" for p, shipped in sorted(absent.items()))
-        installs = " ".join(f"'{s.split(' ')[0]}=={s.split(' ')[1]}'" for s in absent.values() if " " in s)
-        return (f"unknown component; these weights were saved with plugins that are not installed now: {listed}. "
-                f"pip install {installs}")
+        listed = ", ".join(f"'{p}' ({clip(shipped)})" for p, shipped in sorted(absent.items()))
+        return (f"unknown component; these weights were saved with plugins that are not installed now: {listed}, "
+                "the file says: install the distributions that provide them, from a source you trust")
 
     def model(self, node: Node) -> nn.Module:
         model = self.build(node, MODEL_KINDS)
