@@ -221,3 +221,20 @@ def test_a_folder_zoo_push_wrote_loads_like_a_hub_repo(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(zoo.ZooError, match=r"empty is a folder with no model.safetensors or weights.safetensors"):
         zoo.load(tmp_path / "empty")
+
+
+def test_a_hub_file_changed_in_the_cache_after_its_download_is_refused(hub, tmp_path, monkeypatch):
+    assert run_zoo("push", "mnist-mlp", "hf-hub:zoo-test/tampered").returncode == 0
+    fresh_cache(monkeypatch, tmp_path, "tamper")
+    path = zoo.load("hf-hub:zoo-test/tampered").zoo_source.path
+    blob = path.resolve()
+    data = blob.read_bytes()
+    label = rb'\"classes\": [\"0\"'
+    assert data.count(label) == 1
+    # a label edited in place: the tensors (and zoo's digest of them) are untouched, the metadata parses
+    blob.write_bytes(data.replace(label, label.replace(b"0", b"O")))
+    with pytest.raises(zoo.ZooError, match=r"hf-hub:zoo-test/tampered: model.safetensors in the Hugging Face cache "
+                                           r"is not what the Hub announced \(sha256 [0-9a-f]{12}\.\.\., the file's "):
+        zoo.load("hf-hub:zoo-test/tampered")
+    blob.write_bytes(data)  # as downloaded: loads again
+    assert zoo.load("hf-hub:zoo-test/tampered").zoo_meta.classes[0] == "0"

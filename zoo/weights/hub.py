@@ -68,7 +68,29 @@ def download(ref: Ref, file: str = WEIGHTS) -> tuple[Path, str]:
         if isinstance(exc, RevisionNotFoundError) and SHORT_COMMIT.fullmatch(ref.revision or ""):
             return download(Ref(ref.repo, _commit(hf, ref)), file)
         raise ZooError(explain(exc, ref, file)) from None
+    _as_announced(path, ref, file)
     return path, path.parent.name  # the cache keeps each file under snapshots/<commit>/
+
+
+def _as_announced(path: Path, ref: Ref, file: str) -> None:
+    """ZooError unless the cached file's bytes are those the Hub announced: huggingface_hub keeps each
+    file as ``blobs/<ETag>``, the sha256 of a file in LFS (git's blob id of a small one), so a file
+    changed in the cache after its download (its labels, its card) is caught, not only its tensors."""
+    blob = path.resolve()
+    announced = blob.name
+    if re.fullmatch(r"[0-9a-f]{64}", announced):
+        actual = file_sha256(blob)
+    elif re.fullmatch(r"[0-9a-f]{40}", announced) and blob.stat().st_size <= SMALL_FILE:
+        actual = git_oid(blob.read_bytes())
+    else:  # a cache without symlinks (Windows) keeps no ETag to compare with
+        return
+    if actual != announced:
+        raise ZooError(f"{ref}: {file} in the Hugging Face cache is not what the Hub announced (sha256 "
+                       f"{announced[:12]}..., the file's {actual[:12]}...): it changed after the download. Delete "
+                       f"{blob} to download it again")
+
+
+SMALL_FILE = 16 << 20  # the Hub keeps larger files in LFS, announced by their sha256
 
 
 SHORT_COMMIT = re.compile(r"[0-9a-f]{7,39}")
