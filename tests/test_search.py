@@ -299,3 +299,15 @@ def test_a_storage_zoo_cannot_use_is_one_line(tmp_path, storage, said):
     out = run_zoo("search", str(recipe), "--storage", storage.format(tmp=tmp_path))
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "zoo: error: the study's storage" in out.stderr and said in out.stderr and "internal error" not in out.stderr
+
+
+def test_a_study_resumed_with_another_kind_of_space_is_one_line(tmp_path):
+    pytest.importorskip("optuna")
+    path = tmp_path / "search.yaml"
+    search = {"trials": 1, "metric": "train_loss", "space": {"train.optimizer.lr": {"log": [1.0e-4, 1.0e-1]}}}
+    path.write_text(yaml.safe_dump({**REGRESSION, "search": search}))
+    assert run_zoo("search", str(path), "-p", "no:progress", cwd=tmp_path).returncode == 0
+    path.write_text(yaml.safe_dump({**REGRESSION, "search": {**search, "space": {"train.optimizer.lr": [0.001, 0.01]}}}))
+    again = run_zoo("search", str(path), "--trials", "2", "-p", "no:progress", cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+    assert "search.space.train.optimizer.lr: the study's earlier trials drew it from another kind of range" in again.stderr

@@ -195,13 +195,19 @@ def _choice(value: object) -> object:
 
 
 def suggest(trial, param: Param) -> object:
-    """The value ``trial`` takes for ``param``."""
-    if param.kind == "choice":
-        encoded = {_choice(c): c for c in param.choices}
-        return encoded[trial.suggest_categorical(param.path, list(encoded))]
-    if param.kind == "int":
-        return trial.suggest_int(param.path, param.low, param.high, step=param.step or 1)
-    return trial.suggest_float(param.path, param.low, param.high, step=param.step, log=param.kind == "log")
+    """The value ``trial`` takes for ``param``; ZooError when the study's earlier trials drew it from
+    another kind of range (the recipe's space changed since)."""
+    try:
+        if param.kind == "choice":
+            encoded = {_choice(c): c for c in param.choices}
+            return encoded[trial.suggest_categorical(param.path, list(encoded))]
+        if param.kind == "int":
+            return trial.suggest_int(param.path, param.low, param.high, step=param.step or 1)
+        return trial.suggest_float(param.path, param.low, param.high, step=param.step, log=param.kind == "log")
+    except ValueError as exc:  # Optuna: "Cannot set different distribution kind to the same parameter name."
+        raise ZooError(f"search.space.{param.path}: the study's earlier trials drew it from another kind of range "
+                       f"({str(exc).rstrip('.')}): the space changed since they ran. Search into another folder "
+                       "(--out) or storage, or delete the study to start again") from None
 
 
 class _Surplus(Exception):
