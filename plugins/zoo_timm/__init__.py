@@ -7,14 +7,8 @@ from zoo.api import LibraryModel, architectures, hookimpl
 
 @hookimpl
 def register_models(register):
-    for architecture in architectures("timm", _describe):
+    for architecture in architectures("timm", "zoo_timm.models:describe"):
         register(architecture.name, LibraryModel("timm", architecture, "zoo_timm.models:create"))
-
-
-def _describe():
-    from zoo_timm.models import describe
-
-    return describe()
 
 
 @hookimpl

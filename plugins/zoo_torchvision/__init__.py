@@ -8,14 +8,8 @@ from zoo.api import LibraryModel, architectures, hookimpl
 
 @hookimpl
 def register_models(register):
-    for architecture in architectures("torchvision", _describe):
+    for architecture in architectures("torchvision", "zoo_torchvision.models:describe"):
         register(architecture.name, LibraryModel("torchvision", architecture, "zoo_torchvision.models:create"))
-
-
-def _describe():
-    from zoo_torchvision.models import describe
-
-    return describe()
 
 
 @hookimpl

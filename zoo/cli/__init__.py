@@ -101,7 +101,6 @@ def number(low: float, high: float, *, above: bool = False):
                                              f"got {text[:40]!r}")
         return value
 
-    convert.__name__ = "number"
     return convert
 
 

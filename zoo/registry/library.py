@@ -63,9 +63,10 @@ def library_version(library: str) -> str | None:
         return None
 
 
-def architectures(library: str, describe: Callable[[], Iterable[Architecture]]) -> list[Architecture]:
-    """The architectures of ``library`` as ``describe`` lists them (it imports the library), cached per
-    library version; none when the library is not installed."""
+def architectures(library: str, describe: str) -> list[Architecture]:
+    """The architectures of ``library`` as the function ``describe`` (``"module:attribute"``, imported
+    only when there is no cache: it imports the library) lists them, cached per library version; none
+    when the library is not installed."""
     found = library_version(library)
     if found is None:
         return []
@@ -79,7 +80,7 @@ def architectures(library: str, describe: Callable[[], Iterable[Architecture]]) 
         if cached is not None:
             return cached
         print(f"zoo: reading the architectures of {library} {found} once (cached in {path})", file=sys.stderr)
-        listed = [a for a in describe() if is_library_name(a.name)]
+        listed = [a for a in _imported(describe)() if is_library_name(a.name)]
         data = {"format": FORMAT, "library": library, "version": found,
                 "architectures": [asdict(a) for a in listed]}
         atomic_write_bytes(path, json.dumps(data, separators=(",", ":")).encode())
@@ -183,16 +184,19 @@ class LibraryModel:
         return hints
 
     def __call__(self, **params: object) -> object:
-        module, _, attr = self.build.partition(":")
-        build = getattr(importlib.import_module(module), attr)
         try:
-            return build(self.name, **params)
+            return _imported(self.build)(self.name, **params)
         except (TypeError, ValueError, AssertionError, RuntimeError) as exc:  # the library refused the values
             raise ZooError(f"{self.library} could not build '{self.name}' from {params}: "
                            f"{type(exc).__name__}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<{self.library} architecture {self.name}>"
+
+
+def _imported(target: str) -> Callable:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _tuples(value: object) -> object:
