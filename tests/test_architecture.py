@@ -163,7 +163,8 @@ def test_a_plugin_receives_the_lifecycle_events_in_order_during_zoo_build(tmp_pa
     assert evaluation["split"] == "test" and evaluation["metrics"]["accuracy"] == lines[0]["test_accuracy"]
     assert all(e["exists"] for e in events if e["event"] == "zoo_checkpoint_saved")
     assert end["weights"] == str(out / "weights.safetensors") and end["exists"]
-    assert end["metrics"] == {k: v for k, v in lines[-1].items() if k not in ("epoch", "seconds")}
+    assert end["metrics"] == {k: v for k, v in lines[-1].items() if k not in ("epoch", "seconds", "data_wait")}
+    assert all(0 <= line["data_wait"] <= 1 for line in lines)
 
 
 def test_after_a_kill_the_resumed_run_sends_the_remaining_events(tmp_path):

@@ -205,7 +205,8 @@ def test_kill_9_and_resume_end_where_the_uninterrupted_run_ended(tmp_path, monit
     resumed = run_zoo("build", str(recipe), "--out", str(out), "--resume", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming small-mlp at epoch {stopped}, batch 0" in resumed.stdout
-    assert records(out) == [{**r, "seconds": s["seconds"]} for r, s in zip(records(reference), records(out))]
+    assert records(out) == [{**r, "seconds": s["seconds"], "data_wait": s["data_wait"]}
+                            for r, s in zip(records(reference), records(out))]
     for name in ("weights", "last"):
         a, b = load_file(str(out / f"{name}.safetensors")), load_file(str(reference / f"{name}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
@@ -231,7 +232,8 @@ def test_loggers_write_csv_tensorboard_scalars_and_the_learning_rate(tmp_path):
                                                                        for r in history]
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
-    assert set(events.Tags()["scalars"]) == {"train_loss", "test_loss", "test_accuracy", "lr", "seconds"}
+    assert set(events.Tags()["scalars"]) == {"train_loss", "test_loss", "test_accuracy", "lr", "seconds",
+                                                 "data_wait"}
     for tag in ("train_loss", "test_accuracy", "lr"):
         scalars = events.Scalars(tag)
         assert [s.step for s in scalars] == [1, 2, 3]

@@ -25,8 +25,9 @@ from zoo.registry import Registry
 from zoo.registry.hookspecs import hookimpl
 from zoo.registry.library import Architecture, LibraryModel, architectures, params_of
 from zoo.text import did_you_mean
-from zoo.training.folders import write_history
+from zoo.training.folders import RECORD_FACTS, data_wait, write_history
 from zoo.typed import Is, Pattern, Range, Words
+from zoo.typed import read as read_typed
 from zoo.weights.locate import Located, locate
 from zoo.weights.store import latest as latest_build
 from zoo.weights.store import record as record_build
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from zoo.cli import number, path, positive
     from zoo.training.run import Run
     from zoo.use.card import card as model_card
-    from zoo.use.predict import Facts, check_top_k, decode_image, facts, forward, interpret, prepare, read_npy
+    from zoo.use.predict import (Facts, check_top_k, decode_image, facts, forward, interpret, open_image, pixels,
+                                  prepare, read_npy)
     from zoo.weights.format import content_digest
     from zoo.weights.imported import record as imported_record
     from zoo.weights.load import load_located
@@ -52,7 +54,8 @@ _LAZY = {
     "zoo.cli": ("number", "path", "positive"),
     "zoo.training.run": ("Run",),
     "zoo.use.card": ("model_card:card",),
-    "zoo.use.predict": ("Facts", "check_top_k", "decode_image", "facts", "forward", "interpret", "prepare", "read_npy"),
+    "zoo.use.predict": ("Facts", "check_top_k", "decode_image", "facts", "forward", "interpret", "open_image", "pixels",
+                        "prepare", "read_npy"),
     "zoo.weights.format": ("content_digest",),
     "zoo.weights.imported": ("imported_record:record",),
     "zoo.weights.load": ("load_located",),
@@ -64,7 +67,7 @@ _WHERE = {entry.partition(":")[0]: (module, entry.partition(":")[2] or entry.par
 
 __all__ = ["Architecture", "LibraryModel", "architectures", "params_of", "PLOT_HINT", "Is", "Located", "Pattern", "Range", "Registry", "RunPath", "Words", "ZooError",
            "atomic_write_bytes", "check_name", "install_hint", "did_you_mean", "digest", "download", "file_sha256", "home", "stream_sha256", "hookimpl",
-           "latest_build", "locate", "plot_curves", "zoo_version", "plot_matrix", "record_build", "split_version", "write_history",
+           "latest_build", "locate", "plot_curves", "zoo_version", "plot_matrix", "record_build", "split_version", "write_history", "RECORD_FACTS", "data_wait", "read_typed",
            *_WHERE]
 
 

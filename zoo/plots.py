@@ -61,11 +61,13 @@ def curves(path: Path, runs: Mapping[str, Sequence[dict]], title: str = "") -> b
     """Loss against epoch, one curve per run (train and evaluation loss for a single run), and the
     evaluation metrics on a second panel when recorded (every one for a single run, the first for a
     sweep's runs). Returns False, writing nothing, when matplotlib is missing."""
+    from zoo.training.folders import RECORD_FACTS
+
     if not available():
         return False
     first = next(iter(runs.values()))[0]
     eval_loss = next((k for k in first if k.endswith("_loss") and k != "train_loss"), None)
-    scores = [k for k in first if k not in ("epoch", "seconds") and not k.endswith("_loss")]
+    scores = [k for k in first if k not in RECORD_FACTS and not k.endswith("_loss")]
     single = len(runs) == 1
     with _figure(path, 2 if scores else 1, 12 if scores else 7) as axes:
         for label, history in runs.items():

@@ -97,6 +97,28 @@ def check_component(name: str, kind: str | None = None, *, params: Mapping | Non
 
 
 @contextlib.contextmanager
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process under it, as a crash would end them (torchrun's workers and
+    DataLoader workers included: torchrun starts its workers in sessions of their own); Linux."""
+    import signal
+
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            status = (proc / "status").read_text() if proc.name.isdigit() else ""
+        except OSError:
+            continue
+        parents.update({int(proc.name): int(line.split()[1]) for line in status.splitlines()
+                        if line.startswith("PPid:")})
+    tree, below = {pid}, {pid}
+    while below:
+        below = {child for child, parent in parents.items() if parent in below} - tree
+        tree |= below
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
 def _home(folder: Path):
     before = os.environ.get("ZOO_HOME")
     os.environ["ZOO_HOME"] = str(folder)

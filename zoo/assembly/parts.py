@@ -174,12 +174,13 @@ def _located(settings: Settings, key: str, build: Callable[[], object]) -> objec
 
 def dataset(assembler: Assembler, data: Data, split: str, role: str = "eval_split") -> object:
     """``data.dataset`` built for ``split`` (which the key ``role`` of the data section sets): the
-    dataset node takes it, and wrappers hand it on to the datasets they wrap that do not set one."""
+    dataset node takes it, and wrappers hand it on to the datasets they wrap that do not set one. A
+    dataset that takes ``training`` is told whether it is the training split (to augment its samples)."""
     component = assembler.lookup(data.dataset, ("dataset",))
     takes = "split" in {p.name for p in component.params}
     assembler.handed = {}
     built = assembler.build(data.dataset, ("dataset",), {"split": split} if takes else {}, {"split": data.path(role)},
-                            handed={"split": split})
+                            handed={"split": split, "training": role == "train_split"})
     if not takes and "split" not in assembler.handed:
         raise data.dataset.recipe.error(
             data.path(role), "no dataset in data.dataset takes a 'split' parameter; set data.eval_split: null")

@@ -67,9 +67,21 @@ def newest(base: Path) -> Path:
     return existing[-1] if existing else Path(base)
 
 
+# What an epoch's record says besides its metrics: its number, its seconds and the share of them the
+# loop spent waiting for its data.
+RECORD_FACTS = ("epoch", "seconds", "data_wait")
+
+
 def final_metrics(history: list[dict]) -> dict[str, float]:
-    """The last epoch's record without its epoch number and time."""
-    return {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}
+    """The last epoch's record without its epoch number and times."""
+    return {k: v for k, v in history[-1].items() if k not in RECORD_FACTS}
+
+
+def data_wait(history: list[dict]) -> float | None:
+    """The share of the training time the loop waited for its data, over every epoch recorded."""
+    timed = [r for r in history if "data_wait" in r and "seconds" in r]
+    total = sum(r["seconds"] for r in timed)
+    return sum(r["data_wait"] * r["seconds"] for r in timed) / total if total else None
 
 
 def write_history(run: Path, history: list[dict]) -> None:

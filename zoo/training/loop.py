@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from zoo.assembly.distributed import Context
 from zoo.assembly.precision import Precision
 from zoo.assembly.transforms import Pipeline, batch_generator
+from zoo.errors import ZooError
 from zoo.training import checkpoint
 from zoo.training.run import Position, Run
 
@@ -86,15 +87,16 @@ def fit(run: Run, forward: Callable[[Tensor], Tensor] | None = None) -> list[dic
                 position.shuffle_state = generator.get_state()
             else:
                 generator.set_state(position.shuffle_state)
-            count = len(parts.train_data)
-            order = torch.randperm(count, generator=generator) if data.shuffle else torch.arange(count)
-            order = context.shard(order)
+            order = context.shard(shuffled(parts.train_data, generator) if data.shuffle
+                                  else torch.arange(len(parts.train_data)))
             started = time.perf_counter()
+            batches.waited = 0.0
             epoch = position.epoch + 1
             try:
                 parts.model.train()
                 run.emit("zoo_epoch_start", epoch=epoch)
                 _epoch(run, forward, batches, order, stop, generator.initial_seed())
+                waited = batches.waited
                 record = {"epoch": epoch, "train_loss": position.loss_sum / max(1, position.seen)}
                 if eval_batches is not None:
                     scores = evaluate(parts.model, parts.eval_data, parts.loss, parts.metrics, context,
@@ -102,6 +104,7 @@ def fit(run: Run, forward: Callable[[Tensor], Tensor] | None = None) -> list[dic
                     run.emit("zoo_evaluation_end", epoch=epoch, split=eval_name, metrics=scores)
                     record.update({f"{eval_name}_{k}": v for k, v in scores.items() if isinstance(v, float)})
                 record["seconds"] = round(time.perf_counter() - started, 3)
+                record["data_wait"] = round(waited / max(record["seconds"], 1e-9), 3)
                 position.history.append(record)
                 position.epoch, position.step, position.loss_sum, position.seen = epoch, 0, 0.0, 0
                 position.shuffle_state = None
@@ -116,6 +119,14 @@ def fit(run: Run, forward: Callable[[Tensor], Tensor] | None = None) -> list[dic
                 run.emit("zoo_interrupted", epoch=position.epoch + 1, step=position.step)
                 raise Interrupted(position) from None
     return position.history
+
+
+def shuffled(data: Dataset, generator: torch.Generator) -> Tensor:
+    """An epoch's order of ``data``: the dataset's own (a sharded dataset shuffles shards, then samples
+    within a window of shards, so reads stay local), else a permutation of all its samples."""
+    if hasattr(data, "order"):
+        return data.order(generator)
+    return torch.randperm(len(data), generator=generator)
 
 
 def _settle(run: Run, forward, batches: Batches) -> None:
@@ -164,7 +175,8 @@ def _epoch(run: Run, forward, batches: Batches, order: Tensor, stop: StopRequest
     sync_due = False
     optimizer.zero_grad(set_to_none=True)
     try:
-        for step, (x, y) in enumerate(batches(order, position.step), start=position.step + 1):
+        draws = (seed, epoch)  # a dataset that augments per sample draws from these and the sample's index
+        for step, (x, y) in enumerate(batches(order, position.step, draws), start=position.step + 1):
             if parts.transform is not None:
                 x, y = parts.transform(x, y, batch_generator(batches.device, seed, epoch, step, context.rank))
             boundary = step % accumulate == 0 or step == steps
@@ -220,12 +232,17 @@ class Batches:
     """Batches of a dataset in a given order. A dataset with ``tensors()`` is gathered into buffers
     reused from batch to batch (a batch is valid until the next one); others go through one DataLoader,
     with ``workers`` persistent worker processes (seeded by ``seed``) each ``prefetch`` batches ahead,
-    and pinned memory for CUDA. The order is the caller's either way."""
+    and pinned memory for CUDA; the DataLoader hands whole batches to the workers in turn, so a batch
+    holds the same samples whatever the number of workers. A dataset with ``sample(index, seed)``
+    (one that augments each sample) gets a seed made of the pass's ``draws`` and the sample's index,
+    so its random choices do not depend on which worker or which run reads it. ``waited`` adds up
+    the seconds the caller waited for batches."""
 
     def __init__(self, data: Dataset, batch_size: int, device: torch.device, *, workers: int = 0, prefetch: int = 2,
                  seed: int = 0):
         self.data, self.batch_size, self.device = data, batch_size, device
         self.tensors = None
+        self.waited = 0.0
         if hasattr(data, "tensors"):
             inputs, targets = (t.to(device) for t in data.tensors())
             self.tensors = inputs, targets
@@ -235,21 +252,33 @@ class Batches:
             self.x = self.raw.new_empty(self.raw.shape, dtype=torch.float32) if self.divide_by else None
             self.y = targets.new_empty((rows, *targets.shape[1:]))
             return
-        self.order = _Order()
-        self.loader = DataLoader(data, batch_size=batch_size, sampler=self.order, num_workers=workers,
-                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        self.order = _Order(hasattr(data, "sample"))
+        self.loader = DataLoader(_Drawn(data) if self.order.drawn else data, batch_size=batch_size, sampler=self.order,
+                                 num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                                  prefetch_factor=prefetch if workers else None,
                                  generator=torch.Generator().manual_seed(seed))
 
     def steps(self, count: int) -> int:
         return math.ceil(count / self.batch_size)
 
-    def __call__(self, order: Tensor, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    def __call__(self, order: Tensor, skip: int = 0,
+                 draws: tuple[int, int] = (0, 0)) -> Iterator[tuple[Tensor, Tensor]]:
+        started = time.perf_counter()
+        for batch in self._batches(order, skip, draws):
+            self.waited += time.perf_counter() - started
+            yield batch
+            started = time.perf_counter()
+
+    def _batches(self, order: Tensor, skip: int, draws: tuple[int, int]) -> Iterator[tuple[Tensor, Tensor]]:
         start = skip * self.batch_size
         if self.tensors is None:
-            self.order.indices = order[start:].tolist()
-            for x, y in self.loader:
-                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            self.order.start(order[start:].tolist(), draws)
+            try:
+                for x, y in self.loader:
+                    yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            except ZooError as exc:  # from a worker process: its message holds the worker's traceback
+                raise ZooError(str(exc).strip().splitlines()[-1].removeprefix(f"{ZooError.__module__}.ZooError: ")) \
+                    from None
             return
         inputs, targets = self.tensors
         order = order.to(self.device)
@@ -262,18 +291,45 @@ class Batches:
             yield x, torch.index_select(targets, 0, index, out=self.y[:rows])
 
 
-class _Order(Sampler[int]):
-    """The sample indices of the current pass, set before each one: a DataLoader keeps its sampler
-    (and its persistent workers) from pass to pass."""
+class _Order(Sampler):
+    """The sample indices of the current pass (with ``drawn``, (index, seed) pairs), set before each
+    one: a DataLoader keeps its sampler (and its persistent workers) from pass to pass."""
 
-    def __init__(self):
+    def __init__(self, drawn: bool):
+        self.drawn = drawn
         self.indices: list[int] = []
+        self.draws = (0, 0)
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
+    def start(self, indices: list[int], draws: tuple[int, int]) -> None:
+        self.indices, self.draws = indices, draws
+
+    def __iter__(self) -> Iterator:
+        if not self.drawn:
+            return iter(self.indices)
+        return ((index, sample_seed(self.draws, index)) for index in self.indices)
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def sample_seed(draws: tuple[int, int], index: int) -> int:
+    """The seed of one sample's random choices in one pass: a function of the run's seed, the epoch
+    and the sample's index only."""
+    seed, epoch = draws
+    return (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) % (1 << 63)
+
+
+class _Drawn(Dataset):
+    """A dataset with ``sample(index, seed)`` indexed by the (index, seed) pairs of :class:`_Order`."""
+
+    def __init__(self, data: Dataset):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        return self.data.sample(*item)
 
 
 class Metric(Protocol):

@@ -251,14 +251,33 @@ def read_npy(source: Path | object, elements: int) -> np.ndarray:
 
 def decode_image(file: object, spec: InputSpec, name: str, max_pixels: int | None = None) -> np.ndarray:
     """An image file (a binary file object) as a (channels, height, width) uint8 array in the spec's
-    mode and size (resized and cropped as its ``preprocess`` says, else resized), its pixel count checked before it is decoded (against ``max_pixels``, else
-    ZOO_MAX_IMAGE_PIXELS, else 40 million)."""
+    mode and size (resized and cropped as its ``preprocess`` says, else resized), its pixel count
+    checked before it is decoded (against ``max_pixels``, else ZOO_MAX_IMAGE_PIXELS, else 40 million)."""
+    from PIL import Image
+
+    channels, height, width = spec.shape
+    image = open_image(file, spec.mode or ("L" if channels == 1 else "RGB"), name, max_pixels)
+    if spec.preprocess is not None:
+        image = _geometry(spec.preprocess)(image)
+    elif image.size != (width, height):
+        image = image.resize((width, height), Image.BILINEAR)
+    return pixels(image)
+
+
+def pixels(image) -> np.ndarray:
+    """A Pillow image as a (channels, height, width) uint8 array."""
+    array = np.array(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
+
+
+def open_image(file: object, mode: str, name: str, max_pixels: int | None = None):
+    """An image file (a binary file object) decoded by Pillow into ``mode`` ("L", "RGB"), its pixel
+    count checked first (see :func:`decode_image`)."""
     try:
         from PIL import Image
     except ImportError:
         raise ZooError(f"reading images needs Pillow: {install('images')}") from None
     limit = max_pixels or int(os.environ.get("ZOO_MAX_IMAGE_PIXELS") or MAX_PIXELS)
-    channels, height, width = spec.shape
     pillows_own = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # zoo's bound, checked below from the header, is the one that holds
     try:
@@ -266,22 +285,16 @@ def decode_image(file: object, spec: InputSpec, name: str, max_pixels: int | Non
             if image.width * image.height > limit:
                 raise ZooError(f"{name}: the image is {image.width} x {image.height} pixels, more than "
                                f"{limit:,} (ZOO_MAX_IMAGE_PIXELS raises the bound)")
-            image = image.convert(spec.mode or ("L" if channels == 1 else "RGB"))
+            return image.convert(mode)
     except ZooError:
         raise
     except Image.UnidentifiedImageError:
-        raise ZooError(f"{name}: not an image zoo can read (PNG, JPEG, BMP, GIF, WebP, TIFF), nor a .npy array") from None
+        raise ZooError(f"{name}: not an image zoo can read (PNG, JPEG, BMP, GIF, WebP, TIFF)") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         said = re.sub(r"<[^<>]* object at 0x[0-9a-f]+>", "the file", str(exc))  # never a Python object's repr
         raise ZooError(f"{name}: cannot decode the image: {said}") from None
     finally:
         Image.MAX_IMAGE_PIXELS = pillows_own
-    if spec.preprocess is not None:
-        image = _geometry(spec.preprocess)(image)
-    elif image.size != (width, height):
-        image = image.resize((width, height), Image.BILINEAR)
-    pixels = np.array(image, dtype=np.uint8)
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1).copy()
 
 
 @functools.lru_cache(maxsize=16)
