@@ -16,7 +16,6 @@ Last line: data: pipeline zoo/hand X.XX, zoo/webdataset X.XX, rss X.XX GB @4GB, 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random

@@ -57,7 +57,7 @@ def test_plugins_lists_status_and_versions():
     assert lines["layers"][1:4] == ["loaded", "zoo-models", "0.1.0"]
     assert lines["layers"][-2:] == ["12", "layers"]
     assert re.search(r"^training .* 3 optimizers, 2 schedulers, 2 losses, 7 metrics, 2 strategies$", result.stdout, re.M)
-    assert re.search(r"^datasets .* 10 datasets, 6 transforms, 1 command$", result.stdout, re.M)
+    assert re.search(r"^datasets .* 11 datasets, 6 transforms, 1 command$", result.stdout, re.M)
 
 
 def test_disabled_plugins_show_as_disabled():

@@ -13,7 +13,7 @@ BUILTIN = {
     "layer": ["linear", "relu", "flatten", "dropout", "layer-norm", "embedding", "sequential", "feed-forward",
               "positional-encoding", "split-heads", "merge-heads", "multi-head-attention"],
     "model": ["mnist-mlp", "simple-net", "transformer-encoder"],
-    "dataset": ["mnist", "fashion-mnist", "synthetic-regression", "random-tokens", "image-folder", "webdataset",
+    "dataset": ["mnist", "fashion-mnist", "synthetic-regression", "random-tokens", "image-folder", "webdataset", "parquet",
                 "subset",
                 "random-split", "concat", "transformed"],
     "optimizer": ["adam", "adamw", "sgd"],

@@ -1,6 +1,7 @@
 """Datasets past memory: tar shards written by zoo data pack and read by index (the webdataset
 component), rank and worker sharding, seeded orders, mid-epoch resume, broken shards, augmentation."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -116,7 +117,7 @@ def test_verify_names_a_corrupt_and_a_missing_shard_and_reading_them_is_one_line
     recipe = write_recipe(tmp_path, STREAMED, root=root)
     built = run_zoo("build", str(recipe), "--out", str(tmp_path / "run"), "--no-progress")
     assert built.returncode == 2 and len(built.stderr.strip().splitlines()) == 1, built.stderr
-    assert "Traceback" not in built.stderr and (f"{shards[1]}: 000000150.png: cannot decode the image" in built.stderr
+    assert "Traceback" not in built.stderr and (f"{shards[1]}: 000000150 (png): cannot decode the image" in built.stderr
                                                  or f"{shards[2]}: cannot open the shard" in built.stderr), built.stderr
 
 
@@ -179,6 +180,11 @@ def test_a_run_killed_mid_epoch_resumes_there_to_the_uninterrupted_weights(tmp_p
                               timeout=600)
     assert straight.returncode == 0, straight.stderr
     assert "waiting for data)" in straight.stdout and "the loop waited for data" in straight.stdout
+    if processes == 1:  # the weights know their input and classes: predict takes an image file
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "blank.png")
+        model = zoo.load(str(tmp_path / "straight" / "weights.safetensors"))
+        top = zoo.predict(model, str(tmp_path / "blank.png"), top_k=10)[0]["top"]
+        assert sorted(t["label"] for t in top) == [str(i) for i in range(10)]
     out = tmp_path / "run"
     process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -224,3 +230,37 @@ def test_augmentation_depends_on_the_seed_only_and_evaluation_is_what_predict_ma
     plain = zoo.create("image-folder", split="train", **settings)  # not the training split: no augmentation
     model_input = zoo.api.prepare(str(plain.files[4][0]), plain.decoding.spec)[0]
     assert torch.equal(plain.sample(4, seed)[0], model_input)
+
+
+def test_parquet_files_as_the_hub_writes_them_read_back_equal_by_row_group(tmp_path, registry):
+    """MNIST as the Hub stores datasets: PNG bytes in an image struct, a ClassLabel feature in the
+    schema's metadata; two files of row groups of 128 (the last shorter)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mnist = registry.get("mnist", "dataset").build(split="test")
+    inputs, targets = mnist.tensors()
+    features = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": [f"digit {i}" for i in range(10)]}}
+    metadata = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    for number, rows in enumerate((range(0, 300), range(300, 500))):
+        images = []
+        for i in rows:
+            buffer = io.BytesIO()
+            Image.fromarray(inputs[i, 0].numpy()).save(buffer, "PNG")
+            images.append({"bytes": buffer.getvalue(), "path": f"{i}.png"})
+        table = pa.table({"image": images, "label": targets[list(rows)].tolist()}).replace_schema_metadata(metadata)
+        pq.write_table(table, tmp_path / f"test-{number:05d}.parquet", row_group_size=128)
+    data = zoo.create("parquet", split="test", files=str(tmp_path / "{split}-*.parquet"), channels=1)
+    assert len(data) == 500 and [s.samples for s in data.shards] == [128, 128, 44, 128, 72]
+    assert data.info["classes"][3] == "digit 3" and data.info["input"]["shape"] == [1, 28, 28]
+    x, y = mnist.batch(torch.arange(500))
+    order = data.order(torch.Generator().manual_seed(0))
+    batches = Batches(data, 64, torch.device("cpu"), workers=2)(order)
+    read = torch.cat([b[0] for b in batches]), None
+    assert torch.equal(read[0], x[order]) and sorted(order.tolist()) == list(range(500))
+    assert torch.equal(torch.stack([data[i][1] for i in range(0, 500, 50)]), y[::50])
+    (tmp_path / "test-00001.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(zoo.ZooError, match=r"test-00001.parquet: not a readable Parquet file"):
+        zoo.create("parquet", split="test", files=str(tmp_path / "{split}-*.parquet"), channels=1)
+    with pytest.raises(zoo.ZooError, match=r"^parquet: no files match .*/train-\*.parquet$"):
+        zoo.create("parquet", split="train", files=str(tmp_path / "{split}-*.parquet"))

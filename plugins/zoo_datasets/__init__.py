@@ -1,4 +1,4 @@
-"""Built-in datasets (MNIST, Fashion-MNIST, the notebook's synthetic data, image folders, tar shards),
+"""Built-in datasets (MNIST, Fashion-MNIST, the notebook's synthetic data, image folders, tar shards, Parquet),
 datasets made from datasets (subset, random split, concatenation, transformed copy), batch transforms,
 and ``zoo data`` (pack, info, verify shards)."""
 
@@ -13,6 +13,7 @@ def register_datasets(register):
     register("random-tokens", "zoo_datasets.synthetic:random_tokens")
     register("image-folder", "zoo_datasets.images:image_folder")
     register("webdataset", "zoo_datasets.shards:webdataset")
+    register("parquet", "zoo_datasets.parquet:parquet")
     register("subset", "zoo_datasets.wrappers:subset")
     register("random-split", "zoo_datasets.wrappers:random_split")
     register("concat", "zoo_datasets.wrappers:concat")

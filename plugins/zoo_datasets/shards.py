@@ -1,4 +1,5 @@
-"""Datasets in WebDataset tar shards (https://github.com/webdataset/webdataset), read by sample index.
+"""Datasets in shards read by sample index: WebDataset tar shards (https://github.com/webdataset/webdataset)
+here, Parquet row groups in zoo_datasets.parquet.
 
 A split packed by ``zoo data pack`` is a folder (or an fsspec URL) ``ROOT/SPLIT/`` of tar files and a
 ``manifest.json``: how many samples each shard holds, its size and sha256, the classes and the input
@@ -56,6 +57,7 @@ class Shard:
     samples: int
     bytes: int | None = None
     sha256: str | None = None
+    part: int = 0  # of a file of several shards: a Parquet file's row group
 
 
 def join(root: str, name: str) -> str:
@@ -133,44 +135,67 @@ def index(file, name: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     return samples
 
 
-class _Open:
-    """The shards this process has open, the least recently used closed past ``OPEN_SHARDS``. A
-    DataLoader worker starts with none of its parent's (file positions are not shared)."""
+class TarShard:
+    """An open tar shard: its file and its index (the count checked against the manifest's)."""
 
-    def __init__(self):
-        self.pid = os.getpid()
-        self.shards: collections.OrderedDict[str, tuple[object, list]] = collections.OrderedDict()
-
-    def get(self, shard: Shard) -> tuple[object, list]:
-        if self.pid != os.getpid():
-            self.pid, self.shards = os.getpid(), collections.OrderedDict()
-        if shard.url in self.shards:
-            self.shards.move_to_end(shard.url)
-            return self.shards[shard.url]
+    def __init__(self, shard: Shard):
+        self.url = shard.url
         try:
-            file = open_binary(shard.url)
+            self.file = open_binary(shard.url)
         except OSError as exc:
             raise ZooError(f"{shard.url}: cannot open the shard ({exc.strerror or exc})") from None
-        samples = index(file, shard.url)
-        if len(samples) != shard.samples:
-            file.close()
-            raise ZooError(f"{shard.url}: holds {len(samples)} samples, its manifest says {shard.samples}; "
+        self.samples = index(self.file, shard.url)
+        if len(self.samples) != shard.samples:
+            self.file.close()
+            raise ZooError(f"{shard.url}: holds {len(self.samples)} samples, its manifest says {shard.samples}; "
                            "zoo data verify checks a packed split")
-        self.shards[shard.url] = file, samples
-        while len(self.shards) > OPEN_SHARDS:
-            self.shards.popitem(last=False)[1][0].close()
-        return file, samples
+
+    def sample(self, number: int) -> tuple[str, dict[str, bytes]]:
+        """The key of sample ``number`` and its files by extension (those zoo reads)."""
+        key, files = self.samples[number]
+        where = f"{self.url}: {key}"
+        return where, {e: _read(self.file, place, where) for e, place in files.items() if e in READ}
+
+    def close(self) -> None:
+        self.file.close()
+
+
+READ = (*IMAGES, "input.npy", "cls", "target.npy")  # the files of a sample zoo reads
+
+
+class _Open:
+    """The shards this process has open (``opener`` opens one), the least recently used closed past
+    ``limit``. A DataLoader worker starts with none of its parent's (file positions are not shared)."""
+
+    def __init__(self, opener, limit: int):
+        self.opener, self.limit = opener, limit
+        self.pid = os.getpid()
+        self.shards: collections.OrderedDict[Shard, object] = collections.OrderedDict()
+
+    def get(self, shard: Shard):
+        if self.pid != os.getpid():
+            self.pid, self.shards = os.getpid(), collections.OrderedDict()
+        if shard in self.shards:
+            self.shards.move_to_end(shard)
+            return self.shards[shard]
+        self.shards[shard] = self.opener(shard)
+        while len(self.shards) > self.limit:
+            self.shards.popitem(last=False)[1].close()
+        return self.shards[shard]
 
 
 class ShardedDataset(Dataset):
-    """Samples of tar shards by index (see the module's docstring). ``order(generator)`` is an
-    epoch's order: the shards shuffled, then the samples of each ``window`` consecutive shards."""
+    """Samples of shards by index (see the module's docstring): ``opener`` opens a shard (an object
+    with ``sample(number) -> (where, files)`` and ``close()``), at most ``open_shards`` at a time.
+    ``order(generator)`` is an epoch's order: the shards shuffled, then the samples of each
+    ``window`` consecutive shards together."""
 
-    def __init__(self, shards: list[Shard], decode: Decoding | None, info: dict, window: int = 8):
+    def __init__(self, shards: list[Shard], decode: Decoding | None, info: dict, window: int = 8,
+                 opener=TarShard, open_shards: int = OPEN_SHARDS):
         self.shards, self.decode, self.info, self.window = shards, decode, info, window
         self.ends = np.cumsum([s.samples for s in shards]).tolist()
         self.spec_shape = tuple(info["input"].get("shape") or ())
-        self.open = _Open()
+        self.open = _Open(opener, open_shards)
 
     def __len__(self) -> int:
         return self.ends[-1] if self.ends else 0
@@ -189,25 +214,23 @@ class ShardedDataset(Dataset):
 
     def sample(self, index: int, seed: int | None) -> tuple[Tensor, Tensor]:
         number = bisect.bisect_right(self.ends, index)
-        shard = self.shards[number]
-        file, samples = self.open.get(shard)
-        key, files = samples[index - (self.ends[number - 1] if number else 0)]
-        where = f"{shard.url}: {key}"
-        image = next((e for e in IMAGES if e in files), None)
+        where, files = self.open.get(self.shards[number]).sample(index - (self.ends[number - 1] if number else 0))
+        image = next((e for e in ("image", *IMAGES) if e in files), None)
         if image is not None and self.decode is not None:
-            x = self.decode(_read(file, files[image], where), f"{where}.{image}", seed)
+            x = self.decode(files[image], f"{where} ({image})", seed)
         elif "input.npy" in files:
-            x = torch.from_numpy(_array(_read(file, files["input.npy"], where), where, self.spec_shape))
+            x = torch.from_numpy(_array(files["input.npy"], where, self.spec_shape))
         else:
-            raise ZooError(f"{where}: no input file ({', '.join(IMAGES)} or input.npy) in the sample")
+            raise ZooError(f"{where}: no input ({', '.join(IMAGES)} or input.npy) in the sample")
         if "cls" in files:
-            text = _read(file, files["cls"], where)[:32].strip()
+            label = files["cls"]
+            text = label[:32].strip() if isinstance(label, bytes) else str(label).encode()
             if not text.lstrip(b"-").isdigit():
                 raise ZooError(f"{where}.cls: not a class number: {text[:20]!r}")
             return x, torch.tensor(int(text))
         if "target.npy" in files:
-            return x, torch.from_numpy(_array(_read(file, files["target.npy"], where), where, None))
-        raise ZooError(f"{where}: no label file (cls or target.npy) in the sample")
+            return x, torch.from_numpy(_array(files["target.npy"], where, None))
+        raise ZooError(f"{where}: no label (cls or target.npy) in the sample")
 
 
 def _read(file, place: tuple[int, int], where: str) -> bytes:
@@ -263,7 +286,8 @@ def webdataset(split: str, root: str | None = None, urls: str | None = None, cha
         spec = {}
     if not shards or sum(s.samples for s in shards) == 0:
         raise ZooError(f"webdataset: no samples in the shards of split '{split}'")
-    how = _decoding(spec, channels, size, resize, crop, interpolation, mean, std, augment, scale, ratio, flip, training)
+    how = image_decoding("webdataset", spec, None, channels, size, resize, crop, interpolation, mean, std, augment,
+                         scale, ratio, flip, training)
     info = {"name": "webdataset", "split": split, "root": root or urls, "classes": classes,
             "input": how.input if how is not None else spec}
     if how is not None and spec.get("preprocess") and how.preprocess is None:
@@ -272,9 +296,10 @@ def webdataset(split: str, root: str | None = None, urls: str | None = None, cha
     return ShardedDataset(shards, how, info, window)
 
 
-def _decoding(spec: dict, channels, size, resize, crop, interpolation, mean, std, augment, scale, ratio, flip,
-              training) -> Decoding | None:
-    """How the images decode: the reader's parameters, else the packed input spec's."""
+def image_decoding(name: str, spec: dict, first: bytes | None, channels, size, resize, crop, interpolation, mean,
+                   std, augment, scale, ratio, flip, training) -> Decoding | None:
+    """How the images of dataset ``name`` decode: its parameters, else the packed input ``spec``'s,
+    else at the size of the ``first`` image; None when the spec is not an image's."""
     if spec and spec.get("kind") != "image":
         return None
     packed = spec.get("preprocess") or {}
@@ -283,13 +308,17 @@ def _decoding(spec: dict, channels, size, resize, crop, interpolation, mean, std
     if crop is None and size is None and packed:
         crop, resize, interpolation = packed["crop"][0], packed["resize"][0], packed["interpolation"]
         mean, std = mean or packed["mean"], std or packed["std"]
-    how = decoding("webdataset", channels, size, resize, crop, interpolation, mean, std, augment, scale, ratio, flip,
-                   training)
-    if how.preprocess is None and not size:
-        if not spec.get("shape"):
-            raise ZooError("webdataset: give size (or crop) to read images of shards without a manifest")
+    how = decoding(name, channels, size, resize, crop, interpolation, mean, std, augment, scale, ratio, flip, training)
+    if how.preprocess is not None or size:
+        return how
+    if spec.get("shape"):
         return Decoding(how.mode, shape=(spec["shape"][2], spec["shape"][1]))
-    return how
+    if first is None:
+        raise ZooError(f"{name}: give size (or crop) to read images of shards without a manifest")
+    from zoo.api import open_image
+
+    with io.BytesIO(first) as file:
+        return Decoding(how.mode, shape=open_image(file, how.mode, f"{name}: the first image").size)
 
 
 def _expand(pattern: str) -> list[str]:
