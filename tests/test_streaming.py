@@ -240,7 +240,8 @@ def test_parquet_files_as_the_hub_writes_them_read_back_equal_by_row_group(tmp_p
 
     mnist = registry.get("mnist", "dataset").build(split="test")
     inputs, targets = mnist.tensors()
-    features = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": [f"digit {i}" for i in range(10)]}}
+    features = {"image": {"_type": "Image"},
+                "label": {"_type": "ClassLabel", "names": [f"digit {i}" for i in range(10)]}}
     metadata = {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
     for number, rows in enumerate((range(0, 300), range(300, 500))):
         images = []
