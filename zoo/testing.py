@@ -96,7 +96,6 @@ def check_component(name: str, kind: str | None = None, *, params: Mapping | Non
                                        msg=lambda m: f"'{name}': outputs differ after save and zoo.load: {m}")
 
 
-@contextlib.contextmanager
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and every process under it, as a crash would end them (torchrun's workers and
     DataLoader workers included: torchrun starts its workers in sessions of their own); Linux."""
@@ -119,6 +118,7 @@ def kill_tree(pid: int) -> None:
             os.kill(member, signal.SIGKILL)
 
 
+@contextlib.contextmanager
 def _home(folder: Path):
     before = os.environ.get("ZOO_HOME")
     os.environ["ZOO_HOME"] = str(folder)
