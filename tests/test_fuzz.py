@@ -4,6 +4,7 @@ negative and out-of-range values: the answer is a result or one line naming the 
 the shipped mnist-mlp and a scratch zoo home; one that would keep running (a server) is a failure."""
 
 import argparse
+import re
 import threading
 
 import pytest
@@ -159,3 +160,44 @@ def test_reproduce_refuses_a_file_whose_recipe_is_not_what_made_it(tmp_path, zoo
         out = run_zoo("reproduce", str(altered))
         assert out.returncode == 2 and said in out.stderr and "internal error" not in out.stderr, out.stderr
     assert not (zoo_home / "reproductions").exists()  # refused before anything was trained
+
+
+def test_reproduce_fetches_nothing_a_file_names_without_allow_downloads_and_bounds_its_length(tmp_path, zoo_home,
+                                                                                               server):
+    """A stranger's file whose recipe downloads MNIST from a mirror (a server of this test's): refused,
+    listing what it would fetch, and the server hears nothing; a file that asks for a million epochs is
+    refused unless --force; under refuse_downloads every way zoo fetches is refused, naming it."""
+    from conftest import raw_meta, rewrite_meta
+
+    shipped = zoo.load("mnist-mlp").zoo_source.path
+    meta = raw_meta(shipped)
+    heard = len(server.requests)
+    mirror = f"{server.url}/mnist/"
+    data = {**meta["recipe"]["data"], "dataset": {"component": "mnist", "download": True, "mirror": mirror}}
+    altered = tmp_path / "fetching.safetensors"
+    rewrite_meta(shipped, altered, {**meta, "recipe": {**meta["recipe"], "data": data}})
+    out = run_zoo("reproduce", str(altered))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"its recipe would fetch data.dataset.download: true (the dataset's own files); data.dataset.mirror: " \
+           f"{mirror}. A reproduction fetches nothing a file names unless you allow it: zoo reproduce " \
+           "--allow-downloads" in out.stderr
+    assert len(server.requests) == heard and not (zoo_home / "reproductions").exists()
+    long = tmp_path / "long.safetensors"
+    rewrite_meta(shipped, long, {**meta, "recipe": {**meta["recipe"], "train": {**meta["recipe"]["train"],
+                                                                                 "epochs": 1_000_000}}})
+    out = run_zoo("reproduce", str(long))
+    assert out.returncode == 2 and "its recipe trains 1,000,000 epochs of 5,000 samples" in out.stderr, out.stderr
+    assert "a reproduction trains at most 100,000 batches of at most 10,000,000 samples an epoch unless run with " \
+           "--force" in out.stderr
+    from zoo.files import download, refuse_downloads
+    from zoo.weights.hub import download as hub_download, parse
+    from zoo_datasets.shards import open_binary
+
+    with refuse_downloads("not here"):
+        for fetch, named in ((lambda: download([f"{server.url}/x"], tmp_path / "x", lambda p: None), f"{server.url}/x"),
+                             (lambda: open_binary(f"{server.url}/shard.tar"), f"{server.url}/shard.tar"),
+                             (lambda: hub_download(parse("hf-hub:someone/nothing-cached")),
+                              "hf-hub:someone/nothing-cached (model.safetensors)")):
+            with pytest.raises(zoo.ZooError, match=rf"^{re.escape(named)}: not here$"):
+                fetch()
+    assert len(server.requests) == heard

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from zoo import __version__ as zoo_version
 from zoo.errors import ZooError
-from zoo.files import RunPath, atomic_write_bytes, digest, download, file_sha256, home, stream_sha256
+from zoo.files import RunPath, atomic_write_bytes, digest, download, file_sha256, home, may_fetch, stream_sha256
 from zoo.names import check as check_name
 from zoo.names import install as install_hint
 from zoo.plots import INSTALL_HINT as PLOT_HINT
@@ -66,7 +66,7 @@ _WHERE = {entry.partition(":")[0]: (module, entry.partition(":")[2] or entry.par
           for module, entries in _LAZY.items() for entry in entries}
 
 __all__ = ["Architecture", "LibraryModel", "architectures", "params_of", "PLOT_HINT", "Is", "Located", "Pattern", "Range", "Registry", "RunPath", "Words", "ZooError",
-           "atomic_write_bytes", "check_name", "install_hint", "did_you_mean", "digest", "download", "file_sha256", "home", "stream_sha256", "hookimpl",
+           "atomic_write_bytes", "may_fetch", "check_name", "install_hint", "did_you_mean", "digest", "download", "file_sha256", "home", "stream_sha256", "hookimpl",
            "latest_build", "locate", "plot_curves", "zoo_version", "plot_matrix", "record_build", "split_version", "write_history", "RECORD_FACTS", "data_wait", "read_typed",
            *_WHERE]
 

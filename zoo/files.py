@@ -131,6 +131,28 @@ def file_sha256(path: Path) -> str:
 
 
 MAX_DOWNLOAD = 4 << 30  # bytes one download may have (ZOO_MAX_DOWNLOAD_BYTES raises it)
+_REFUSED: list[str] = []  # why downloads are refused here, innermost last (see refuse_downloads)
+
+
+@contextlib.contextmanager
+def refuse_downloads(why: str) -> Iterator[None]:
+    """Within: every fetch zoo would make over the network (a URL, a Hub file not in the cache, a
+    shard or a Parquet file at a URL) is a ZooError naming what it would fetch, then ``why``."""
+    _REFUSED.append(why)
+    try:
+        yield
+    finally:
+        _REFUSED.pop()
+
+
+def downloads_refused() -> bool:
+    return bool(_REFUSED)
+
+
+def may_fetch(what: str) -> None:
+    """Raise the ZooError of :func:`refuse_downloads` when fetching ``what`` is refused here."""
+    if _REFUSED:
+        raise ZooError(f"{what[:200]}: {_REFUSED[-1]}")
 CHUNK = 1 << 20
 
 
@@ -138,6 +160,7 @@ def download(urls: Sequence[str], dest: Path, verify: Callable[[Path], None], ti
     """Fetch the first of ``urls`` that answers into ``dest``: streamed to ``dest.partial`` (at most
     ZOO_MAX_DOWNLOAD_BYTES, and as many as the server announced), checked by ``verify(partial_path)``
     (which raises ZooError), then renamed into place. Only http(s) URLs; nothing half-written stays."""
+    may_fetch(urls[0] if urls else str(dest))
     failures = []
     limit = int(os.environ.get("ZOO_MAX_DOWNLOAD_BYTES") or MAX_DOWNLOAD)
     dest = Path(dest)

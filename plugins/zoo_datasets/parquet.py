@@ -33,6 +33,9 @@ def files_of(pattern: str) -> list[str]:
     """The files a glob pattern names: local, or any fsspec URL (hf://datasets/ORG/NAME/..., s3://)."""
     if "://" not in pattern:
         return sorted(glob.glob(pattern))
+    from zoo.api import may_fetch
+
+    may_fetch(pattern)
     import fsspec
 
     filesystem, _ = fsspec.core.url_to_fs(pattern)

@@ -69,6 +69,9 @@ def open_binary(url: str):
     """A seekable binary file: a local path, or any URL fsspec reads (s3://, gs://, https://, hf://)."""
     if "://" not in url:
         return open(url, "rb")
+    from zoo.api import may_fetch
+
+    may_fetch(url)
     try:
         import fsspec
     except ImportError:

@@ -58,11 +58,13 @@ def register_commands(register):
                          "An unchanged model is not pushed again; a different file already there is replaced "
                          "only with --force.")
     register("reproduce", reproduce, help="train a model again from its recorded recipe and compare the tensors",
-             arguments=lambda p: p.add_argument("model", help=MODEL_HELP),
+             arguments=_reproduce_arguments,
              description="Train MODEL again from the recipe inside its weights file, on the data it names, and "
                          "compare: identical tensors, or the largest difference, the metric deltas and the "
                          "reasons zoo can see. The run goes to $ZOO_HOME/reproductions (not the store); "
-                         "zoo card shows the last result. Exit 1 when the tensors differ.")
+                         "zoo card shows the last result. Exit 1 when the tensors differ. The file is untrusted: "
+                         "nothing it names is fetched without --allow-downloads, and a run of more than 100,000 "
+                         "batches or 10 million samples an epoch needs --force.")
     register("import", import_, help="bring another library's pretrained weights into the store as a zoo file",
              arguments=_import_arguments,
              description="Fetch pretrained weights with their library's own loader (torchvision's: "
@@ -311,13 +313,22 @@ def build_line(label: str) -> str:
     return f"zoo: {build.label}, recorded {build.recorded}: {metrics or 'no metrics'}; recipe: {changes}"
 
 
+def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--allow-downloads", action="store_true",
+                   help="fetch what the recipe names (dataset URLs and downloads, Hub weights), listed first")
+    p.add_argument("--force", action="store_true",
+                   help="train past 100,000 batches or 10 million samples an epoch, if the recipe asks for it")
+
+
 def reproduce(args: argparse.Namespace) -> int:
     from zoo.use.reproduce import reproduce as again
 
     from zoo.training.loop import Interrupted
 
     try:
-        found = again(args.model, args.registry, log=lambda line: print(line, file=sys.stderr))
+        found = again(args.model, args.registry, allow_downloads=args.allow_downloads, force=args.force,
+                      log=lambda line: print(line, file=sys.stderr))
     except Interrupted as exc:
         print(f"zoo: reproduction {exc}; nothing was compared (zoo reproduce {args.model} starts it again)",
               file=sys.stderr)

@@ -6,7 +6,10 @@ $ZOO_HOME/reproductions/<sha256 prefix>/result.json, which ``zoo card`` shows.""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +19,7 @@ import yaml
 
 from zoo.errors import ZooError
 from zoo.text import clip
-from zoo.files import atomic_write_bytes, file_sha256, home
+from zoo.files import atomic_write_bytes, file_sha256, home, refuse_downloads
 from zoo.names import DISTRIBUTION
 from zoo.recipe.migrations import migrate
 from zoo.recipe.schema import VERSION
@@ -98,9 +101,30 @@ def last(sha256: str) -> Reproduction | None:
         return None
 
 
-def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
+MAX_STEPS = 100_000  # batches a reproduction trains without --force (epochs x batches per epoch)
+MAX_SAMPLES = 10_000_000  # training samples per epoch a reproduction reads without --force
+REMOTE = re.compile(r"^(hf-hub:|timm:|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+
+def fetches(recipe: object, path: str = "") -> list[str]:
+    """What a recorded recipe names that zoo would fetch over the network: URLs, Hub names, and
+    datasets asked to download their files; each as 'key.path: value'."""
+    if isinstance(recipe, dict):
+        found = [f"{path}download: true (the dataset's own files)" if key == "download" and value is True else ""
+                 for key, value in recipe.items()]
+        return [f for f in found if f] + [f for key, value in recipe.items() for f in fetches(value, f"{path}{key}.")]
+    if isinstance(recipe, list):
+        return [f for i, value in enumerate(recipe) for f in fetches(value, f"{path}{i}.")]
+    return [f"{path.rstrip('.')}: {clip(recipe)}"] if isinstance(recipe, str) and REMOTE.match(recipe) else []
+
+
+def reproduce(name: str, registry: Registry, *, allow_downloads: bool = False, force: bool = False,
+              log=print) -> Reproduction:
     """Train ``name``'s recorded recipe again with the plugins of ``registry`` (a reproduction, not a
-    build of yours: the store does not file it) and compare; the result is kept for ``zoo card``."""
+    build of yours: the store does not file it) and compare; the result is kept for ``zoo card``.
+    The file is a stranger's: nothing is fetched over the network unless ``allow_downloads`` (what
+    its recipe names is listed first), and a run longer than MAX_STEPS batches or MAX_SAMPLES samples
+    an epoch is refused unless ``force``."""
     from zoo.training.build import build
 
     started = time.perf_counter()
@@ -118,14 +142,24 @@ def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
         raise ZooError(f"{source.label}: its recorded recipe's model ({clip(meta.recipe.get('model'))}) is not the "
                        f"model its tensors fit ({clip(meta.model)}): the file was altered, so there is nothing to "
                        "reproduce")
+    named = fetches(meta.recipe)
+    if named and not allow_downloads:
+        raise ZooError(f"{source.label}: its recipe would fetch {'; '.join(named)}. A reproduction fetches nothing a "
+                       "file names unless you allow it: zoo reproduce --allow-downloads")
+    if named:
+        log(f"reproducing {source.label} fetches what its recipe names: {'; '.join(named)}")
     sha256 = source.sha256 or file_sha256(source.path)
     base = folder(sha256)
     run = claim(base / "run")
     recipe = run / "recipe.yaml"
     atomic_write_bytes(recipe, yaml.safe_dump(migrate(meta.recipe, meta.recipe_version, VERSION),
                                               sort_keys=False).encode())
-    [trained] = build(str(recipe), registry=registry, out=run / "train", purpose="reproduction", pins=pins(meta),
-                      log=log)
+    refused = f"the reproduction of {source.label} fetches nothing its file names unless run with --allow-downloads"
+    with contextlib.nullcontext() if allow_downloads else refuse_downloads(refused):
+        if not force:
+            _bounded(recipe, registry, meta, source.label)
+        [trained] = build(str(recipe), registry=registry, out=run / "train", purpose="reproduction",
+                          pins=pins(meta), log=log)
     tensors, again = read(trained / "weights.safetensors")
     identical = again.tensors_sha256 == meta.tensors_sha256
     metrics = {k: [v, again.metrics.get(k)] for k, v in sorted(meta.metrics.items())}
@@ -138,6 +172,23 @@ def reproduce(name: str, registry: Registry, *, log=print) -> Reproduction:
         found = Reproduction(**{**asdict(found), "max_abs_diff": diff, "worst": worst})
     atomic_write_bytes(base / "result.json", json.dumps(asdict(found), indent=1).encode())
     return found
+
+
+def _bounded(recipe: Path, registry: Registry, meta: WeightsMeta, label: str) -> None:
+    """ZooError when the recorded recipe trains more than MAX_STEPS batches or reads more than
+    MAX_SAMPLES samples an epoch (its training data is built to count them)."""
+    from zoo.assembly.assembler import Assembler
+    from zoo.assembly.parts import dataset
+    from zoo.training.build import read_recipe
+
+    settings = read_recipe(str(recipe), registry)
+    data = settings.data
+    samples = len(dataset(Assembler(registry, pins(meta)), data, data.train_split, "train_split"))
+    steps = settings.train.epochs * math.ceil(samples / data.batch_size)
+    if samples > MAX_SAMPLES or steps > MAX_STEPS:
+        raise ZooError(f"{label}: its recipe trains {settings.train.epochs:,} epochs of {samples:,} samples in "
+                       f"batches of {data.batch_size:,} ({steps:,} batches); a reproduction trains at most "
+                       f"{MAX_STEPS:,} batches of at most {MAX_SAMPLES:,} samples an epoch unless run with --force")
 
 
 def _largest_difference(published: dict[str, torch.Tensor], again: dict[str, torch.Tensor]) -> tuple[float, str]:

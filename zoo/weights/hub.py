@@ -13,7 +13,7 @@ from pathlib import Path
 
 from zoo.errors import ZooError
 from zoo.names import install
-from zoo.files import file_sha256
+from zoo.files import downloads_refused, file_sha256, may_fetch
 
 PREFIX = "hf-hub:"
 WEIGHTS = "model.safetensors"
@@ -59,11 +59,14 @@ def download(ref: Ref, file: str = WEIGHTS) -> tuple[Path, str]:
     commit it is from. A revision that names no branch, tag or commit but is the start of one
     commit's id (the 7 or 12 digits zoo push prints) means that commit."""
     hf = library()
-    from huggingface_hub.errors import RevisionNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RevisionNotFoundError
 
+    refused = downloads_refused()  # then only a file already in the cache will do
     try:
-        path = Path(hf.hf_hub_download(ref.repo, file, revision=ref.revision))
+        path = Path(hf.hf_hub_download(ref.repo, file, revision=ref.revision, local_files_only=refused))
     except Exception as exc:
+        if refused and isinstance(exc, LocalEntryNotFoundError):
+            may_fetch(f"hf-hub:{ref.repo}{'@' + ref.revision if ref.revision else ''} ({file})")
         _clean_incomplete(hf, ref)
         if isinstance(exc, RevisionNotFoundError) and SHORT_COMMIT.fullmatch(ref.revision or ""):
             return download(Ref(ref.repo, _commit(hf, ref)), file)
