@@ -128,6 +128,17 @@ def test_without_optuna_the_command_says_which_extra(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["recipe.yaml"] or not (tmp_path / "runs" / "tiny-search" / "study.db").exists()
 
 
+def test_the_cmaes_sampler_without_its_package_is_one_line_before_any_trial(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else find_spec(name, *a))
+    result = run_zoo("search", str(recipe(tmp_path, sampler="cmaes")), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == \
+        "zoo: error: search.sampler cmaes needs the cmaes package: pip install cmaes, or choose tpe", result.stderr
+    assert not list(tmp_path.glob("runs/tiny-search/trial-*"))  # no trial trained
+
+
 def test_a_sweep_is_a_study_that_resume_continues(tmp_path):
     data = {**REGRESSION, "name": "tiny-sweep", "sweep": {"train.optimizer.lr": [0.01, 0.02]}}
     path = tmp_path / "sweep.yaml"

@@ -9,6 +9,7 @@ stale and retried (Optuna's heartbeat and retry callback)."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
@@ -151,6 +152,8 @@ def open_study(settings: Settings, search: Search, storage: str, worker: int = 0
                 "grid": lambda: op.samplers.GridSampler({p.path: [_choice(c) for c in p.choices] for p in search.space},
                                                        seed=seed)}
     failures = (ValueError, OSError, op.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+    if search.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:  # Optuna imports it at a trial
+        raise ZooError("search.sampler cmaes needs the cmaes package: pip install cmaes, or choose tpe")
     for attempt in range(CREATE_TRIES):
         try:
             if storage.startswith("journal:"):
