@@ -19,8 +19,8 @@ from conftest import ROOT
         ("scale.py", ["--small", "20", "--large", "200", "--repeat", "1"], r"list_s@200: \d+\.\d\d  200/20: \d+\.\d\d"),
         ("real_models.py", ["--repeat", "1", "--size", "32", "--images", "20", "--vit", "vit_tiny_patch16_224"],
          r"real_models: list \d+\.\d\ds, parity 5/5, finetune zoo/timm \d+\.\d\d, load/floor \d+\.\d\d"),
-        ("data.py", ["--images", "64", "--rss-gb", "0.03", "--resume", "none"],
-         r"data: pipeline zoo/hand \d+\.\d\d, zoo/webdataset \d+\.\d\d, rss \d+\.\d\d GB @0\.03GB, resume not run"),
+        ("data.py", ["--images", "32", "--rss-gb", "0.01", "--resume", "none"],
+         r"data: pipeline zoo/hand \d+\.\d\d, zoo/webdataset \d+\.\d\d, rss \d+\.\d\d GB @0\.01GB, resume not run"),
     ],
 )
 def test_benchmark_runs_and_prints_its_last_line(script, args, last_line):

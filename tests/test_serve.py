@@ -25,6 +25,7 @@ import zoo
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 from zoo_serve.app import bind, create  # noqa: E402
+from zoo_serve.connections import OncePerInterval, server_config  # noqa: E402
 from zoo_serve.specs import Access, Limits  # noqa: E402
 from zoo_serve.models import open_slot  # noqa: E402
 
@@ -34,17 +35,19 @@ LIFETIME = 300  # seconds a test's server lives at most, whatever the test does
 def serving(*models: str, registry=None, access=Access(), **limits):
     registry = registry or zoo.Registry.from_environment()
     slots = [open_slot(m, registry) for m in models]
-    return background(create(slots, registry, Limits(**limits), follow_every=0.1, access=access))
+    bounds = Limits(**limits)
+    return background(create(slots, registry, bounds, follow_every=0.1, access=access), bounds)
 
 
 @contextlib.contextmanager
-def background(app):
-    """Serve ``app`` on a free port of 127.0.0.1 from a thread of this process while the block runs
-    (at most LIFETIME seconds); yields its base URL."""
+def background(app, limits: Limits):
+    """Serve ``app`` on a free port of 127.0.0.1 from a thread of this process, with the connection
+    settings of zoo serve for ``limits``, while the block runs (at most LIFETIME seconds); yields its
+    base URL."""
     import uvicorn
 
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, **server_config(limits)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     stop = threading.Timer(LIFETIME, lambda: setattr(server, "should_exit", True))
@@ -305,6 +308,79 @@ def test_overload_gets_503_with_retry_after_and_recovers(digits):
     with serving("mnist-mlp", timeout=0.05, batch_timeout_ms=400) as url, httpx.Client(base_url=url) as http:
         late = http.post("/v1/models/mnist-mlp/predict", json=body)
         assert late.status_code == 504 and "within 0.05 s" in late.json()["error"]
+
+
+def test_slow_clients_are_cut_off_and_never_keep_an_honest_one_waiting(digits):
+    """The slow-client attack: 40 connections that never finish their headers and 40 that never
+    finish their body, with 2 places in the queue. An honest request is answered during it; the
+    server closes the first kind after the read timeout and answers the second 408."""
+    import socket
+
+    pixels, _, _ = digits
+    body = json.dumps({"inputs": pixels[0, 0].tolist()}).encode()
+    with serving("mnist-mlp", max_queue=2, read_timeout=1.5) as url:
+        port = int(url.rsplit(":", 1)[1])
+        heads, bodies = [], []
+        for i in range(80):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+            head = f"POST /v1/models/mnist-mlp/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            if i % 2:
+                conn.sendall(f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                             + body[:100])
+                bodies.append(conn)
+            else:
+                conn.sendall(head.encode())
+                heads.append(conn)
+        started = time.monotonic()
+        with httpx.Client(base_url=url, timeout=10) as http:
+            answer = http.post("/v1/models/mnist-mlp/predict", content=body,
+                               headers={"content-type": "application/json"})
+        assert answer.status_code == 200 and time.monotonic() - started < 1.0  # before any slow one was cut off
+        for conn in heads:  # closed by the server: end of stream, no answer
+            assert conn.recv(1024) == b""
+        for conn in bodies:
+            reply = b"".join(iter(lambda conn=conn: conn.recv(4096), b""))  # to the server's close
+            assert reply.startswith(b"HTTP/1.1 408 ") and b"did not arrive within 1.5 s" in reply, reply[:200]
+        assert time.monotonic() - started < 8
+        for conn in heads + bodies:
+            conn.close()
+        with httpx.Client(base_url=url, timeout=10) as http:
+            assert http.post("/v1/models/mnist-mlp/predict", json={"inputs": pixels[0, 0].tolist()}).status_code == 200
+
+
+def test_past_max_connections_a_request_gets_503_until_the_slow_ones_are_cut_off(digits):
+    import socket
+
+    pixels, _, _ = digits
+    with serving("mnist-mlp", max_connections=10, read_timeout=1.0) as url:
+        port = int(url.rsplit(":", 1)[1])
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(12)]
+        for conn in held:
+            conn.sendall(b"GET /v2/health/ready HTTP/1.1\r\n")
+        time.sleep(0.2)
+        with httpx.Client(base_url=url, timeout=10) as http:
+            body = {"inputs": pixels[0, 0].tolist()}
+            assert http.post("/v1/models/mnist-mlp/predict", json=body).status_code == 503
+            time.sleep(1.5)  # the held connections are cut off after the read timeout
+            assert http.post("/v1/models/mnist-mlp/predict", json=body).status_code == 200
+        for conn in held:
+            conn.close()
+
+
+def test_a_flood_of_one_error_is_one_log_line_a_minute():
+    import logging
+
+    now = [0.0]
+    once = OncePerInterval(60, clock=lambda: now[0])
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, None, None)
+
+    passed = [once.filter(record("socket.accept() out of system resource")) for _ in range(10_000)]
+    assert passed.count(True) == 1 and once.filter(record("another kind of error"))
+    now[0] = 61.0
+    late = record("socket.accept() out of system resource")
+    assert once.filter(late) and late.msg.endswith("(9,999 more like it in the last 61 s)")
 
 
 # --- hot swap ---

@@ -38,7 +38,7 @@ train:
   epochs: 3
   seed: 0
   threads: 1
-  checkpoint_every: 7
+  checkpoint_every: 4
   optimizer: {component: adam, lr: 1.0e-3}
   loss: cross-entropy
 metrics: [accuracy]
@@ -52,9 +52,9 @@ def registry():
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory, registry) -> str:
-    """1,000 training and 500 test images of MNIST in shards of 150 samples (the last ones shorter)."""
+    """600 training and 200 test images of MNIST in shards of 150 samples (the last one shorter)."""
     root = tmp_path_factory.mktemp("shards")
-    for split, count in (("train", 1000), ("test", 500)):
+    for split, count in (("train", 600), ("test", 200)):
         mnist = registry.get("mnist", "dataset").build(split=split)
         inputs, targets = mnist.tensors()
         part = InMemoryDataset(inputs[:count], targets[:count], 255, {**mnist.info, "split": split})
@@ -117,8 +117,7 @@ def test_verify_names_a_corrupt_and_a_missing_shard_and_reading_them_is_one_line
     recipe = write_recipe(tmp_path, STREAMED, root=root)
     built = run_zoo("build", str(recipe), "--out", str(tmp_path / "run"), "--no-progress")
     assert built.returncode == 2 and len(built.stderr.strip().splitlines()) == 1, built.stderr
-    assert "Traceback" not in built.stderr and (f"{shards[1]}: 000000150 (png): cannot decode the image" in built.stderr
-                                                 or f"{shards[2]}: cannot open the shard" in built.stderr), built.stderr
+    assert built.stderr.startswith((f"zoo: error: {shards[1]}: ", f"zoo: error: {shards[2]}: ")), built.stderr
 
 
 def test_ranks_read_disjoint_samples_in_equal_steps_and_workers_change_nothing(numbered):
@@ -171,8 +170,8 @@ def checkpointed(out) -> tuple[int, int] | None:
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_run_killed_mid_epoch_resumes_there_to_the_uninterrupted_weights(tmp_path, packed, processes):
-    """kill -9 (every process) once a checkpoint inside epoch 2 or 3 is written (at step 7 or 14 of 20 //
-    processes, 35% or 70% of the epoch), resume: it continues there, not at 0%, to the same weights."""
+    """kill -9 (every process) once a checkpoint inside epoch 2 or 3 is written (at step 4 or 8 of 12 //
+    processes, 33% or 67% of the epoch), resume: it continues there, not at 0%, to the same weights."""
     recipe = write_recipe(tmp_path, STREAMED, root=packed)
     nproc = ["--nproc", "2"] if processes == 2 else []
     command = [str(BIN / "zoo"), "build", str(recipe), "--no-progress", *nproc]
@@ -195,7 +194,7 @@ def test_a_run_killed_mid_epoch_resumes_there_to_the_uninterrupted_weights(tmp_p
     kill_tree(process.pid)
     process.wait(timeout=60)
     epochs, step = checkpointed(out)
-    assert step in (7, 14) and not (out / "weights.safetensors").exists()
+    assert step in (4, 8) and not (out / "weights.safetensors").exists()
     resumed = subprocess.run([*command, "--out", str(out), "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming streamed at epoch {epochs + 1}, batch {step}" in resumed.stdout

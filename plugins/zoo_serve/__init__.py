@@ -48,6 +48,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-mb", type=number(0, 4096, above=True), default=8.0, help="largest request body in MB (default 8)")
     p.add_argument("--max-inputs", type=positive, default=256, help="inputs in one request (default 256)")
     p.add_argument("--timeout", type=number(0, 86_400, above=True), default=30.0, help="seconds a request may take before 504 (default 30)")
+    p.add_argument("--read-timeout", type=number(0, 3_600, above=True), default=10.0,
+                   help="seconds a request's line and headers, then its body, may take to arrive (default 10): "
+                        "a slower client is disconnected (408 for a late body)")
+    p.add_argument("--max-connections", type=positive, default=1000,
+                   help="connections open at once, beyond them 503 (default 1000; fewer if the file-descriptor "
+                        "limit is lower)")
     p.add_argument("--poll", type=number(0, 86_400, above=True), default=2.0, help="seconds between checks for new builds (default 2)")
     keys = p.add_argument_group("access (docs/serving.md#api-keys)")
     keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
@@ -65,6 +71,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from zoo_serve.app import address, bind, create, loopback_hosts, settings_json
+    from zoo_serve.connections import quiet_floods, server_config
     from zoo_serve.specs import Access, Limits
     from zoo_serve.models import open_slot
 
@@ -76,7 +83,8 @@ def serve(args: argparse.Namespace) -> int:
     access = Access(_keys(args), args.public_page, loopback_hosts(host))
     limits = Limits(max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                     max_queue=args.max_queue, max_body_bytes=int(args.max_body_mb * 2**20),
-                    max_inputs=args.max_inputs, timeout=args.timeout)
+                    max_inputs=args.max_inputs, timeout=args.timeout, read_timeout=args.read_timeout,
+                    max_connections=args.max_connections)
     slots = [open_slot(model, args.registry, args.device) for model in args.models]
     names = [slot.name for slot in slots]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -90,7 +98,8 @@ def serve(args: argparse.Namespace) -> int:
     guarded = f"; {len(access.keys)} API key(s) required" if access.keys else ""
     print(f"zoo serve: http://{host}:{port}/ serving {', '.join(names)}{guarded} (Ctrl-C or SIGTERM stops)",
           flush=True)
-    config = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": int(args.timeout) + 5}
+    config = server_config(limits)
+    quiet_floods()
     # uvicorn drains the requests in flight on SIGTERM, then raises the signal again: here, to no effect.
     signal.signal(signal.SIGTERM, lambda *_: None)
     sys.setswitchinterval(SWITCH_INTERVAL)

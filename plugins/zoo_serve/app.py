@@ -210,8 +210,9 @@ INFERENCE = ("/predict", "/infer")
 
 
 class _Bounded:
-    """ASGI middleware: bounds each inference request (body size, requests in flight) before the
-    application sees it, and counts and times every request."""
+    """ASGI middleware: bounds each inference request before the application sees it -- its body
+    (size, and ``read_timeout`` to arrive: 408 after), then the requests in flight, a place in the
+    queue taken only once the request is read whole -- and counts and times every request."""
 
     def __init__(self, app, limits: Limits, metrics: Metrics, names: set[str]):
         self.app, self.limits, self.metrics, self.names = app, limits, metrics, names
@@ -234,15 +235,19 @@ class _Bounded:
         try:
             if endpoint == "other":
                 return await self.app(scope, receive, counted)
+            try:  # read whole before it takes a place in the queue: a slow client holds a connection, no more
+                body = await asyncio.wait_for(self._body(scope, receive), self.limits.read_timeout)
+            except asyncio.TimeoutError:
+                body = _error(408, f"the request body did not arrive within {self.limits.read_timeout:g} s",
+                              {"connection": "close"})
+            if isinstance(body, Response):
+                return await body(scope, receive, counted)
             if self.in_flight >= self.limits.max_queue:
                 return await _error(503, f"{self.in_flight} requests in flight, the most this server takes; retry "
                                          "shortly", {"retry-after": "1"})(scope, receive, counted)
             self.in_flight += 1
             self.metrics.in_flight.inc()
             try:
-                body = await self._body(scope, receive)
-                if isinstance(body, Response):
-                    return await body(scope, receive, counted)
                 return await self.app(scope, _replay(body), counted)
             finally:
                 self.in_flight -= 1
@@ -355,13 +360,17 @@ def bind(host: str, port: int):
 def from_environment() -> FastAPI:
     """The application a ``zoo serve --workers N`` worker process runs, from the command's settings."""
     from zoo_serve import SWITCH_INTERVAL, freeze
+    from zoo_serve.connections import quiet_floods, server_config
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     settings = json.loads(os.environ["ZOO_SERVE_SETTINGS"])
     registry = Registry.from_environment(disabled=settings["disabled"], strict=settings["strict"])
     slots = [open_slot(spec, registry, settings["device"]) for spec in settings["models"]]
     access = Access(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["access"].items()})
-    app = create(slots, registry, Limits(**settings["limits"]), settings["follow_every"], access)
+    limits = Limits(**settings["limits"])
+    app = create(slots, registry, limits, settings["follow_every"], access)
+    server_config(limits)  # this process's connections: read timeout
+    quiet_floods()
     freeze()
     return app
 

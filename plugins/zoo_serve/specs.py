@@ -33,6 +33,8 @@ class Limits:
     max_inputs: int = 256  # in one request
     max_image_pixels: int = 4_000_000  # of an uploaded image, checked before it is decoded
     timeout: float = 30.0  # seconds a request may take
+    read_timeout: float = 10.0  # seconds a request's line and headers, then its body, may take to arrive
+    max_connections: int = 1000  # open at once (fewer when the file-descriptor limit is lower)
 
 
 @dataclass(frozen=True)

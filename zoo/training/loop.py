@@ -257,6 +257,8 @@ class Batches:
                                  num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                                  prefetch_factor=prefetch if workers else None,
                                  generator=torch.Generator().manual_seed(seed))
+        if workers:  # fork the workers now, before the DataLoaders' threads exist: a fork while another
+            iter(self.loader)  # thread starts or ends can hang the child (CPython 3.11, seen under torchrun)
 
     def steps(self, count: int) -> int:
         return math.ceil(count / self.batch_size)
