@@ -325,3 +325,20 @@ def hub(server, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "test-token")
     server.fail.clear()
     return server
+
+
+@pytest.fixture(scope="module")
+def mnist_shards(tmp_path_factory) -> str:
+    """600 training and 200 test images of MNIST packed in tar shards of 150 samples (zoo data pack's
+    format; the last shard shorter)."""
+    from zoo.assembly.data import InMemoryDataset
+    from zoo_datasets.packing import write
+
+    root = tmp_path_factory.mktemp("shards")
+    for split, count in (("train", 600), ("test", 200)):
+        mnist = zoo.create("mnist", split=split)
+        inputs, targets = mnist.tensors()
+        part = InMemoryDataset(inputs[:count], targets[:count], 255, {**mnist.info, "split": split})
+        write(part, root / split, 10**9, 150, log=lambda line: None)
+    return str(root)
+

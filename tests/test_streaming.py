@@ -4,21 +4,17 @@ component), rank and worker sharding, seeded orders, mid-epoch resume, broken sh
 import io
 import json
 import shutil
-import subprocess
-import time
 
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, CHECKPOINT, run_zoo, write_recipe
+from conftest import run_zoo, write_recipe
 from PIL import Image
-from safetensors.torch import load_file
 
 import zoo
 from zoo.assembly.data import InMemoryDataset
 from zoo.assembly.distributed import Context
 from zoo.registry import Registry
-from zoo.testing import kill_tree
 from zoo.training.loop import Batches, sample_seed
 from zoo_datasets.packing import write
 from zoo_datasets.shards import ShardedDataset
@@ -48,18 +44,6 @@ metrics: [accuracy]
 @pytest.fixture(scope="module")
 def registry():
     return Registry.from_environment()
-
-
-@pytest.fixture(scope="module")
-def packed(tmp_path_factory, registry) -> str:
-    """600 training and 200 test images of MNIST in shards of 150 samples (the last one shorter)."""
-    root = tmp_path_factory.mktemp("shards")
-    for split, count in (("train", 600), ("test", 200)):
-        mnist = registry.get("mnist", "dataset").build(split=split)
-        inputs, targets = mnist.tensors()
-        part = InMemoryDataset(inputs[:count], targets[:count], 255, {**mnist.info, "split": split})
-        write(part, root / split, 10**9, 150, log=lambda line: None)
-    return str(root)
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +79,9 @@ def test_zoo_data_pack_of_mnist_reads_back_equal_to_the_in_memory_dataset_sample
     assert again.stderr.strip() == f"zoo: error: {out / 'test'} exists; pack into another DEST, or delete it first"
 
 
-def test_verify_names_a_corrupt_and_a_missing_shard_and_reading_them_is_one_line(tmp_path, packed):
+def test_verify_names_a_corrupt_and_a_missing_shard_and_reading_them_is_one_line(tmp_path, mnist_shards):
     root = tmp_path / "copy"
-    shutil.copytree(packed, root)
+    shutil.copytree(mnist_shards, root)
     assert run_zoo("data", "verify", str(root)).returncode == 0
     shards = sorted((root / "train").glob("shard-*.tar"))
     with open(shards[1], "r+b") as f:  # the first sample's PNG bytes, past the tar headers
@@ -156,51 +140,6 @@ def test_the_order_is_seeded_and_shuffles_shards_then_samples_within_windows(num
         windows.append(shards)
         position = end
     assert len(windows) == 4 and sorted(s for w in windows for s in w) == list(range(11))
-
-
-def checkpointed(out) -> tuple[int, int] | None:
-    """(epochs done, step) of a run folder's last whole checkpoint, if any."""
-    try:
-        state = json.loads((out / CHECKPOINT).read_text())
-    except (OSError, ValueError):
-        return None
-    position = dict(dict(state["skeleton"]["$dict"])["position"]["$dict"])
-    return position["epoch"], position["step"]
-
-
-@pytest.mark.parametrize("processes", [1, 2])
-def test_a_run_killed_mid_epoch_resumes_there_to_the_uninterrupted_weights(tmp_path, packed, processes):
-    """kill -9 (every process) once a checkpoint inside epoch 2 or 3 is written (at step 4 or 8 of 12 //
-    processes, 33% or 67% of the epoch), resume: it continues there, not at 0%, to the same weights."""
-    recipe = write_recipe(tmp_path, STREAMED, root=packed)
-    nproc = ["--nproc", "2"] if processes == 2 else []
-    command = [str(BIN / "zoo"), "build", str(recipe), "--no-progress", *nproc]
-    straight = subprocess.run([*command, "--out", str(tmp_path / "straight")], capture_output=True, text=True,
-                              timeout=600)
-    assert straight.returncode == 0, straight.stderr
-    assert "waiting for data)" in straight.stdout and "the loop waited for data" in straight.stdout
-    if processes == 1:  # the weights know their input and classes: predict takes an image file
-        Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "blank.png")
-        model = zoo.load(str(tmp_path / "straight" / "weights.safetensors"))
-        top = zoo.predict(model, str(tmp_path / "blank.png"), top_k=10)[0]["top"]
-        assert sorted(t["label"] for t in top) == [str(i) for i in range(10)]
-    out = tmp_path / "run"
-    process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not ((where := checkpointed(out)) and where[0] >= 1 and where[1] > 0):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    kill_tree(process.pid)
-    process.wait(timeout=60)
-    epochs, step = checkpointed(out)
-    assert step in (4, 8) and not (out / "weights.safetensors").exists()
-    resumed = subprocess.run([*command, "--out", str(out), "--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming streamed at epoch {epochs + 1}, batch {step}" in resumed.stdout
-    a = load_file(str(tmp_path / "straight" / "weights.safetensors"))
-    b = load_file(str(out / "weights.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_augmentation_depends_on_the_seed_only_and_evaluation_is_what_predict_makes(tmp_path):
