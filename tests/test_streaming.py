@@ -203,3 +203,17 @@ def test_parquet_files_as_the_hub_writes_them_read_back_equal_by_row_group(tmp_p
         zoo.create("parquet", split="test", files=str(tmp_path / "{split}-*.parquet"), channels=1)
     with pytest.raises(zoo.ZooError, match=r"^parquet: no files match .*/train-\*.parquet$"):
         zoo.create("parquet", split="train", files=str(tmp_path / "{split}-*.parquet"))
+
+
+@pytest.mark.parametrize("args, said", [
+    (["", "out"], "SOURCE is empty: give a dataset name (mnist) or an image folder"),
+    (["mnist", "out", "--with", "split=train"], "--with split=...: the splits are chosen with --split SPLIT"),
+    (["mnist", "out", "--split", "../../etc"], "split '../../etc' is not a folder name"),
+    (["mnist", "out", "--with", "channels"], "--with channels: expected KEY=VALUE"),
+    (["mnist", "out", "--shard-size", "nan"], "'nan' is not a size such as 256MB"),
+    (["nosuch", "out"], "unknown dataset 'nosuch'"),
+])
+def test_zoo_data_pack_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, args, said):
+    out = run_zoo("data", "pack", *args, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and said in out.stderr, out.stderr
+    assert list(tmp_path.iterdir()) == []

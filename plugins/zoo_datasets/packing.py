@@ -94,6 +94,8 @@ def _splits(dest: str) -> list[str]:
     """The split folders of DEST (DEST itself when it is one)."""
     from zoo_datasets.shards import MANIFEST, join, open_binary
 
+    if not dest.strip():
+        raise ZooError("DEST is empty: give what zoo data pack wrote (a folder or URL)")
     if "://" in dest:
         return [dest]
     root = Path(dest).expanduser()
@@ -120,6 +122,10 @@ def pack(source: str, dest: Path, splits: list[str] | None, params: dict, shard_
          registry, log=print) -> dict[str, dict]:
     """Write each split of ``source`` (a dataset name, or an image folder root) to ``dest/SPLIT/``;
     return each split's manifest. A split folder that exists is never overwritten."""
+    if not source.strip():
+        raise ZooError("SOURCE is empty: give a dataset name (mnist) or an image folder")
+    if "split" in params:
+        raise ZooError("--with split=...: the splits are chosen with --split SPLIT")
     folder = Path(source).expanduser()
     if folder.is_dir() or "/" in source:
         if not folder.is_dir():
@@ -128,6 +134,12 @@ def pack(source: str, dest: Path, splits: list[str] | None, params: dict, shard_
         splits = splits or sorted(p.name for p in folder.iterdir() if p.is_dir())
     else:
         name, splits = source, splits or ["train", "test"]
+    from zoo_datasets.shards import NAME
+
+    bad = [s for s in splits if not NAME.fullmatch(s) or ".." in s]
+    if not splits or bad:
+        raise ZooError(f"split {bad[0]!r} is not a folder name (letters, digits, '.', '_', '-')" if bad else
+                       f"{source}: no split folders in it (expected {source}/SPLIT/CLASS/<images>)")
     component = registry.get(name, "dataset")
     written = {}
     for split in splits:
@@ -138,7 +150,8 @@ def pack(source: str, dest: Path, splits: list[str] | None, params: dict, shard_
         try:
             component.check(values)
         except Exception as exc:
-            raise ZooError(f"dataset '{name}': {exc}") from None
+            said = str(exc)
+            raise ZooError(said if said.startswith(f"dataset '{name}'") else f"dataset '{name}': {said}") from None
         data = component.build(**values)
         written[split] = write(data, target, shard_bytes, shard_samples, log)
     return written
