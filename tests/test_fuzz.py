@@ -18,8 +18,17 @@ RUNS_AT_MOST = 60  # seconds one command may take before it counts as having sta
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser, and each action's of a command that has actions ("data pack")."""
     top = parser(zoo.default_registry())
-    return next(a for a in top._subparsers._group_actions if isinstance(a, argparse._SubParsersAction)).choices
+    found = {}
+    for name, sub in _choices(top).items():
+        found[name] = sub
+        found.update({f"{name} {action}": child for action, child in _choices(sub).items()})
+    return found
+
+
+def _choices(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((a.choices for a in p._actions if isinstance(a, argparse._SubParsersAction)), {})
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +49,9 @@ def base(command: str, places: dict) -> list[str]:
             "reproduce": [model], "import": ["torchvision:resnet18.IMAGENET1K_V1"], "inspect": [model],
             "check": [recipe], "build": [recipe], "search": [places["search"]], "plot": [places["folder"]],
             "serve": [model, "--host", "192.0.2.1"],  # an address of no machine here: it cannot start serving
-            "help": ["build"]}.get(command, [])
+            "help": ["build"], "data": ["info"],
+            "data pack": ["nosuch", places["folder"] + "/packed"],  # refused after its options are read
+            "data info": [places["folder"]], "data verify": [places["folder"]]}.get(command, [])
 
 
 def cases(places: dict):
@@ -68,7 +79,7 @@ def test_every_option_of_every_command_answers_in_one_line(places, tmp_path, zoo
         outcome = {}
 
         def call():
-            outcome["result"] = run_zoo(name, *args)
+            outcome["result"] = run_zoo(*name.split(), *args)
 
         worker = threading.Thread(target=call, daemon=True)
         worker.start()
