@@ -32,7 +32,7 @@ from PIL import Image
 
 import zoo
 from zoo.assembly.data import InMemoryDataset
-from zoo.testing import kill_tree
+from zoo.testing import kill_tree, process_tree
 from zoo.training.loop import Batches
 from zoo_datasets.packing import write
 
@@ -106,7 +106,7 @@ def webdataset_pipeline(shards: Path, batch: int, workers: int) -> float:
     return rate(wds.WebLoader(dataset, batch_size=None, num_workers=workers))
 
 
-def pss(pids: list[int]) -> int:
+def pss(pids: set[int]) -> int:
     """Bytes of proportional set size of these processes, summed."""
     total = 0
     for pid in pids:
@@ -116,16 +116,6 @@ def pss(pids: list[int]) -> int:
             continue
         total += next(int(line.split()[1]) * 1024 for line in text.splitlines() if line.startswith("Pss:"))
     return total
-
-
-def tree(pid: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            children += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return [pid, *[p for child in children for p in tree(child)]]
 
 
 def peak_memory(folder: Path, gigabytes: float, workers: int) -> float:
@@ -150,7 +140,7 @@ def peak_memory(folder: Path, gigabytes: float, workers: int) -> float:
 
     def watch():
         while not done.is_set():
-            peak[0] = max(peak[0], pss(tree(os.getpid())))
+            peak[0] = max(peak[0], pss(process_tree(os.getpid())))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)

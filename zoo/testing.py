@@ -101,6 +101,13 @@ def kill_tree(pid: int) -> None:
     DataLoader workers included: torchrun starts its workers in sessions of their own); Linux."""
     import signal
 
+    for member in process_tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
+def process_tree(pid: int) -> set[int]:
+    """A process and every process under it, found by their parent ids in /proc (Linux)."""
     parents = {}
     for proc in Path("/proc").iterdir():
         try:
@@ -113,9 +120,7 @@ def kill_tree(pid: int) -> None:
     while below:
         below = {child for child, parent in parents.items() if parent in below} - tree
         tree |= below
-    for member in tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(member, signal.SIGKILL)
+    return tree
 
 
 @contextlib.contextmanager

@@ -50,8 +50,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
 @dataclass(frozen=True)
 class Shard:
-    """One tar file of a split: where it is, how many samples it holds, its size and sha256 (from the
-    manifest; None for shards listed by pattern)."""
+    """One shard of a split -- a tar file, or a Parquet file's row group ``part`` -- where it is, how
+    many samples it holds, its size and sha256 (from a manifest; None otherwise)."""
 
     url: str
     samples: int
