@@ -105,9 +105,9 @@ def test_empty_or_mistyped_destinations_and_addresses_write_nothing_and_say_why(
     here.mkdir()
     monkeypatch.chdir(here)
     for dest, said in (("", "push needs a destination: a folder or hf-hub:ORG/REPO"),
-                       ("hf_hub:me/model", "names no destination zoo knows: hf-hub:ORG/REPO for the Hugging Face Hub "
-                                           "Did you mean 'hf-hub:'?"),
-                       ("s3:bucket/model", "names no destination zoo knows")):
+                       ("hf_hub:me/model", "names no destination zoo or its plugins know: hf-hub:ORG/REPO for the "
+                                           "Hugging Face Hub Did you mean 'hf-hub:'?"),
+                       ("s3:bucket/model", "names no destination zoo or its plugins know")):
         out = run_zoo("push", "mnist-mlp", dest)
         assert out.returncode == 2 and said in out.stderr, out.stderr
     assert list(here.iterdir()) == []  # nothing written here

@@ -20,7 +20,7 @@ BUILTIN = {
     "scheduler": ["cosine", "one-cycle"],
     "loss": ["cross-entropy", "mse"],
     "metric": ["accuracy", "top-k-accuracy", "macro-f1", "micro-f1", "confusion-matrix", "mse", "mae"],
-    "callback": ["early-stopping", "best-checkpoint", "csv-logger", "tensorboard", "lr-monitor"],
+    "callback": ["early-stopping", "best-checkpoint", "csv-logger", "tensorboard", "lr-monitor", "mlflow-logger"],
     "transform": ["normalize", "random-shift", "horizontal-flip", "random-erasing", "token-dropout",
                   "random-resized-crop"],
     "exporter": ["onnx", "torch-export", "torchscript"],

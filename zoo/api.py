@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from zoo.cli import number, path, positive
     from zoo.training.run import Run
     from zoo.use.card import card as model_card
+    from zoo.use.share import Pushed
     from zoo.use.predict import (Facts, check_top_k, decode_image, facts, forward, interpret, open_image, pixels,
-                                  prepare, read_npy)
-    from zoo.weights.format import content_digest
+                                  predict, prepare, read_npy)
+    from zoo.weights.format import content_digest, read_meta
     from zoo.weights.imported import record as imported_record
     from zoo.weights.load import load_located
     from zoo.weights.metadata import Imported
@@ -54,9 +55,10 @@ _LAZY = {
     "zoo.cli": ("number", "path", "positive"),
     "zoo.training.run": ("Run",),
     "zoo.use.card": ("model_card:card",),
+    "zoo.use.share": ("Pushed",),
     "zoo.use.predict": ("Facts", "check_top_k", "decode_image", "facts", "forward", "interpret", "open_image", "pixels",
-                        "prepare", "read_npy"),
-    "zoo.weights.format": ("content_digest",),
+                        "predict", "prepare", "read_npy"),
+    "zoo.weights.format": ("content_digest", "read_meta"),
     "zoo.weights.imported": ("imported_record:record",),
     "zoo.weights.load": ("load_located",),
     "zoo.weights.metadata": ("Imported",),

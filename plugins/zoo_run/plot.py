@@ -3,7 +3,7 @@
 from zoo.api import PLOT_HINT, hookimpl, plot_curves
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # the run's files are written before callbacks hear its end (a logger sends them on)
 def zoo_run_end(run, weights):
     if weights is not None:
         title = f"{run.name}: {run.sweep}" if run.sweep else run.name

@@ -6,8 +6,9 @@ itself); the figures filed are those the weights file records."""
 from zoo.api import hookimpl, record_build
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # before callbacks hear the run's end, so that they find ``run.label``
 def zoo_run_end(run, weights):
     if weights is not None and run.purpose == "build":
         build = record_build(run.name, weights)
+        run.label = build.label
         run.log(f"recorded {run.name} in the store as {build.label}: {build.path}")

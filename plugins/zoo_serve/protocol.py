@@ -22,10 +22,7 @@ HEADER = "Inference-Header-Content-Length"
 
 def datatype(spec: InputSpec) -> str:
     """The v2 datatype of one input of ``spec``: the raw values, before scaling."""
-    if spec.kind == "image":
-        return "UINT8"
-    numpy_name = "int64" if spec.kind == "tokens" else spec.dtype
-    return next(name for name, np_name in DATATYPES.items() if np_name == numpy_name)
+    return next(name for name, np_name in DATATYPES.items() if np_name == spec.raw_dtype)
 
 
 def metadata(name: str, versions: list[str], spec: InputSpec, output_shape: list[int]) -> dict:

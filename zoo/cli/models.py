@@ -54,9 +54,10 @@ def register_commands(register):
              description="Write MODEL's repo -- model.safetensors (zoo's file, metadata intact), config.json, "
                          "README.md (the model card, with the front matter the Hub renders: library, license, "
                          "tags, datasets, metrics as model-index) and recipe.yaml -- to DEST: a folder, or "
-                         "hf-hub:ORG/REPO[@BRANCH] (the 'hub' extra; token from HF_TOKEN or 'hf auth login'). "
-                         "An unchanged model is not pushed again; a different file already there is replaced "
-                         "only with --force.")
+                         "hf-hub:ORG/REPO[@BRANCH] (the 'hub' extra; token from HF_TOKEN or 'hf auth login'), "
+                         "or a destination a plugin adds (mlflow:NAME, a version of a registered model, with the "
+                         "'mlflow' extra). An unchanged model is not pushed again; a different file already there "
+                         "is replaced only with --force.")
     register("reproduce", reproduce, help="train a model again from its recorded recipe and compare the tensors",
              arguments=_reproduce_arguments,
              description="Train MODEL again from the recipe inside its weights file, on the data it names, and "
@@ -285,7 +286,7 @@ def card(args: argparse.Namespace) -> int:
 
 def _push_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("dest", metavar="DEST", help="a folder, or hf-hub:ORG/REPO[@BRANCH]")
+    p.add_argument("dest", metavar="DEST", help="a folder, hf-hub:ORG/REPO[@BRANCH], or a plugin's (mlflow:NAME)")
     p.add_argument("--force", action="store_true", help="replace files already there with other content")
 
 

@@ -139,6 +139,15 @@ def import_weights(name, url, folder):
     but what the library's loader reads with ``weights_only=True``. zoo files them in the store."""
 
 
+@hookspec(firstresult=True)
+def push_model(model, dest, force):
+    """``zoo push MODEL DEST`` (and ``zoo.push``) where ``DEST`` is ``SCHEME:...`` but not zoo's own
+    (a folder, ``hf-hub:``): if the scheme is this plugin's, publish ``model`` (a module from
+    ``zoo.load``, its file verified) there and return a :class:`zoo.use.share.Pushed`; else None.
+    Pushing what the destination already holds changes nothing and says so; ``force`` replaces
+    what the destination holds with other content, where it can."""
+
+
 @hookspec
 def zoo_run_start(run) -> None:
     """The run is assembled (and restored, with ``--resume``: ``run.resumed``); training starts next."""
@@ -202,7 +211,9 @@ def zoo_train_end(run) -> None:
 @hookspec
 def zoo_run_end(run, metrics: dict[str, float], weights: Path | None) -> None:
     """Training finished; ``metrics`` are those of the saved weights (the final epoch's, or the chosen
-    one's); ``weights`` is the saved weights file on rank 0 (None on other ranks)."""
+    one's); ``weights`` is the saved weights file on rank 0 (None on other ranks). zoo's store (which
+    sets ``run.label``) and plot plugins hear it first (``tryfirst``), so the run's files are all there
+    for callbacks and other plugins."""
 
 
 @hookspec
@@ -229,7 +240,7 @@ KINDS = {
 }
 
 # Hooks that add to zoo besides components.
-EXTENSIONS = ("register_catalogs", "register_commands", "convert_weights", "import_weights")
+EXTENSIONS = ("register_catalogs", "register_commands", "convert_weights", "import_weights", "push_model")
 
 # The lifecycle hooks, in the order a run meets them: every ``zoo_`` spec above, in the order written.
 EVENTS = tuple(name for name, spec in list(globals().items()) if name.startswith("zoo_") and callable(spec))

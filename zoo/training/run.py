@@ -64,6 +64,7 @@ class Run:
     position: Position = field(default_factory=Position)
     sweep: str | None = None  # the variant's or trial's label, when the run is one of a sweep or a search
     purpose: Purpose = "build"
+    label: str | None = None  # the store's NAME@N once it files the build (zoo_run_end, before callbacks hear it)
     resumed: bool = False
     chosen: Chosen | None = None  # the epoch whose weights the run keeps, when a callback chose one
 

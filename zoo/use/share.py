@@ -78,13 +78,18 @@ def _license(text: str) -> str | None:
 @dataclass(frozen=True)
 class Pushed:
     """What a push did: where to, the files it changed (none: nothing was written) and, on the Hub,
-    the commit the repo is at."""
+    the commit the repo is at; in a model registry, the version that holds the model."""
 
     dest: str
     changed: tuple[str, ...]
     commit: str | None = None
+    version: str | None = None
 
     def __str__(self) -> str:
+        if self.version is not None:
+            if not self.changed:
+                return f"{self.dest}: unchanged, version {self.version} holds these weights; nothing registered"
+            return f"{self.dest}: registered version {self.version}"
         if self.commit is not None:
             if not self.changed:
                 return f"{self.dest}: unchanged, nothing pushed"
@@ -100,10 +105,13 @@ def push(model: nn.Module, dest: str, registry: Registry, *, force: bool = False
     if not isinstance(dest, str) or not dest.strip():
         raise ZooError(f"push needs a destination: a folder or hf-hub:ORG/REPO, got {dest!r}")
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+._-]*):(?!\\)", dest)
-    if scheme and not hub.is_hub(dest) and len(scheme.group(1)) > 1:  # hf_hub:, hf:, s3: ... (not C:\)
-        raise ZooError(f"'{clip(dest)}' names no destination zoo knows: hf-hub:ORG/REPO for the Hugging Face Hub"
-                       f"{did_you_mean(scheme.group(1) + ':', [hub.PREFIX])}, or a folder (./{clip(dest)} to "
-                       "write one of that name)")
+    if scheme and not hub.is_hub(dest) and len(scheme.group(1)) > 1:  # mlflow:, hf_hub:, s3: ... (not C:\)
+        pushed = registry.first("push_model", model=model, dest=dest, force=force)
+        if pushed is not None:
+            return pushed
+        raise ZooError(f"'{clip(dest)}' names no destination zoo or its plugins know: hf-hub:ORG/REPO for the "
+                       f"Hugging Face Hub{did_you_mean(scheme.group(1) + ':', [hub.PREFIX])}, or a folder "
+                       f"(./{clip(dest)} to write one of that name)")
     files = layout(model, registry)
     if hub.is_hub(dest):
         ref = hub.parse(dest)

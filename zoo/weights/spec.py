@@ -78,6 +78,12 @@ class InputSpec:
                                       or not 0 <= self.pad_id < self.vocab_size):
             raise ValueError("a tokens input is (length,) with a positive vocab_size and a pad_id below it")
 
+    @property
+    def raw_dtype(self) -> str:
+        """The numpy dtype of one raw input, before any scaling: images as 8-bit pixels (uint8), token
+        ids as int64, other inputs their own dtype."""
+        return {"image": "uint8", "tokens": "int64"}.get(self.kind, self.dtype)
+
     def describe(self) -> str:
         """The spec in words, for errors: 'an image of shape (1, 28, 28) (float32)'."""
         if self.kind == "tokens":
