@@ -1,24 +1,29 @@
-"""``zoo serve`` under load, on loopback only: throughput and latency, then a soak.
+"""``zoo serve`` under load, on loopback only, against LitServe: throughput and latency, then a soak.
 
-Three servers, each a process of its own, answer POST /v1/models/NAME/predict (JSON inputs, top-5):
+Three servers, each a process of its own, answer POST /v1/models/NAME/predict (JSON inputs, top-5),
+each computing with one torch thread (``OMP_NUM_THREADS=1``):
 
-- batched: ``zoo serve`` (dynamic batches of up to 64, 5 ms to fill);
-- unbatched: ``zoo serve --max-batch-size 1``;
-- per-request: a minimal FastAPI endpoint calling ``zoo.use.predict.predict`` -- the model once per
-  request, the same preprocessing (the comparison LitServe publishes).
+- zoo: ``zoo serve`` (dynamic batches of up to 64, 2 ms to fill);
+- litserve: LitServe with the same batching (max_batch_size 64, batch_timeout 2 ms), its LitAPI
+  calling the same code as zoo predict (decode -> batch -> forward -> unbatch -> encode);
+- per-request: a minimal FastAPI endpoint calling ``zoo.use.predict.predict``, the model once per
+  request.
 
-Clients are asyncio tasks in this process (aiohttp: httpx's async pool, not the servers, was the
-bottleneck at 64 connections), each sending its next request when the last is
-answered, for ``--seconds`` at 1, 8 and 64 clients, for mnist-mlp (a 28x28 digit) and
-transformer-encoder-reverse (12 token ids). Then the soak: ``--soak`` requests at 32 clients against
-the batched server with 5% malformed ones mixed in: no 5xx, every malformed one a 4xx, every
-well-formed answer equal to ``zoo.predict`` on the same input, and the server's RSS after warm-up
-(the first tenth) within 10% of its RSS at the end (checked from 10,000 requests on); the script
-fails otherwise.
+Each is measured on asyncio's own event loop and on uvloop (``--loop``; uvicorn's ``loop`` setting for
+the others): the plain ``serve`` extra has no uvloop. Clients are asyncio tasks in this process
+(aiohttp: httpx's async pool, not the servers, was the bottleneck at 64 connections), each sending
+its next request when the last is answered, for ``--seconds`` at 1, 16 and 64 clients, for mnist-mlp
+(a 28x28 digit) and transformer-encoder-reverse (12 token ids). Then the soak: ``--soak`` requests at
+32 clients against zoo serve with 5% malformed ones mixed in: no 5xx, every malformed one a 4xx,
+every well-formed answer equal to ``zoo.predict`` on the same input, and the server's RSS after
+warm-up (the first tenth) within 10% of its RSS at the end (checked from 10,000 requests on); the
+script fails otherwise. Needs the ``bench`` extra (LitServe, uvloop, aiohttp).
 
     python benchmarks/serving.py [--seconds 5] [--soak 20000]
 
-Last line: ``serving: batched/unbatched X.XX at 64 clients (encoder)``.
+Last line: ``serving: zoo/litserve at least X.XX (asyncio) Y.YY (uvloop), zoo p99/p50 at most Z.Z``:
+the smallest ratio of requests per second over both models and 1, 16 and 64 clients, and the largest
+ratio of zoo serve's p99 to its p50.
 """
 
 from __future__ import annotations
@@ -28,55 +33,118 @@ import asyncio
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from pathlib import Path
 
 import aiohttp
 import numpy as np
 
 MODELS = ("mnist-mlp", "transformer-encoder-reverse")
-CLIENTS = (1, 8, 64)
+CLIENTS = (1, 16, 64)
+LOOPS = ("asyncio", "uvloop")
+SERVERS = ("zoo", "litserve", "per-request")
 
 PER_REQUEST = r"""
 import sys
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 import zoo
 from zoo.use.predict import facts, predict as run
 
 app = FastAPI()
 registry = zoo.default_registry()
-models = {name: zoo.load(name) for name in sys.argv[1:]}
+port, loop, names = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+models = {name: zoo.load(name) for name in names}
 known = {name: facts(model, registry) for name, model in models.items()}
 
 @app.post("/v1/models/{name}/predict")
 def predict(name: str, body: dict):
     return run(models[name], body["inputs"], top_k=body.get("top_k", 5), known=known[name])
 
-config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-server = uvicorn.Server(config)
-import socket
-sock = socket.socket(); sock.bind(("127.0.0.1", 0)); sock.listen(2048)
-print(f"zoo serve: http://127.0.0.1:{sock.getsockname()[1]}/", flush=True)
-server.run(sockets=[sock])
+@app.get("/health")
+def health():
+    return "ok"
+
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop=loop)
+"""
+
+LITSERVE = r"""
+import sys
+import torch
+import litserve as ls
+import zoo
+from zoo.use.predict import facts, forward, interpret, prepare
+
+class Zoo(ls.LitAPI):
+    def __init__(self, name):
+        super().__init__(max_batch_size=64, batch_timeout=0.002, api_path=f"/v1/models/{name}/predict")
+        self.name = name
+
+    def setup(self, device):
+        self.model = zoo.load(self.name)
+        self.known = facts(self.model, zoo.default_registry())
+
+    def decode_request(self, request):
+        return prepare(request["inputs"], self.known.spec)[0]
+
+    def batch(self, inputs):
+        return torch.stack(inputs)
+
+    def predict(self, x):
+        return interpret(forward(self.model, x, self.known), x, 5, self.known)
+
+    def unbatch(self, output):
+        return output
+
+    def encode_response(self, output):
+        return [output]
+
+if __name__ == "__main__":  # LitServe spawns its workers, which import this file
+    port, loop, names = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    server = ls.LitServer([Zoo(name) for name in names], accelerator="cpu", workers_per_device=1)
+    server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False, num_api_servers=1,
+               loop=loop)
 """
 
 
-def start(kind: str) -> tuple[subprocess.Popen, str]:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(kind: str, loop: str) -> tuple[subprocess.Popen, str]:
     """A server process of ``kind`` on a free loopback port, and its base URL once it answers."""
-    if kind == "per-request":
-        command = [sys.executable, "-c", PER_REQUEST, *MODELS]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = free_port()
+    if kind == "zoo":
+        command = [sys.executable, "-m", "zoo", "serve", *MODELS, "--port", str(port), "--max-queue", "100000",
+                   "--timeout", "600", "--loop", loop]
     else:
-        command = [sys.executable, "-m", "zoo", "serve", *MODELS, "--port", "0", "--max-queue", "100000",
-                   "--timeout", "600", *(["--max-batch-size", "1"] if kind == "unbatched" else [])]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline()
-    if not line.startswith("zoo serve: http://127.0.0.1:"):
-        process.kill()
-        raise SystemExit(f"the {kind} server did not start: {line!r}")
-    return process, line.split()[2].rstrip("/")
+        script = Path(tempfile.mkdtemp(prefix="zoo-bench-")) / f"{kind}_server.py"  # not litserve.py: the package
+        script.write_text(LITSERVE if kind == "litserve" else PER_REQUEST)
+        command = [sys.executable, str(script), str(port), loop, *MODELS]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    health = f"{url}/v2/health/ready" if kind == "zoo" else f"{url}/health"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the {kind} server ({loop}) exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(health, timeout=2) as answer:
+                if answer.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.25)
+    process.kill()
+    raise SystemExit(f"the {kind} server ({loop}) did not answer in 120 s")
 
 
 def inputs(count: int, seed: int = 0) -> dict[str, list]:
@@ -191,24 +259,25 @@ def main() -> None:
 
     torch.set_num_threads(1)  # the clients' own work stays on one core
     samples = inputs(100)
-    expected = {name: zoo.predict(name, samples[name] if name != "mnist-mlp" else np.array(samples[name], np.uint8)[:, None])
-                for name in MODELS}
-    results: dict[tuple[str, str, int], dict] = {}
-    for kind in ("batched", "unbatched", "per-request"):
-        process, url = start(kind)
-        try:
-            for model in MODELS:
-                asyncio.run(load(url, model, samples[model], 1, min(1.0, args.seconds)))  # warm-up
-                for clients in CLIENTS:
-                    results[kind, model, clients] = r = asyncio.run(load(url, model, samples[model], clients,
-                                                                         args.seconds))
-                    print(f"{kind:12} {model:28} {clients:3} clients: {r['rps']:7.1f} req/s  "
-                          f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms", flush=True)
-            if kind == "batched":
-                checked = asyncio.run(soak(url, process.pid, samples, expected, args.soak))
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
+    expected = {name: zoo.predict(name, np.array(samples[name], np.uint8)[:, None] if name == "mnist-mlp"
+                                  else samples[name]) for name in MODELS}
+    results: dict[tuple[str, str, str, int], dict] = {}
+    for loop in LOOPS:
+        for kind in SERVERS:
+            process, url = start(kind, loop)
+            try:
+                for model in MODELS:
+                    asyncio.run(load(url, model, samples[model], 16, min(1.0, args.seconds)))  # warm-up
+                    for clients in CLIENTS:
+                        results[loop, kind, model, clients] = r = asyncio.run(
+                            load(url, model, samples[model], clients, args.seconds))
+                        print(f"{loop:8} {kind:12} {model:28} {clients:3} clients: {r['rps']:7.1f} req/s  "
+                              f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms", flush=True)
+                if kind == "zoo" and loop == "asyncio":
+                    checked = asyncio.run(soak(url, process.pid, samples, expected, args.soak))
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
     print(f"soak of {args.soak:,} requests at 32 clients, 5% malformed: {checked['2xx']:,} 2xx, {checked['4xx']:,} "
           f"4xx, {checked['5xx']} 5xx; malformed answered other than 4xx: {checked['bad_not_4xx']}; answers unlike "
           f"zoo.predict: {checked['wrong_answers']}; RSS {checked['rss_warm_mb']:.0f} MB after warm-up, "
@@ -217,13 +286,19 @@ def main() -> None:
     if checked["5xx"] or checked["bad_not_4xx"] or checked["wrong_answers"] or (args.soak >= 10000 and growth > 1.10):
         raise SystemExit("the soak failed: 5xx answers, malformed requests not answered 4xx, answers unlike "
                          "zoo.predict, or RSS grew more than 10% after warm-up")
-    for model in MODELS:
-        top = results["batched", model, 64]["rps"]
-        print(f"{model}: at 64 clients batched/unbatched {top / results['unbatched', model, 64]['rps']:.2f}, "
-              f"batched/per-request {top / results['per-request', model, 64]['rps']:.2f}")
-    encoder = "transformer-encoder-reverse"
-    ratio = results["batched", encoder, 64]["rps"] / results["unbatched", encoder, 64]["rps"]
-    print(f"serving: batched/unbatched {ratio:.2f} at 64 clients (encoder)")
+    least = {}
+    for loop in LOOPS:
+        ratios = {(model, clients): results[loop, "zoo", model, clients]["rps"]
+                  / results[loop, "litserve", model, clients]["rps"] for model in MODELS for clients in CLIENTS}
+        least[loop] = min(ratios.values())
+        print(f"{loop}: zoo/litserve " + ", ".join(f"{model} {clients}: {ratio:.2f}"
+                                                  for (model, clients), ratio in ratios.items()))
+        print(f"{loop}: zoo/per-request at 64 clients " + ", ".join(
+            f"{model} {results[loop, 'zoo', model, 64]['rps'] / results[loop, 'per-request', model, 64]['rps']:.2f}"
+            for model in MODELS))
+    tail = max(r["p99"] / r["p50"] for (loop, kind, _, _), r in results.items() if kind == "zoo")
+    print(f"serving: zoo/litserve at least {least['asyncio']:.2f} (asyncio) {least['uvloop']:.2f} (uvloop), "
+          f"zoo p99/p50 at most {tail:.1f}")
 
 
 if __name__ == "__main__":

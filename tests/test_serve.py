@@ -314,38 +314,45 @@ def test_slow_clients_are_cut_off_and_never_keep_an_honest_one_waiting(digits):
     """The slow-client attack: 40 connections that never finish their headers and 40 that never
     finish their body, with 2 places in the queue. An honest request is answered during it; the
     server closes the first kind after the read timeout and answers the second 408."""
-    import socket
-
     pixels, _, _ = digits
     body = json.dumps({"inputs": pixels[0, 0].tolist()}).encode()
-    with serving("mnist-mlp", max_queue=2, read_timeout=1.5) as url:
-        port = int(url.rsplit(":", 1)[1])
-        heads, bodies = [], []
-        for i in range(80):
-            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-            head = f"POST /v1/models/mnist-mlp/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            if i % 2:
-                conn.sendall(f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                             + body[:100])
-                bodies.append(conn)
-            else:
-                conn.sendall(head.encode())
-                heads.append(conn)
-        started = time.monotonic()
-        with httpx.Client(base_url=url, timeout=10) as http:
-            answer = http.post("/v1/models/mnist-mlp/predict", content=body,
-                               headers={"content-type": "application/json"})
-        assert answer.status_code == 200 and time.monotonic() - started < 1.0  # before any slow one was cut off
-        for conn in heads:  # closed by the server: end of stream, no answer
-            assert conn.recv(1024) == b""
-        for conn in bodies:
-            reply = b"".join(iter(lambda conn=conn: conn.recv(4096), b""))  # to the server's close
-            assert reply.startswith(b"HTTP/1.1 408 ") and b"did not arrive within 1.5 s" in reply, reply[:200]
-        assert time.monotonic() - started < 8
-        for conn in heads + bodies:
-            conn.close()
+    with serving("mnist-mlp", max_queue=2, read_timeout=2.0) as url:
+        slow_client_attack(url, body, 80, 2.0)
         with httpx.Client(base_url=url, timeout=10) as http:
             assert http.post("/v1/models/mnist-mlp/predict", json={"inputs": pixels[0, 0].tolist()}).status_code == 200
+
+
+def slow_client_attack(url: str, body: bytes, connections: int, read_timeout: float) -> None:
+    """Open ``connections`` to mnist-mlp's predict, half sending part of their headers, half their
+    headers and part of their body; assert that an honest request is answered at once, that the
+    server closes the first half after ``read_timeout`` and answers the second 408."""
+    import socket
+
+    port = int(url.rsplit(":", 1)[1])
+    heads, bodies = [], []
+    for i in range(connections):
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        head = f"POST /v1/models/mnist-mlp/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        if i % 2:
+            conn.sendall(f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                         + body[:100])
+            bodies.append(conn)
+        else:
+            conn.sendall(head.encode())
+            heads.append(conn)
+    started = time.monotonic()
+    with httpx.Client(base_url=url, timeout=10) as http:
+        answer = http.post("/v1/models/mnist-mlp/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 200 and time.monotonic() - started < read_timeout  # before any slow one was cut off
+    for conn in heads:  # closed by the server: end of stream, no answer
+        assert conn.recv(1024) == b""
+    for conn in bodies:
+        reply = b"".join(iter(lambda conn=conn: conn.recv(4096), b""))  # to the server's close
+        assert reply.startswith(b"HTTP/1.1 408 ") and f"did not arrive within {read_timeout:g} s".encode() in reply, \
+            reply[:200]
+    assert time.monotonic() - started < read_timeout + 6.5
+    for conn in heads + bodies:
+        conn.close()
 
 
 def test_past_max_connections_a_request_gets_503_until_the_slow_ones_are_cut_off(digits):
@@ -462,20 +469,24 @@ def test_sigterm_drains_requests_in_flight_and_exits_0(digits):
         process.kill()
 
 
-def test_workers_share_the_port_and_their_metrics(digits):
+def test_workers_share_the_port_and_their_metrics_and_each_cuts_off_slow_clients(digits):
     pixels, _, _ = digits
-    process = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "mnist-mlp", "--port", "0", "--workers", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "mnist-mlp", "--port", "0", "--workers", "2",
+                                "--read-timeout", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = process.stdout.readline().split()[2].rstrip("/")
         with httpx.Client(base_url=url, timeout=60) as http:
             _wait(lambda: _answers(http))
+            # both processes accept on the port: the attack's connections land on both, and each
+            # process applies the command's read timeout to its own
+            slow_client_attack(url, json.dumps({"inputs": pixels[0, 0].tolist()}).encode(), 40, 2.0)
             body = {"inputs": pixels[0, 0].tolist()}
             with ThreadPoolExecutor(6) as pool:
                 answers = list(pool.map(lambda _: http.post("/v1/models/mnist-mlp/predict", json=body), range(12)))
             assert [a.status_code for a in answers] == [200] * 12
             metrics = http.get("/metrics").text
-        assert _sample(metrics, 'zoo_requests_total{endpoint="predict",model="mnist-mlp",status="200"}') == 12
+        # the attack's honest request, then these 12; the slow ones that sent a body answered 408
+        assert _sample(metrics, 'zoo_requests_total{endpoint="predict",model="mnist-mlp",status="200"}') == 13
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
@@ -501,6 +512,9 @@ def test_serve_errors_are_one_line(monkeypatch):
     missing = run_zoo("serve", "mnist-mlp")
     assert missing.returncode == 2
     assert "(batched missing): pip install -e '.[serve]' in a zoo checkout" in missing.stderr
+    monkeypatch.setattr(zoo_serve, "_importable", lambda name: name != "uvloop")
+    no_uvloop = run_zoo("serve", "mnist-mlp", "--loop", "uvloop")
+    assert no_uvloop.returncode == 2 and "--loop uvloop needs the uvloop package" in no_uvloop.stderr
 
 
 def test_aliases_and_files_serve_under_their_names(tmp_path):

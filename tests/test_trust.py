@@ -11,16 +11,14 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import (BIN, REGRESSION, SMALL_MLP, StaticServer, fixture_site, make_run, raw_meta, rewrite_meta,
+from conftest import (BIN, REGRESSION, SMALL_MLP, fixture_site, make_run, raw_meta, rewrite_meta,
                       run_zoo, write_recipe)
 
 import zoo

@@ -74,7 +74,8 @@ def build(recipe, *, overrides=(), out=None, resume: bool = False, nproc: int = 
     """Train a recipe as ``zoo build`` does -- a recipe file, a shipped recipe's name, or the recipe as a
     dict -- and return a :class:`zoo.training.outcome.Built` (the run folder, the weights file and the
     metrics it records, the store's label, the epoch kept); a list of them for a sweep. Problems
-    raise ZooError (a RecipeError names the line). ``overrides`` are ``--set`` items."""
+    raise ZooError (a RecipeError names the line); Ctrl-C saves a checkpoint and raises
+    :class:`zoo.training.loop.Interrupted` (``resume=True`` goes on). ``overrides`` are ``--set`` items."""
     from zoo.training.outcome import train
 
     return train(recipe, registry or default_registry(), overrides=overrides, out=out, resume=resume, nproc=nproc,
@@ -93,8 +94,8 @@ def search(recipe, *, overrides=(), out=None, trials: int | None = None, workers
 
 def push(model, dest: str, *, force: bool = False, registry: Registry | None = None):
     """Publish a model (a module from :func:`load`, or what ``load`` takes) as ``zoo push`` does, to a
-    folder or ``hf-hub:ORG/REPO[@BRANCH]``; returns what it did (:class:`zoo.use.share.Pushed`:
-    where, the files changed, the Hub commit)."""
+    folder, ``hf-hub:ORG/REPO[@BRANCH]`` or a plugin's destination (``mlflow:NAME``); returns what it
+    did (:class:`zoo.use.share.Pushed`: where, the files changed, the Hub commit or registry version)."""
     from zoo.use.share import push as publish
 
     registry = registry or default_registry()

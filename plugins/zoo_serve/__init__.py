@@ -55,6 +55,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="connections open at once, beyond them 503 (default 1000; fewer if the file-descriptor "
                         "limit is lower)")
     p.add_argument("--poll", type=number(0, 86_400, above=True), default=2.0, help="seconds between checks for new builds (default 2)")
+    p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="the event loop: uvloop when it is installed (auto, the default), or asyncio's own")
     keys = p.add_argument_group("access (docs/serving.md#api-keys)")
     keys.add_argument("--api-key", action="append", default=[], metavar="KEY",
                       help="require Authorization: Bearer KEY on every endpoint but /v2/health/* (repeatable; "
@@ -79,6 +81,8 @@ def serve(args: argparse.Namespace) -> int:
         raise ZooError(f"--port {args.port} is not a port (0 to 65535)")
     if min(args.batch_timeout_ms, args.max_body_mb, args.timeout, args.poll) <= 0:
         raise ZooError("--batch-timeout-ms, --max-body-mb, --timeout and --poll must be positive")
+    if args.loop == "uvloop" and not _importable("uvloop"):
+        raise ZooError("--loop uvloop needs the uvloop package: pip install uvloop (or leave --loop auto)")
     host = address(args.host)
     access = Access(_keys(args), args.public_page, loopback_hosts(host))
     limits = Limits(max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
@@ -98,7 +102,7 @@ def serve(args: argparse.Namespace) -> int:
     guarded = f"; {len(access.keys)} API key(s) required" if access.keys else ""
     print(f"zoo serve: http://{host}:{port}/ serving {', '.join(names)}{guarded} (Ctrl-C or SIGTERM stops)",
           flush=True)
-    config = server_config(limits)
+    config = {**server_config(limits), "loop": args.loop}
     quiet_floods()
     # uvicorn drains the requests in flight on SIGTERM, then raises the signal again: here, to no effect.
     signal.signal(signal.SIGTERM, lambda *_: None)
