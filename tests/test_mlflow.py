@@ -48,22 +48,24 @@ def store(tmp_path_factory):
             interrupting.setattr(MlflowLogger, "zoo_epoch_end", interrupt_after_epoch_1)
             with pytest.raises(Interrupted, match="interrupted at epoch 2, batch 0"):
                 zoo.build(digits_recipe(2), out=folder / "run")
-            built = zoo.build(digits_recipe(2), out=folder / "run", resume=True)
-        yield mlflow.MlflowClient(), built, folder
+            said = []
+            built = zoo.build(digits_recipe(2), out=folder / "run", resume=True, log=said.append)
+        yield mlflow.MlflowClient(), built, folder, said
 
 
 @pytest.fixture
 def tracking(store, monkeypatch):
-    client, built, folder = store
+    client, built, folder, _ = store
     monkeypatch.chdir(folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
     return client, built
 
 
-def test_a_build_interrupted_and_resumed_is_one_mlflow_run_with_its_epochs_params_and_files(tracking):
+def test_a_build_interrupted_and_resumed_is_one_mlflow_run_with_its_epochs_params_and_files(tracking, store):
     client, built = tracking
     experiment = client.get_experiment_by_name("digits")
     (run,) = client.search_runs([experiment.experiment_id])
+    assert f"logging to MLflow: {client.tracking_uri}, run {run.info.run_id} (resumed)" in store[3]
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
     assert run.data.tags["zoo.label"] == built.label == "digits@1" and run.data.tags["zoo.purpose"] == "build"
     for key in ("test_accuracy", "test_loss", "train_loss"):

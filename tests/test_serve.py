@@ -456,6 +456,7 @@ def test_sigterm_drains_requests_in_flight_and_exits_0(digits):
         assert line.startswith("zoo serve: http://127.0.0.1:"), (line, process.stderr.read() if not line else "")
         url = line.split()[2].rstrip("/")
         with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(3) as pool:
+            _wait(lambda: _answers(http))  # serving: the port listens from the first line, the app a little later
             body = {"inputs": pixels[0, 0].tolist(), "top_k": 5}
             pending = [pool.submit(http.post, "/v1/models/mnist-mlp/predict", json=body) for _ in range(3)]
             time.sleep(0.5)  # the three wait in the batcher (1.5 s) when SIGTERM comes

@@ -46,8 +46,9 @@ class MlflowLogger:
             may_fetch(f"mlflow-logger's tracking_uri {self.tracking_uri}")
         self.client = client = self.client_class(self.tracking_uri)
         try:
-            if self.run_id is not None and _exists(client, self.run_id):
+            if self.run_id is not None and _exists(client, self.run_id):  # resumed: the checkpoint's run
                 client.update_run(self.run_id, status="RUNNING")
+                run.log(f"logging to MLflow: {client.tracking_uri}, run {self.run_id} (resumed)")
                 return
             tags = {"zoo.recipe": run.name, "zoo.folder": str(run.folder), "zoo.purpose": run.purpose,
                     "mlflow.source.name": "zoo build", **({"zoo.variant": run.sweep} if run.sweep else {})}
