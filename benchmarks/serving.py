@@ -119,15 +119,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(kind: str, loop: str) -> tuple[subprocess.Popen, str]:
-    """A server process of ``kind`` on a free loopback port, and its base URL once it answers."""
+def start(kind: str, loop: str, scratch: Path) -> tuple[subprocess.Popen, str]:
+    """A server process of ``kind`` on a free loopback port (its script, if any, written in ``scratch``),
+    and its base URL once it answers."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     port = free_port()
     if kind == "zoo":
         command = [sys.executable, "-m", "zoo", "serve", *MODELS, "--port", str(port), "--max-queue", "100000",
                    "--timeout", "600", "--loop", loop]
     else:
-        script = Path(tempfile.mkdtemp(prefix="zoo-bench-")) / f"{kind}_server.py"  # not litserve.py: the package
+        script = scratch / f"{kind}_server.py"  # not litserve.py, which would hide the package
         script.write_text(LITSERVE if kind == "litserve" else PER_REQUEST)
         command = [sys.executable, str(script), str(port), loop, *MODELS]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -262,9 +263,10 @@ def main() -> None:
     expected = {name: zoo.predict(name, np.array(samples[name], np.uint8)[:, None] if name == "mnist-mlp"
                                   else samples[name]) for name in MODELS}
     results: dict[tuple[str, str, str, int], dict] = {}
+    scratch = tempfile.TemporaryDirectory(prefix="zoo-bench-")
     for loop in LOOPS:
         for kind in SERVERS:
-            process, url = start(kind, loop)
+            process, url = start(kind, loop, Path(scratch.name))
             try:
                 for model in MODELS:
                     asyncio.run(load(url, model, samples[model], 16, min(1.0, args.seconds)))  # warm-up

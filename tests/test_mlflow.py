@@ -158,3 +158,15 @@ def test_without_mlflow_installed_the_logger_and_push_say_how_to_install_it(trac
         zoo.push(built.weights, "mlflow:digits")
     with pytest.raises(zoo.ZooError, match="needs the mlflow package"):
         zoo.build(digits_recipe(1), out=tmp_path / "run")
+
+
+def test_on_other_ranks_a_resumed_logger_sends_nothing(tracking):
+    """Every rank restores the checkpoint's run id; only rank 0, which opened the run, logs to it."""
+    from zoo_mlflow.tracking import MlflowLogger
+
+    logger = MlflowLogger()
+    logger.load_state_dict({"run_id": "run-of-rank-0"})
+    logger.zoo_epoch_end(run=None, epoch=2, metrics={"train_loss": 0.5})
+    logger.zoo_interrupted(run=None)
+    logger.zoo_run_end(run=None, weights=None)
+    assert logger.state_dict() == {"run_id": "run-of-rank-0"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.api import InputSpec, Registry, ZooError, install_hint, load_located, locate, zoo_version
+from zoo.api import InputSpec, Registry, ZooError, facts, install_hint, load_located, locate, predict, zoo_version
 
 INSTALL = install_hint("mlflow")
 TOP_K = 5
@@ -55,16 +55,12 @@ class ZooModel:
     """A zoo model as pyfunc's ``_load_pyfunc`` returns it."""
 
     def __init__(self, weights: Path):
-        from zoo.api import facts
-
         registry = Registry.from_environment()
         self.model = load_located(locate(str(weights), registry), registry)
         self.known = facts(self.model, registry)
 
     def predict(self, model_input: object, params: dict | None = None) -> list[dict]:
         """What ``zoo predict`` gives for ``model_input`` (a batch of raw inputs)."""
-        from zoo.api import predict
-
         return predict(self.model, model_input, (params or {}).get("top_k", TOP_K), known=self.known)
 
 

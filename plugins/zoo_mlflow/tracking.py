@@ -60,7 +60,7 @@ class MlflowLogger:
         run.log(f"logging to MLflow: {client.tracking_uri}, run {self.run_id}")
 
     def zoo_epoch_end(self, run, epoch, metrics):
-        if self.run_id is None:
+        if self.client is None:  # not rank 0
             return
         from mlflow.entities import Metric
 
@@ -70,7 +70,7 @@ class MlflowLogger:
         self.client.log_batch(self.run_id, metrics=numbers)
 
     def zoo_run_end(self, run, weights):
-        if self.run_id is None:
+        if self.client is None:  # not rank 0
             return
         for path in sorted(run.folder.iterdir()):
             if path.is_file() and path.suffix in ARTIFACTS:
@@ -85,7 +85,7 @@ class MlflowLogger:
         self.client.set_terminated(self.run_id)
 
     def zoo_interrupted(self, run):
-        if self.run_id is not None:
+        if self.client is not None:
             self.client.set_terminated(self.run_id, "KILLED")
 
     def state_dict(self) -> dict:
